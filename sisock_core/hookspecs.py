@@ -1,0 +1,100 @@
+"""Hook specifications: the whole contract between the core and a plugin.
+
+A plugin is a module (or object) with functions decorated by
+``sisock_core.hookimpl``, found through the ``sisock.plugins`` entry-point group.
+Each data node wraps exactly one plugin, so ``firstresult`` hooks are answered by
+that plugin. Implementations may accept fewer arguments than the spec names, so
+specs can grow without breaking plugins.
+
+Hooks are plain synchronous Python. The core calls ``list_fields`` and
+``read_range`` in a worker thread, never on the reactor thread, so they may block
+on disks and databases. Times given to hooks are absolute UNIX times (the core has
+already resolved sisock's "t <= 0 means now + t" rule).
+
+Lifecycle: ``sisock_plugin_spec`` (at config load) → ``node_start`` → any number of
+``list_fields`` / ``read_range`` calls, and ``subscribe`` once for live plugins →
+``node_stop``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pluggy
+
+from sisock_core.model import Field, NodeContext, PluginSpec, Timeline
+
+hookspec = pluggy.HookspecMarker("sisock")
+
+# -- declaration --------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def sisock_plugin_spec() -> PluginSpec:
+    """Declare the plugin: its options class, default node name and description.
+
+    Required. Called when the site config is loaded, before any node starts; the
+    options class is used to structure and validate the plugin's ``[nodes.<name>]``
+    table.
+    """
+
+
+# -- lifecycle ----------------------------------------------------------------
+
+
+@hookspec
+def node_start(node: NodeContext) -> None:
+    """Prepare to serve ``node`` (open files, check directories, fill ``node.state``).
+
+    Optional. Called once in the node's process before it registers on the router.
+    Raise an exception with a clear message (e.g. "data directory /x does not
+    exist") to refuse to start; the message is shown to the operator.
+    """
+
+
+@hookspec
+def node_stop(node: NodeContext) -> None:
+    """Release what ``node_start`` acquired. Optional; called once at shutdown."""
+
+
+# -- data ----------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def list_fields(node: NodeContext, start: float, end: float) -> Iterable[Field] | None:
+    """Return the fields that have at least one sample in ``[start, end)``.
+
+    Fields without samples in the range may be included. Return ``None`` to let the
+    core answer from its live cache (plugins implementing ``subscribe`` usually do).
+    Called in a worker thread.
+    """
+
+
+@hookspec(firstresult=True)
+def read_range(
+    node: NodeContext, fields: Sequence[str], start: float, end: float
+) -> Mapping[str, Timeline] | None:
+    """Return the samples of ``fields`` in ``[start, end)``, keyed by timeline name.
+
+    Unknown fields are simply left out (the core answers them with empty arrays).
+    Return full-resolution data: the core trims to the range and decimates
+    (``min_stride``, ``MAX_POINTS``, Grafana's ``maxDataPoints``); plugins never
+    decimate. Return ``None`` to let the core answer from its live cache. Called in
+    a worker thread; may block.
+    """
+
+
+@hookspec(firstresult=True)
+def subscribe(
+    node: NodeContext,
+    publish: Callable[[str, np.ndarray, Mapping[str, np.ndarray]], None],
+) -> Callable[[], None] | None:
+    """Start delivering live samples; return a callable that stops delivery.
+
+    Optional: only live plugins (sensors, datafeed) implement it. Call
+    ``publish(timeline, t, {field: values})`` with a batch of samples from any
+    thread; the core appends them to its bounded live cache and answers
+    ``get_fields``/``get_data`` from it when ``list_fields``/``read_range`` return
+    ``None``.
+    """

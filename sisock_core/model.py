@@ -1,0 +1,84 @@
+"""The data model shared by the core and plugins (pure, no Twisted).
+
+A plugin declares its fields as :class:`Field` values and answers reads with
+:class:`Timeline` values holding numpy arrays. The core turns these into the
+sisock wire format (see ``wire-protocol.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping
+
+import attrs
+import numpy as np
+
+FieldType = Literal["number", "string", "bool"]
+
+
+@attrs.frozen
+class Field:
+    """One channel a node serves, declared once as data.
+
+    ``timeline`` names the group of fields sharing timestamps; ``interval`` is the
+    nominal sample spacing of that timeline in seconds (``None`` if irregular).
+    """
+
+    name: str
+    timeline: str
+    type: FieldType = "number"
+    units: str | None = None
+    description: str | None = None
+    interval: float | None = None
+
+
+@attrs.define
+class Timeline:
+    """Samples of one timeline, as a plugin returns them from ``read_range``.
+
+    ``t`` is a 1-D float array of UNIX times in ascending order; ``data`` maps each
+    field name to an array of the same length. ``finalized_until`` is the time up to
+    which the data will not change any more (``None``: unknown).
+    """
+
+    t: np.ndarray
+    data: dict[str, np.ndarray]
+    finalized_until: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self.t = np.asarray(self.t, dtype=np.float64)
+        self.data = {k: np.asarray(v) for k, v in self.data.items()}
+        for name, values in self.data.items():
+            if values.shape != self.t.shape:
+                raise ValueError(
+                    f"timeline field {name!r} has {values.shape[0] if values.ndim else 0} "
+                    f"values for {self.t.shape[0]} timestamps"
+                )
+
+
+@attrs.frozen
+class PluginSpec:
+    """What a plugin declares about itself (returned by the ``sisock_plugin_spec`` hook).
+
+    ``options`` is an attrs class whose fields are the plugin's options in
+    ``[nodes.<name>]`` tables; ``env`` maps original environment variables to option
+    names (they override the config, so an existing deployment carries over).
+    """
+
+    default_node_name: str
+    description: str
+    options: type | None = None
+    env: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.define
+class NodeContext:
+    """What a plugin's hooks receive about the node they serve.
+
+    ``options`` is an instance of the plugin's options class. ``state`` is a dict the
+    plugin may fill in ``node_start`` and use in later hooks (open handles, caches).
+    """
+
+    name: str
+    description: str
+    options: Any = None
+    state: dict[str, Any] = attrs.field(factory=dict)

@@ -1,0 +1,29 @@
+"""sisock's time rule: t > 0 is a UNIX time, t <= 0 means ``now + t``."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+
+class TimeRangeError(ValueError):
+    """A start or end time that is not a finite number."""
+
+
+def resolve_time(t: float, now: float) -> float:
+    """Return the absolute UNIX time for sisock time ``t`` given ``now``."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        raise TimeRangeError(f"time must be a number, got {type(t).__name__} {t!r}")
+    t = float(t)
+    if not math.isfinite(t):
+        raise TimeRangeError(f"time must be finite, got {t!r}")
+    return t if t > 0 else now + t
+
+
+def resolve_range(
+    start: float, end: float, clock: Callable[[], float] = time.time
+) -> tuple[float, float]:
+    """Resolve a sisock ``(start, end)`` pair with one reading of the clock."""
+    now = clock()
+    return resolve_time(start, now), resolve_time(end, now)
