@@ -1,0 +1,387 @@
+"""The ``sisock`` command line.
+
+``sisock up`` runs a whole site (router, hub, every node in its own process);
+``sisock check`` validates a site file; ``sisock nodes``, ``fields`` and ``get``
+query a running site. ``hub``, ``node`` and ``router`` run one component alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+CONFIG_HELP = (
+    "site file (TOML); default: $SISOCK_CONFIG, else the embedded defaults "
+    "(the example weather node)"
+)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _config_path(arg: str | None) -> str | None:
+    return arg or os.environ.get("SISOCK_CONFIG") or None
+
+
+def _load(arg: str | None):
+    from sisock_core.config import ConfigError, load_config
+
+    try:
+        return load_config(_config_path(arg))
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(2)
+
+
+def _config_args(arg: str | None) -> list[str]:
+    path = _config_path(arg)
+    return ["--config", os.path.abspath(path)] if path else []
+
+
+def parse_time(text: str) -> float:
+    """A sisock time: a UNIX time, a number <= 0 (seconds before now), or ISO-8601 UTC."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use a UNIX time, -3600 for an hour ago, or 2017-07-20T00:00Z)"
+        )
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+def _run_reactor(main: Any, *args: Any) -> None:
+    """Run ``main(reactor, *args)`` (a coroutine function) under the reactor."""
+    from twisted.internet import defer, task
+
+    def runner(reactor: Any) -> Any:
+        return defer.Deferred.fromCoroutine(main(reactor, *args))
+
+    task.react(runner)
+
+
+# -- client commands ---------------------------------------------------------------
+
+
+async def _with_consumer(reactor: Any, cfg: Any, work: Any, timeout: float = 15.0) -> Any:
+    """Join the router as the consumer user, run ``await work(session)``, leave."""
+    from twisted.internet import defer
+
+    from sisock_core.wamp import make_component
+
+    comp = make_component(cfg, consumer=True, max_retries=0)
+    result: defer.Deferred = defer.Deferred()
+
+    async def on_join(session: Any, details: Any) -> None:
+        try:
+            value = await work(session)
+        except Exception as exc:
+            if not result.called:
+                result.errback(exc)
+        else:
+            if not result.called:
+                result.callback(value)
+        session.leave()
+
+    def on_connectfailure(comp_: Any, exc: Any) -> None:
+        if not result.called:
+            result.errback(RuntimeError(f"cannot reach the router at {cfg.router.host}:{cfg.router.tls_port}: {exc}"))
+
+    comp.on("join", on_join)
+    comp.on("connectfailure", on_connectfailure)
+    done = comp.start(reactor)
+
+    def finished(res: Any) -> Any:
+        if not result.called:
+            result.errback(RuntimeError(
+                f"could not join the router at {cfg.router.host}:{cfg.router.tls_port}: {res}"))
+        return None
+
+    done.addBoth(finished)
+    result.addTimeout(timeout, reactor)
+    try:
+        return await result
+    finally:
+        if not done.called:
+            comp.stop()
+
+
+def _fail(msg: str) -> None:
+    sys.stderr.write(f"sisock: {msg}\n")
+    raise SystemExit(1)
+
+
+def _wamp_error_text(exc: Exception) -> str:
+    from autobahn.wamp.exception import ApplicationError
+
+    if isinstance(exc, ApplicationError):
+        if exc.error == "wamp.error.no_such_procedure":
+            return "no such node is serving (see 'sisock nodes')"
+        return f"{exc.error}: {' '.join(str(a) for a in exc.args)}"
+    return str(exc)
+
+
+def cmd_nodes(args: argparse.Namespace) -> None:
+    from sisock_core.wamp import HUB_LIST
+
+    cfg = _load(args.config)
+
+    async def main(reactor: Any) -> None:
+        try:
+            nodes = await _with_consumer(reactor, cfg, lambda s: s.call(HUB_LIST))
+        except Exception as exc:
+            _fail(_wamp_error_text(exc))
+        if args.json:
+            print(json.dumps(nodes, indent=1))
+            return
+        if not nodes:
+            print("no data nodes are live")
+        width = max((len(n["name"]) for n in nodes), default=4)
+        for n in nodes:
+            print(f"{n['name']:<{width}}  {n['description']}")
+
+    _run_reactor(main)
+
+
+def cmd_fields(args: argparse.Namespace) -> None:
+    from sisock_core.wamp import node_uri
+
+    cfg = _load(args.config)
+
+    async def main(reactor: Any) -> None:
+        try:
+            fields, timelines = await _with_consumer(
+                reactor, cfg, lambda s: s.call(node_uri(args.node, "get_fields"), args.start, args.end)
+            )
+        except Exception as exc:
+            _fail(f"{args.node}: {_wamp_error_text(exc)}")
+        if args.json:
+            print(json.dumps({"fields": fields, "timelines": timelines}, indent=1))
+            return
+        rows = [("FIELD", "TYPE", "UNITS", "TIMELINE", "DESCRIPTION")]
+        for name in sorted(fields):
+            f = fields[name]
+            rows.append((name, f.get("type") or "", f.get("units") or "", f.get("timeline") or "",
+                         f.get("description") or ""))
+        _print_table(rows)
+
+    _run_reactor(main)
+
+
+def _print_table(rows: Sequence[Sequence[Any]]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def _fmt_time(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def cmd_get(args: argparse.Namespace) -> None:
+    from sisock_core.wamp import node_uri
+
+    cfg = _load(args.config)
+
+    async def main(reactor: Any) -> None:
+        try:
+            answer = await _with_consumer(
+                reactor, cfg,
+                lambda s: s.call(node_uri(args.node, "get_data"), list(args.field), args.start,
+                                 args.end, args.min_stride),
+                timeout=args.timeout,
+            )
+        except Exception as exc:
+            _fail(f"{args.node}: {_wamp_error_text(exc)}")
+        if args.json:
+            print(json.dumps(answer))
+            return
+        print_data_table(answer, args.field, limit=args.limit)
+
+    _run_reactor(main)
+
+
+def print_data_table(answer: dict, fields: Sequence[str], limit: int | None = None) -> None:
+    """Print a get_data answer as one table per timeline."""
+    data = answer.get("data", {})
+    shown = set()
+    for tl_name, tl in answer.get("timeline", {}).items():
+        t = tl.get("t", [])
+        cols = [f for f in fields if f in data and len(data[f]) == len(t) and f not in shown]
+        if not cols:
+            continue
+        shown.update(cols)
+        print(f"# timeline {tl_name}: {len(t)} samples, finalized until "
+              f"{_fmt_time(tl['finalized_until']) if tl.get('finalized_until') else 'unknown'}")
+        rows = [("TIME (UTC)", *cols)]
+        idx = range(len(t))
+        if limit and len(t) > limit:
+            half = limit // 2
+            idx = [*range(half), -1, *range(len(t) - half, len(t))]
+        for i in idx:
+            if i == -1:
+                rows.append(("...", *["..." for _ in cols]))
+            else:
+                rows.append((_fmt_time(t[i]), *[data[c][i] for c in cols]))
+        _print_table(rows)
+        print()
+    for f in fields:
+        if f not in shown:
+            print(f"# {f}: no data in range")
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    from sisock_core.config import describe_config
+
+    cfg = _load(args.config_file or args.config)
+    print(describe_config(cfg))
+    print("configuration OK")
+
+
+# -- component runners -------------------------------------------------------------
+
+
+def cmd_hub(args: argparse.Namespace) -> None:
+    from sisock_core.hub import Hub
+    from sisock_core.logs import announce_ready, setup_logging
+
+    cfg = _load(args.config)
+    setup_logging(cfg.log_level)
+
+    async def main(reactor: Any) -> None:
+        _exit_when_stdin_closes(reactor, args)
+        hub = Hub(cfg, on_ready=lambda: announce_ready("hub"))
+        await hub.start(reactor)
+
+    _run_reactor(main)
+
+
+def cmd_node(args: argparse.Namespace) -> None:
+    from twisted.logger import Logger
+
+    from sisock_core.datanode import DataNodeServer
+    from sisock_core.logs import announce_ready, setup_logging
+
+    cfg = _load(args.config)
+    setup_logging(cfg.log_level)
+    log = Logger(namespace="sisock.node")
+    node_cfg = cfg.nodes.get(args.name)
+    if node_cfg is None:
+        _fail(f"no node named {args.name!r} in {cfg.path} (nodes: {', '.join(cfg.nodes) or 'none'})")
+    server = DataNodeServer(cfg, node_cfg, on_ready=lambda: announce_ready(f"node {args.name}"))
+    try:
+        server.start_plugin()
+    except Exception as exc:
+        log.critical("node {name} cannot start: {error}", name=args.name, error=f"{type(exc).__name__}: {exc}")
+        raise SystemExit(3)
+
+    async def main(reactor: Any) -> None:
+        _exit_when_stdin_closes(reactor, args)
+        await server.start()
+
+    _run_reactor(main)
+
+
+def _exit_when_stdin_closes(reactor: Any, args: argparse.Namespace) -> None:
+    """Under ``sisock up`` our stdin is a pipe from it: stop when it closes."""
+    if not getattr(args, "supervised", False):
+        return
+    from twisted.internet import protocol, stdio
+
+    class Watch(protocol.Protocol):
+        def connectionLost(self, reason: Any = None) -> None:
+            if reactor.running:
+                reactor.stop()
+
+    stdio.StandardIO(Watch(), stdout=os.open(os.devnull, os.O_WRONLY), reactor=reactor)
+
+
+def cmd_router(args: argparse.Namespace) -> None:
+    from sisock_core.logs import setup_logging
+    from sisock_core.site import run_router_only
+
+    cfg = _load(args.config_file or args.config)
+    setup_logging(cfg.log_level)
+    _run_reactor(run_router_only, cfg)
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from sisock_core.logs import setup_logging
+    from sisock_core.site import run_site
+
+    path = args.config_file or args.config
+    cfg = _load(path)
+    setup_logging(cfg.log_level)
+    _run_reactor(run_site, cfg, _config_args(path))
+
+
+# -- parser ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sisock",
+        description="Serve observatory housekeeping time series over WAMP to live dashboards.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str, fn: Any, positional_config: bool = False) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=fn)
+        sp.add_argument("-c", "--config", help=CONFIG_HELP)
+        if positional_config:
+            sp.add_argument("config_file", nargs="?", metavar="SITE_FILE", help=CONFIG_HELP)
+        return sp
+
+    add("up", "run the site: router, hub and every configured node (Ctrl-C stops all)",
+        cmd_up, positional_config=True)
+    add("check", "validate a site file and print what it would run; starts nothing",
+        cmd_check, positional_config=True)
+    add("router", "run only the crossbar router of a site", cmd_router, positional_config=True)
+
+    sp = add("nodes", "list the live data nodes", cmd_nodes)
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("fields", "list the fields of a node", cmd_fields)
+    sp.add_argument("node", help="node name, e.g. apex_archive")
+    sp.add_argument("--start", type=parse_time, default=1.0, help="start time (default: all time)")
+    sp.add_argument("--end", type=parse_time, default=0.0, help="end time (default: now)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("get", "print a node's data for some fields and a time range", cmd_get)
+    sp.add_argument("node", help="node name, e.g. apex_archive")
+    sp.add_argument("field", nargs="+", help="field names")
+    sp.add_argument("--start", type=parse_time, default=-3600.0,
+                    help="UNIX time, seconds before now (<= 0) or ISO-8601 UTC (default: -3600)")
+    sp.add_argument("--end", type=parse_time, default=0.0, help="as --start (default: now)")
+    sp.add_argument("--min-stride", type=float, default=None,
+                    help="seconds between samples; min and max per bucket are kept")
+    sp.add_argument("--limit", type=int, default=40,
+                    help="rows shown per timeline in the table (first and last half; 0: all)")
+    sp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
+    sp.add_argument("--json", action="store_true", help="print the raw get_data answer as JSON")
+
+    sp = add("hub", "run only the hub (the list of live data nodes)", cmd_hub)
+    sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    sp = add("node", "run one data node of the site file", cmd_node)
+    sp.add_argument("name", help="the node's name ([nodes.<name>] in the site file)")
+    sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""``sisock up``: start a site's router, hub and nodes, and keep them running.
+
+Order: the router (if ``router.start``), then the hub (if ``hub.start``), then
+every enabled node, each in its own process so one crashing node cannot take the
+others down. Each waits for the one before it to be ready instead of sleeping.
+SIGINT/SIGTERM stops nodes first, then the hub, then the router.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from sisock_core.config import SiteConfig
+from sisock_core.logs import announce_ready
+from sisock_core.supervisor import SupervisedChild
+
+log = Logger(namespace="sisock.up")
+
+#: Seconds to wait for the hub and for each node to report ready.
+HUB_READY_TIMEOUT = 60.0
+NODE_READY_TIMEOUT = 120.0
+
+
+def _forever() -> defer.Deferred:
+    return defer.Deferred()
+
+
+def _ready_within(child: SupervisedChild, timeout: float, reactor: Any) -> defer.Deferred:
+    """Fire True when ``child`` is ready, or False after ``timeout`` seconds."""
+    out: defer.Deferred = defer.Deferred()
+
+    def fire(value: bool) -> None:
+        if not out.called:
+            out.callback(value)
+
+    child.ready.addCallback(lambda r: (fire(True), r)[1])
+    reactor.callLater(timeout, fire, False)
+    return out
+
+
+async def start_router(reactor: Any, cfg: SiteConfig) -> Any:
+    """Start crossbar for this site after the security checks; return its process."""
+    from sisock_core.router import RouterProcess, check_secrets_for_interfaces, load_secrets
+
+    secrets = load_secrets(cfg, create=True)
+    check_secrets_for_interfaces(cfg, secrets)
+    router = RouterProcess(cfg, secrets, reactor=reactor)
+    log.info("starting the router on {host}:{port} (TLS) and {ocs_host}:{ocs_port} (OCS)",
+             host=cfg.router.listen, port=cfg.router.tls_port,
+             ocs_host=cfg.router.ocs_listen, ocs_port=cfg.router.ocs_port)
+    await router.start()
+    return router
+
+
+async def run_router_only(reactor: Any, cfg: SiteConfig) -> None:
+    router = await start_router(reactor, cfg)
+    reactor.addSystemEventTrigger("before", "shutdown", router.stop)
+    announce_ready("router")
+    await _forever()
+
+
+async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) -> None:
+    """Everything ``sisock up`` runs; returns only when the reactor stops."""
+    children: list[SupervisedChild] = []
+    router = None
+
+    async def shutdown() -> None:
+        log.info("stopping the site")
+        nodes = [c for c in children if c.name.startswith("node ")]
+        others = [c for c in children if not c.name.startswith("node ")]
+        await defer.DeferredList([c.stop() for c in nodes])
+        await defer.DeferredList([c.stop() for c in others])
+        if router is not None:
+            await router.stop()
+
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(shutdown()))
+
+    if cfg.router.start:
+        try:
+            router = await start_router(reactor, cfg)
+        except Exception as exc:
+            log.critical("cannot start the router: {error}", error=str(exc))
+            raise SystemExit(2)
+    else:
+        from sisock_core.router import load_secrets
+
+        load_secrets(cfg, create=False)  # fail early and clearly if secrets are missing
+        log.info("using the router at {host}:{port}", host=cfg.router.host, port=cfg.router.tls_port)
+
+    if cfg.hub.start:
+        hub = SupervisedChild("hub", ["hub", "--supervised", *config_args], reactor=reactor)
+        children.append(hub)
+        hub.start()
+        if not await _ready_within(hub, HUB_READY_TIMEOUT, reactor):
+            log.error("the hub did not become ready in {t}s; nodes will keep trying",
+                      t=HUB_READY_TIMEOUT)
+
+    nodes = [n for n in cfg.nodes.values() if n.enabled]
+    for n in nodes:
+        child = SupervisedChild(f"node {n.name}", ["node", n.name, "--supervised", *config_args],
+                                reactor=reactor)
+        children.append(child)
+        child.start()
+
+    waits = [_ready_within(c, NODE_READY_TIMEOUT, reactor) for c in children if c.name.startswith("node ")]
+    results = await defer.gatherResults(waits)
+    ready = sum(1 for ok in results if ok)
+    log.info("site up: {ready} of {total} nodes serving", ready=ready, total=len(nodes))
+    if ready < len(nodes):
+        late = [c.name for c in children if c.name.startswith("node ") and not c.ready.called]
+        log.warn("not ready yet (still retrying): {late}", late=", ".join(late))
+    announce_ready("site")
+    await _forever()

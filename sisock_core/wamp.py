@@ -1,0 +1,89 @@
+"""Connecting our components to the router: TLS, WAMP-CRA, msgpack, reconnects."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from autobahn.twisted.component import Component
+from autobahn.wamp.types import ComponentConfig
+
+from sisock_core.config import SiteConfig
+
+BASE_URI = "org.simonsobservatory"
+
+#: WAMP-CRA identity of consumers (the original's read-only user).
+CONSUMER_USER = "simonsobs"
+
+
+def uri(suffix: str) -> str:
+    """``org.simonsobservatory.<suffix>``, as the original's ``sisock.base.uri``."""
+    return f"{BASE_URI}.{suffix}"
+
+
+HUB_ADD = uri("data_node.add")
+HUB_SUBTRACT = uri("data_node.subtract")
+HUB_LIST = uri("consumer.get_data_node")
+HUB_ADDED = uri("consumer.data_node_added")
+HUB_SUBTRACTED = uri("consumer.data_node_subtracted")
+#: Our extension: published by the hub when it (re)starts so nodes re-add themselves.
+HUB_STARTED = uri("hub.started")
+
+
+def node_uri(name: str, method: str) -> str:
+    """``org.simonsobservatory.consumer.<name>.<method>``."""
+    return uri(f"consumer.{name}.{method}")
+
+
+def router_url(cfg: SiteConfig) -> str:
+    return f"wss://{cfg.router.host}:{cfg.router.tls_port}/"
+
+
+def make_component(
+    cfg: SiteConfig,
+    *,
+    consumer: bool = False,
+    serializers: Sequence[str] = ("msgpack",),
+    session_factory: Any = None,
+    max_retries: int = -1,
+    create_secrets: bool = False,
+) -> Component:
+    """An autobahn Component connected to the site's router over TLS with WAMP-CRA.
+
+    ``consumer=True`` authenticates as the read-only ``simonsobs`` user; otherwise as
+    the server user (``router.wamp_user``). The component reconnects forever by
+    default (``max_retries=-1``) with autobahn's exponential backoff.
+    """
+    from sisock_core.router import load_secrets, tls_paths
+
+    secrets = load_secrets(cfg, create=create_secrets)
+    _cert, _key, ca = tls_paths(cfg)
+    authid = CONSUMER_USER if consumer else cfg.router.wamp_user
+    secret = secrets.consumer if consumer else secrets.server
+    transport = {
+        "type": "websocket",
+        "url": router_url(cfg),
+        "endpoint": {
+            "type": "tcp",
+            "host": cfg.router.host,
+            "port": cfg.router.tls_port,
+            "timeout": 10,
+            "tls": {"hostname": cfg.router.host, "trust_root": str(ca)},
+        },
+        "serializers": list(serializers),
+        "options": {"openHandshakeTimeout": 10, "autoPingInterval": 10, "autoPingTimeout": 20},
+        "max_retries": max_retries,
+        "initial_retry_delay": 0.5,
+        "max_retry_delay": 10,
+        "retry_delay_growth": 1.5,
+    }
+    kwargs: dict[str, Any] = dict(
+        transports=[transport],
+        realm=cfg.router.realm,
+        authentication={"wampcra": {"authid": authid, "secret": secret}},
+    )
+    if session_factory is not None:
+        kwargs["session_factory"] = session_factory
+    return Component(**kwargs)
+
+
+__all__ = ["ComponentConfig", "make_component", "uri", "node_uri", "router_url"]
