@@ -73,46 +73,9 @@ def _run_reactor(main: Any, *args: Any) -> None:
 
 
 async def _with_consumer(reactor: Any, cfg: Any, work: Any, timeout: float = 15.0) -> Any:
-    """Join the router as the consumer user, run ``await work(session)``, leave."""
-    from twisted.internet import defer
+    from sisock_core.client import with_session
 
-    from sisock_core.wamp import make_component
-
-    comp = make_component(cfg, consumer=True, max_retries=0)
-    result: defer.Deferred = defer.Deferred()
-
-    async def on_join(session: Any, details: Any) -> None:
-        try:
-            value = await work(session)
-        except Exception as exc:
-            if not result.called:
-                result.errback(exc)
-        else:
-            if not result.called:
-                result.callback(value)
-        session.leave()
-
-    def on_connectfailure(comp_: Any, exc: Any) -> None:
-        if not result.called:
-            result.errback(RuntimeError(f"cannot reach the router at {cfg.router.host}:{cfg.router.tls_port}: {exc}"))
-
-    comp.on("join", on_join)
-    comp.on("connectfailure", on_connectfailure)
-    done = comp.start(reactor)
-
-    def finished(res: Any) -> Any:
-        if not result.called:
-            result.errback(RuntimeError(
-                f"could not join the router at {cfg.router.host}:{cfg.router.tls_port}: {res}"))
-        return None
-
-    done.addBoth(finished)
-    result.addTimeout(timeout, reactor)
-    try:
-        return await result
-    finally:
-        if not done.called:
-            comp.stop()
+    return await with_session(reactor, cfg, work, timeout=timeout)
 
 
 def _fail(msg: str) -> None:

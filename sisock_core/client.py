@@ -1,0 +1,55 @@
+"""One-shot WAMP sessions for commands and tests: join, do some work, leave."""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Sequence
+
+from twisted.internet import defer
+
+from sisock_core.config import SiteConfig
+from sisock_core.wamp import make_component
+
+
+async def with_session(
+    reactor: Any,
+    cfg: SiteConfig,
+    work: Callable[[Any], Awaitable[Any]],
+    *,
+    consumer: bool = True,
+    serializers: Sequence[str] = ("msgpack",),
+    timeout: float = 15.0,
+) -> Any:
+    """Join the site's router, return ``await work(session)``, then leave.
+
+    Joins as the read-only consumer user unless ``consumer=False``. Raises
+    ``RuntimeError`` naming the router when it cannot be reached or joined, and
+    ``twisted.internet.defer.TimeoutError`` after ``timeout`` seconds.
+    """
+    comp = make_component(cfg, consumer=consumer, serializers=serializers, max_retries=0)
+    result: defer.Deferred = defer.Deferred()
+    where = f"{cfg.router.host}:{cfg.router.tls_port}"
+
+    def settle(ok: bool, value: Any) -> None:
+        if not result.called:
+            (result.callback if ok else result.errback)(value)
+
+    async def on_join(session: Any, details: Any) -> None:
+        try:
+            value = await work(session)
+        except Exception as exc:
+            settle(False, exc)
+        else:
+            settle(True, value)
+        session.leave()
+
+    comp.on("join", on_join)
+    comp.on("connectfailure",
+            lambda _c, exc: settle(False, RuntimeError(f"cannot reach the router at {where}: {exc}")))
+    done = comp.start(reactor)
+    done.addBoth(lambda res: settle(False, RuntimeError(f"could not join the router at {where}: {res}")))
+    result.addTimeout(timeout, reactor)
+    try:
+        return await result
+    finally:
+        if not done.called:
+            comp.stop()
