@@ -1,0 +1,1 @@
+"""Namespace for the plugins bundled with sisock (one subpackage per plugin)."""
