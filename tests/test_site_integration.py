@@ -1,0 +1,216 @@
+"""End to end: a real crossbar router, the hub and the weather node, over WAMP.
+
+Each test module run starts ``sisock up`` on free loopback ports in a temporary
+state directory, exactly as an operator would, and talks to it with real WAMP
+clients (msgpack and the JSON serializer the original consumers used) and with
+the ``sisock`` command line.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+
+from sisock_core.client import with_session
+from sisock_core.config import load_config
+from sisock_core.wamp import HUB_ADD, HUB_LIST, HUB_SUBTRACTED, node_uri
+
+from .siteproc import SisockProcess, free_port, pids_matching, wait_until, write_site
+
+pytestmark = pytest.mark.integration
+
+JULY_2017 = (1499904000.0, 1501113600.0)  # 2017-07-13 .. 2017-07-27 UTC
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """``sisock up`` with the router, hub and the example weather node."""
+    tmp = tmp_path_factory.mktemp("site")
+    path = write_site(tmp / "nodes.toml", state_dir=tmp / "state", tls_port=free_port(),
+                      ocs_port=free_port())
+    proc = SisockProcess(["up", str(path)], tmp / "up.log")
+    try:
+        proc.wait_ready("site", timeout=120)
+        yield path, proc
+    finally:
+        rc = proc.stop()
+        print(proc.log_tail(30))
+        assert rc == 0, f"sisock up exited with {rc}"
+
+
+def sisock(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sisock_core.cli", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_lists_node_fields_and_data(site):
+    path, _ = site
+    out = sisock("nodes", "-c", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    assert {"name": "apex_archive", "description": "Example weather data from the APEX telescope site (July 2017)"} \
+        in json.loads(out.stdout)
+
+    out = sisock("fields", "apex_archive", "-c", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    fields = json.loads(out.stdout)["fields"]
+    assert set(fields) == {"apex_humidity", "apex_pressure", "apex_temperature",
+                           "apex_radiometer", "apex_windspeed"}
+    assert fields["apex_radiometer"]["timeline"] == "minutely"
+
+    out = sisock("get", "apex_archive", "apex_temperature", "apex_radiometer", "-c", str(path),
+                 "--start", "2017-07-20T00:00Z", "--end", "2017-07-20T06:00Z", "--json")
+    assert out.returncode == 0, out.stderr
+    ans = json.loads(out.stdout)
+    assert len(ans["data"]["apex_temperature"]) == 6
+    assert len(ans["data"]["apex_radiometer"]) == 360
+    assert ans["timeline"]["hourly"]["t"][0] == 1500508800.0
+
+    table = sisock("get", "apex_archive", "apex_temperature", "-c", str(path),
+                   "--start", "2017-07-20T00:00Z", "--end", "2017-07-20T03:00Z")
+    assert table.returncode == 0, table.stderr
+    assert "2017-07-20 00:00:00.000Z" in table.stdout and "apex_temperature" in table.stdout
+
+
+def test_cli_errors_are_clear(site):
+    path, _ = site
+    out = sisock("get", "no_such_node", "x", "-c", str(path))
+    assert out.returncode == 1
+    assert "no_such_node: no such node is serving" in out.stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_wamp_msgpack_and_json_clients_get_same_answer(site):
+    path, _ = site
+    cfg = load_config(path)
+
+    async def ask(session):
+        fields = await session.call(node_uri("apex_archive", "get_fields"), *JULY_2017)
+        data = await session.call(node_uri("apex_archive", "get_data"), ["apex_humidity", "missing"],
+                                  *JULY_2017)
+        return fields, data
+
+    mp = await with_session(reactor, cfg, ask, serializers=["msgpack"])
+    js = await with_session(reactor, cfg, ask, serializers=["json"])
+    assert mp == js or json.loads(json.dumps(mp)) == json.loads(json.dumps(js))
+    fields, data = js
+    assert fields[1]["hourly"]["interval"] == 3600
+    assert data["data"]["missing"] == []
+    assert len(data["data"]["apex_humidity"]) == 14 * 24
+    assert set(data["timeline"]) == {"hourly"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_arguments_give_wamp_error_and_node_keeps_serving(site):
+    from autobahn.wamp.exception import ApplicationError
+
+    path, _ = site
+    cfg = load_config(path)
+
+    async def ask(session):
+        with pytest.raises(ApplicationError) as err:
+            await session.call(node_uri("apex_archive", "get_data"), 42, "yesterday", 0)
+        assert err.value.error == "org.simonsobservatory.error.invalid_argument"
+        assert "field must be a list" in str(err.value.args)
+        return await session.call(node_uri("apex_archive", "get_data"), ["apex_pressure"], *JULY_2017)
+
+    data = await with_session(reactor, cfg, ask)
+    assert len(data["data"]["apex_pressure"]) > 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_duplicate_name_is_refused_by_hub(site):
+    path, _ = site
+    cfg = load_config(path)
+
+    async def ask(session):
+        return await session.call(HUB_ADD, "apex_archive", "impostor", session._session_id)
+
+    assert await with_session(reactor, cfg, ask, consumer=False) is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_lost_node_is_subtracted_and_second_site_shares_router(site, tmp_path):
+    """A second ``sisock up`` with no router or hub serves a node through the first
+    site's router; killing that process publishes ``data_node_subtracted``."""
+    path, _ = site
+    cfg = load_config(path)
+    second = write_site(
+        tmp_path / "second.toml", state_dir=cfg.state_dir, tls_port=cfg.router.tls_port,
+        ocs_port=cfg.router.ocs_port, start_router=False,
+        nodes='[nodes.weather_copy]\nplugin = "weather"\ndescription = "second machine"\n',
+    )
+    proc = SisockProcess(["up", str(second)], tmp_path / "second.log")
+    try:
+        await deferToThreadWait(proc.wait_ready, "site")
+        listing = await with_session(reactor, cfg, lambda s: s.call(HUB_LIST))
+        assert {"name": "weather_copy", "description": "second machine"} in listing
+
+        events: list = []
+        got = defer.Deferred()
+
+        async def watch(session):
+            def on_sub(info):
+                events.append(info)
+                if info["name"] == "weather_copy" and not got.called:
+                    got.callback(info)
+
+            await session.subscribe(on_sub, HUB_SUBTRACTED)
+            # Kill the whole second site (its node process included) without a goodbye.
+            for pid in pids_matching(str(second)):
+                import os
+                os.kill(pid, signal.SIGKILL)
+            return await got.addTimeout(30, reactor)
+
+        info = await with_session(reactor, cfg, watch, timeout=40)
+        assert info == {"name": "weather_copy", "description": "second machine"}
+        listing = await with_session(reactor, cfg, lambda s: s.call(HUB_LIST))
+        assert "weather_copy" not in [n["name"] for n in listing]
+    finally:
+        proc.stop()
+
+
+def test_crashed_node_is_restarted_by_up(site):
+    path, proc = site
+    node_pids = pids_matching(f"node apex_archive --supervised --config {path}")
+    assert len(node_pids) == 1, node_pids
+    import os
+    os.kill(node_pids[0], signal.SIGKILL)
+
+    def back():
+        pids = pids_matching(f"node apex_archive --supervised --config {path}")
+        if not pids or pids == node_pids:
+            return False
+        out = sisock("nodes", "-c", str(path), "--json")
+        return out.returncode == 0 and "apex_archive" in out.stdout
+
+    wait_until(back, timeout=60, what="the node to be restarted and listed again")
+    assert "restarting in" in proc.log_text()
+
+
+def test_restarted_hub_is_refilled_by_live_nodes(site):
+    path, proc = site
+    hub_pids = pids_matching(f"hub --supervised --config {path}")
+    assert len(hub_pids) == 1
+    import os
+    os.kill(hub_pids[0], signal.SIGKILL)
+
+    def listed():
+        pids = pids_matching(f"hub --supervised --config {path}")
+        if not pids or pids == hub_pids:
+            return False
+        out = sisock("nodes", "-c", str(path), "--json")
+        return out.returncode == 0 and "apex_archive" in out.stdout
+
+    wait_until(listed, timeout=60, what="the restarted hub to list apex_archive again")
+
+
+def deferToThreadWait(fn, *args):
+    from twisted.internet.threads import deferToThread
+
+    return deferToThread(fn, *args)
