@@ -214,3 +214,39 @@ def deferToThreadWait(fn, *args):
     from twisted.internet.threads import deferToThread
 
     return deferToThread(fn, *args)
+
+
+def test_node_and_hub_come_back_after_router_restart(tmp_path):
+    """Router, hub and node as separate processes: kill the router, start it again,
+    and the node is registered and listed again without restarting anything else."""
+    path = write_site(tmp_path / "split.toml", state_dir=tmp_path / "state", tls_port=free_port(),
+                      ocs_port=free_port())
+    router = SisockProcess(["router", str(path)], tmp_path / "router.log")
+    hub = node = None
+    try:
+        router.wait_ready("router")
+        hub = SisockProcess(["hub", "-c", str(path)], tmp_path / "hub.log")
+        hub.wait_ready("hub")
+        node = SisockProcess(["node", "apex_archive", "-c", str(path)], tmp_path / "node.log")
+        node.wait_ready("node apex_archive")
+        router.kill(signal.SIGKILL)
+        for pid in pids_matching(f"--cbdir {tmp_path / 'state'}"):  # crossbar's workers
+            import os
+            os.kill(pid, signal.SIGKILL)
+        router.stop()
+        router = SisockProcess(["router", str(path)], tmp_path / "router2.log")
+        router.wait_ready("router")
+
+        def listed():
+            out = sisock("get", "apex_archive", "apex_pressure", "-c", str(path),
+                         "--start", "2017-07-20T00:00Z", "--end", "2017-07-20T03:00Z", "--json")
+            nodes = sisock("nodes", "-c", str(path), "--json")
+            return out.returncode == 0 and len(json.loads(out.stdout)["data"]["apex_pressure"]) == 3 \
+                and "apex_archive" in nodes.stdout
+
+        wait_until(listed, timeout=60, what="the node to serve again after the router restart")
+        assert node.proc.poll() is None and hub.proc.poll() is None
+    finally:
+        for p in (node, hub, router):
+            if p is not None:
+                p.stop()
