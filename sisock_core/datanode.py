@@ -47,7 +47,12 @@ class DataNodeServer:
         clock: Callable[[], float] = time.time,
         on_ready: Callable[[], None] | None = None,
         serializers: tuple[str, ...] = ("msgpack",),
+        plugin: tuple[Any, Any] | None = None,
+        connect: bool = True,
     ) -> None:
+        """``plugin``: an already loaded ``(plugin manager, PluginSpec)`` instead of the
+        installed plugin ``node_cfg.plugin``; ``connect=False``: no router component
+        (:mod:`sisock_core.testing` drives the node with an in-memory session)."""
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -56,7 +61,7 @@ class DataNodeServer:
         self.cfg = cfg
         self.node_cfg = node_cfg
         self.name = node_cfg.name
-        self.pm, self.spec = load_plugin(node_cfg.plugin)
+        self.pm, self.spec = plugin if plugin is not None else load_plugin(node_cfg.plugin)
         self.context = NodeContext(
             name=node_cfg.name, description=node_cfg.description, options=node_cfg.options
         )
@@ -72,9 +77,11 @@ class DataNodeServer:
         self._session: Any = None
         self._in_hub = False
         self._announced = False
-        self.component = wamp.make_component(cfg, serializers=serializers)
-        self.component.on("join", self._on_join)
-        self.component.on("leave", self._on_leave)
+        self.component: Any = None
+        if connect:
+            self.component = wamp.make_component(cfg, serializers=serializers)
+            self.component.on("join", self._on_join)
+            self.component.on("leave", self._on_leave)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -95,7 +102,8 @@ class DataNodeServer:
                 await session.call(wamp.HUB_SUBTRACT, self.name, session._session_id)
             except Exception as exc:  # hub gone: its on_leave cleanup covers us
                 self.log.debug("could not subtract {name} from hub: {err}", name=self.name, err=exc)
-        await self.component.stop()
+        if self.component is not None:
+            await self.component.stop()
         try:
             self.pm.hook.node_stop(node=self.context)
         finally:
