@@ -1,9 +1,11 @@
 """Test helpers for code that needs a real crossbar router.
 
 - :func:`free_port` / :func:`free_ports`: free loopback TCP ports (plain, blocking);
-- :func:`in_reactor`: from a plain test, run a function returning a Deferred or coroutine and
-  wait for it (pytest-twisted's ``blockon``; the reactor runs in the main thread, so child
-  processes are reaped normally); :func:`wait_until` polls a condition without blocking it;
+- :func:`in_reactor`: from a (synchronous) fixture, run a function returning a Deferred or
+  coroutine and wait for it (pytest-twisted's ``blockon``; the reactor runs in the main
+  thread, so child processes are reaped normally).  Not from test functions: pytest-twisted
+  runs those inside the reactor greenlet; write them ``async`` with
+  ``@pytest_twisted.ensureDeferred``.  :func:`wait_until` polls a condition from async code;
 - :func:`site_config`: a :class:`SiteConfig` on free loopback ports in a temporary state dir;
 - :func:`open_session`: an autobahn (Twisted) WAMP session, joined, for driving the router.
 """
@@ -58,8 +60,8 @@ def in_reactor(fn: Callable[..., Any], *args: Any, timeout: float = 60.0, **kwar
     """Call ``fn(*args, **kwargs)`` and block (letting the reactor run) until its result.
 
     ``fn`` may return a plain value, a Deferred or a coroutine.  Raises what it raised, or
-    ``TimeoutError`` after ``timeout`` seconds (the operation is cancelled).  For plain
-    (synchronous) tests and fixtures, through ``pytest_twisted.blockon``.
+    ``TimeoutError`` after ``timeout`` seconds (the operation is cancelled).  For fixtures
+    (``pytest_twisted.blockon``); async tests simply ``await``.
     """
     import pytest_twisted
 
