@@ -42,11 +42,10 @@ def _ready_within(child: SupervisedChild, timeout: float, reactor: Any) -> defer
 
 
 async def start_router(reactor: Any, cfg: SiteConfig) -> Any:
-    """Start crossbar for this site after the security checks; return its process."""
-    from sisock_core.router import RouterProcess, check_secrets_for_interfaces, load_secrets
+    """Start crossbar for this site (it refuses unsafe exposure first); return its process."""
+    from sisock_core.router import RouterProcess, load_secrets
 
     secrets = load_secrets(cfg, create=True)
-    check_secrets_for_interfaces(cfg, secrets)
     router = RouterProcess(cfg, secrets, reactor=reactor)
     log.info("starting the router on {host}:{port} (TLS) and {ocs_host}:{ocs_port} (OCS)",
              host=cfg.router.listen, port=cfg.router.tls_port,
