@@ -9,6 +9,7 @@ the ``sisock`` command line.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -163,7 +164,6 @@ async def test_lost_node_is_subtracted_and_second_site_shares_router(site, tmp_p
             await session.subscribe(on_sub, HUB_SUBTRACTED)
             # Kill the whole second site (its node process included) without a goodbye.
             for pid in pids_matching(str(second)):
-                import os
                 os.kill(pid, signal.SIGKILL)
             return await got.addTimeout(30, reactor)
 
@@ -175,39 +175,33 @@ async def test_lost_node_is_subtracted_and_second_site_shares_router(site, tmp_p
         proc.stop()
 
 
-def test_crashed_node_is_restarted_by_up(site):
-    path, proc = site
-    node_pids = pids_matching(f"node apex_archive --supervised --config {path}")
-    assert len(node_pids) == 1, node_pids
-    import os
-    os.kill(node_pids[0], signal.SIGKILL)
+def _kill_child_and_wait_listed(path, child_args: str, what: str) -> None:
+    """SIGKILL the supervised child whose command line holds ``child_args``; wait
+    until ``sisock up`` has started a new one and the hub lists apex_archive again."""
+    pattern = f"{child_args} --supervised --config {path}"
+    old = pids_matching(pattern)
+    assert len(old) == 1, old
+    os.kill(old[0], signal.SIGKILL)
 
     def back():
-        pids = pids_matching(f"node apex_archive --supervised --config {path}")
-        if not pids or pids == node_pids:
+        pids = pids_matching(pattern)
+        if not pids or pids == old:
             return False
         out = sisock("nodes", "-c", str(path), "--json")
         return out.returncode == 0 and "apex_archive" in out.stdout
 
-    wait_until(back, timeout=60, what="the node to be restarted and listed again")
+    wait_until(back, timeout=60, what=what)
+
+
+def test_crashed_node_is_restarted_by_up(site):
+    path, proc = site
+    _kill_child_and_wait_listed(path, "node apex_archive", "the node to be restarted and listed again")
     assert "restarting in" in proc.log_text()
 
 
 def test_restarted_hub_is_refilled_by_live_nodes(site):
-    path, proc = site
-    hub_pids = pids_matching(f"hub --supervised --config {path}")
-    assert len(hub_pids) == 1
-    import os
-    os.kill(hub_pids[0], signal.SIGKILL)
-
-    def listed():
-        pids = pids_matching(f"hub --supervised --config {path}")
-        if not pids or pids == hub_pids:
-            return False
-        out = sisock("nodes", "-c", str(path), "--json")
-        return out.returncode == 0 and "apex_archive" in out.stdout
-
-    wait_until(listed, timeout=60, what="the restarted hub to list apex_archive again")
+    path, _ = site
+    _kill_child_and_wait_listed(path, "hub", "the restarted hub to list apex_archive again")
 
 
 def deferToThreadWait(fn, *args):
@@ -231,7 +225,6 @@ def test_node_and_hub_come_back_after_router_restart(tmp_path):
         node.wait_ready("node apex_archive")
         router.kill(signal.SIGKILL)
         for pid in pids_matching(f"--cbdir {tmp_path / 'state'}"):  # crossbar's workers
-            import os
             os.kill(pid, signal.SIGKILL)
         router.stop()
         router = SisockProcess(["router", str(path)], tmp_path / "router2.log")
