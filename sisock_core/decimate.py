@@ -131,7 +131,6 @@ def _extrema_loop(y: np.ndarray, starts: np.ndarray, ends: np.ndarray):
     for k, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
         seg = y[s:e]
         a = int(seg.argmin())
-        b = int(seg.argmax())
         if floating and seg[a] != seg[a]:  # argmin stops at the first NaN
             lo = np.fmin.reduce(seg)
             if lo != lo:  # only NaN in this bucket
@@ -139,6 +138,8 @@ def _extrema_loop(y: np.ndarray, starts: np.ndarray, ends: np.ndarray):
                 continue
             a = int((seg == lo).argmax())
             b = int((seg == np.fmax.reduce(seg)).argmax())
+        else:
+            b = int(seg.argmax())
         i_lo[k] = s + a
         i_hi[k] = s + b
     return i_lo, i_hi
