@@ -33,7 +33,10 @@ async def with_session(
         if not result.called:
             (result.callback if ok else result.errback)(value)
 
+    joined = []
+
     async def on_join(session: Any, details: Any) -> None:
+        joined.append(session)
         try:
             value = await work(session)
         except Exception as exc:
@@ -52,4 +55,12 @@ async def with_session(
         return await result
     finally:
         if not done.called:
-            comp.stop()
+            if joined:
+                comp.stop()
+            else:
+                # Still connecting: stopping autobahn mid-retry trips over its own
+                # state, so let the failed attempt finish (max_retries=0).
+                waiter: defer.Deferred = defer.Deferred()
+                done.addBoth(lambda r: waiter.called or waiter.callback(None))
+                reactor.callLater(2.0, lambda: waiter.called or waiter.callback(None))
+                await waiter
