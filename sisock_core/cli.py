@@ -210,6 +210,22 @@ def cmd_check(args: argparse.Namespace) -> None:
     print("configuration OK")
 
 
+def cmd_plugins(args: argparse.Namespace) -> None:
+    from sisock_core.introspect import describe_plugins, format_plugins
+    from sisock_core.plugins import PluginError
+
+    try:
+        infos = describe_plugins(args.names)
+    except PluginError as exc:
+        _fail(str(exc))
+    if args.json:
+        print(json.dumps([p.to_json() for p in infos], indent=1))
+    else:
+        print(format_plugins(infos))
+    if args.names and any(p.error for p in infos):
+        raise SystemExit(1)
+
+
 # -- component runners -------------------------------------------------------------
 
 
@@ -310,6 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", "validate a site file and print what it would run; starts nothing",
         cmd_check, positional_config=True)
     add("router", "run only the crossbar router of a site", cmd_router, positional_config=True)
+
+    sp = sub.add_parser(
+        "plugins", help="list the installed plugins, their versions and the options each accepts",
+        description="List the installed plugins (entry-point group sisock.plugins) with their "
+        "distribution and version, and the options each accepts in a [nodes.<name>] table: "
+        "name, type, default, environment variables and help. Exits 1 if a plugin named "
+        "on the command line cannot be loaded.",
+    )
+    sp.set_defaults(func=cmd_plugins)
+    sp.add_argument("names", nargs="*", metavar="PLUGIN", help="only these plugins (default: all)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("nodes", "list the live data nodes", cmd_nodes)
     sp.add_argument("--json", action="store_true", help="print JSON")

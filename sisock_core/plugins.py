@@ -8,7 +8,8 @@ plugin name used in ``site/nodes.toml`` (``plugin = "weather"``).
 from __future__ import annotations
 
 import importlib.metadata
-from typing import Any
+import os
+from typing import Any, Mapping
 
 import attrs
 import pluggy
@@ -17,6 +18,9 @@ from sisock_core import hookspecs
 from sisock_core.model import PluginSpec
 
 ENTRY_POINT_GROUP = "sisock.plugins"
+
+#: Set to 1 to log every hook call, its arguments and its result (pluggy's tracing).
+TRACE_ENV = "SISOCK_TRACE_PLUGINS"
 
 
 class PluginError(Exception):
@@ -61,14 +65,36 @@ def load_plugin_object(name: str) -> Any:
     raise PluginError(f"plugin {name!r} is not installed")
 
 
+def tracing_requested(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``SISOCK_TRACE_PLUGINS`` asks for hook-call tracing (1, true, yes, on)."""
+    return env.get(TRACE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def enable_tracing(pm: pluggy.PluginManager) -> None:
+    """Log every hook call of ``pm`` (arguments, then result) to twisted.logger at info
+    level, namespace ``sisock.plugins.trace``."""
+    from twisted.logger import Logger
+
+    log = Logger(namespace="sisock.plugins.trace")
+
+    def write(message: str) -> None:
+        log.info("{trace}", trace=message.rstrip("\n"))
+
+    pm.trace.root.setwriter(write)
+    pm.enable_tracing()
+
+
 def make_plugin_manager(plugin: Any = None, name: str | None = None) -> pluggy.PluginManager:
     """Build a PluginManager holding the hook specs and, optionally, one plugin.
 
     Registration is checked with ``check_pending`` so a misspelt hook name fails
-    loudly instead of being ignored.
+    loudly instead of being ignored. With ``SISOCK_TRACE_PLUGINS=1`` in the
+    environment every hook call is logged (:func:`enable_tracing`).
     """
     pm = pluggy.PluginManager("sisock")
     pm.add_hookspecs(hookspecs)
+    if tracing_requested():
+        enable_tracing(pm)
     if plugin is not None:
         pm.register(plugin, name=name)
         try:
