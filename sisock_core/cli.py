@@ -2,7 +2,7 @@
 
 ``sisock up`` runs a whole site (router, hub, every node in its own process);
 ``sisock check`` validates a site file; ``sisock nodes``, ``fields`` and ``get``
-query a running site. ``hub``, ``node`` and ``router`` run one component alone.
+query a running site. ``hub``, ``node``, ``http`` and ``router`` run one component alone.
 """
 
 from __future__ import annotations
@@ -284,6 +284,31 @@ def _exit_when_stdin_closes(reactor: Any, args: argparse.Namespace) -> None:
     stdio.StandardIO(Watch(), stdout=os.open(os.devnull, os.O_WRONLY), reactor=reactor)
 
 
+def cmd_http(args: argparse.Namespace) -> None:
+    import attrs
+
+    from sisock_core.bridge.app import run_bridge
+    from sisock_core.bridge.auth import BridgeSecurityError, bridge_credentials
+    from sisock_core.logs import announce_ready, setup_logging
+
+    cfg = _load(args.config)
+    overrides = {k: v for k, v in (("listen", args.listen), ("port", args.port)) if v is not None}
+    if overrides:
+        cfg = attrs.evolve(cfg, http=attrs.evolve(cfg.http, **overrides))
+    try:
+        credentials = bridge_credentials(cfg)
+    except BridgeSecurityError as exc:
+        sys.stderr.write(f"sisock http: {exc}\n")
+        raise SystemExit(2)
+    setup_logging(cfg.log_level)
+
+    async def main(reactor: Any) -> None:
+        _exit_when_stdin_closes(reactor, args)
+        await run_bridge(reactor, cfg, credentials, on_ready=lambda: announce_ready("http"))
+
+    _run_reactor(main)
+
+
 def cmd_router(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
     from sisock_core.site import run_router_only
@@ -361,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print the raw get_data answer as JSON")
 
     sp = add("hub", "run only the hub (the list of live data nodes)", cmd_hub)
+    sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    sp = add("http", "run only the Grafana HTTP bridge (SimpleJSON and JSON data source)", cmd_http)
+    sp.add_argument("--listen", help="interface to listen on (default: http.listen, 127.0.0.1)")
+    sp.add_argument("--port", type=int, help="TCP port (default: http.port or $PORT, 5000)")
     sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     sp = add("node", "run one data node of the site file", cmd_node)
     sp.add_argument("name", help="the node's name ([nodes.<name>] in the site file)")

@@ -68,6 +68,16 @@ def default_state_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "sisock"
 
 
+def _at_least(low: int, value: int) -> None:
+    if value < low:
+        raise ValueError(f"must be >= {low}, got {value}")
+
+
+def _above(low: float, value: float) -> None:
+    if not value > low:
+        raise ValueError(f"must be > {low}, got {value}")
+
+
 @attrs.frozen
 class RouterConfig:
     """``[router]``: the crossbar WAMP router, and how every component reaches it."""
@@ -98,8 +108,15 @@ class HttpConfig:
     """``[http]``: the Grafana HTTP bridge."""
 
     start: bool = True
-    listen: str = "127.0.0.1"
+    listen: str = "127.0.0.1"  #: a non-loopback interface requires basic auth
     port: int = 5000  #: env PORT
+    username: str | None = None  #: basic-auth user (env SISOCK_HTTP_USER)
+    password_file: str | None = None  #: file holding the password (env SISOCK_HTTP_PASSWORD wins)
+    max_targets: int = attrs.field(default=1000, validator=lambda i, a, v: _at_least(1, v))
+    #: seconds to wait for a node's answer (Grafana's proxy gives up after ~30 s)
+    query_timeout: float = attrs.field(default=25.0, validator=lambda i, a, v: _above(0.0, v))
+    #: origins allowed for browser-mode Grafana ("*": any origin)
+    cors_origins: tuple[str, ...] = ("*",)
 
 
 @attrs.frozen
@@ -173,8 +190,13 @@ DEFAULT_SITE_TOML = """\
 # The Grafana HTTP bridge (simple JSON datasource).
 # [http]
 # start = true
-# listen = "127.0.0.1"
+# listen = "127.0.0.1"      # another interface requires username and a password
 # port = 5000               # env PORT
+# username = "grafana"      # basic auth (env SISOCK_HTTP_USER)
+# password_file = "http_password"  # mode 600; env SISOCK_HTTP_PASSWORD wins
+# max_targets = 1000        # cap on /search, /metrics, /variable lists
+# query_timeout = 25.0      # seconds to wait for a node's answer
+# cors_origins = ["*"]      # origins allowed for browser-mode Grafana
 
 # Data nodes: one [nodes.<name>] table each. The name (lowercase letters, digits,
 # '_', starting with a letter) is the node's name on the wire. Keys:
@@ -850,6 +872,10 @@ class _Loader:
                 if getattr(value, f) is not None
             }
             value = attrs.evolve(value, **paths)
+        if name == "http" and value.password_file is not None:
+            value = attrs.evolve(
+                value, password_file=str(_resolve_path(value.password_file, self.base_dir))
+            )
         return None if bad_port else value
 
     def _nodes(self) -> dict[str, NodeConfig | None]:

@@ -1,8 +1,8 @@
 """``sisock up``: start a site's router, hub and nodes, and keep them running.
 
 Order: the router (if ``router.start``), then the hub (if ``hub.start``), then
-every enabled node, each in its own process so one crashing node cannot take the
-others down. Each waits for the one before it to be ready instead of sleeping.
+the Grafana HTTP bridge (if ``http.start``) and every enabled node, each in its
+own process so one crashing node cannot take the others down. Each waits for the one before it to be ready instead of sleeping.
 SIGINT/SIGTERM stops nodes first, then the hub, then the router.
 """
 
@@ -22,6 +22,7 @@ log = Logger(namespace="sisock.up")
 #: Seconds to wait for the hub and for each node to report ready.
 HUB_READY_TIMEOUT = 60.0
 NODE_READY_TIMEOUT = 120.0
+HTTP_READY_TIMEOUT = 60.0
 
 
 def _forever() -> defer.Deferred:
@@ -77,6 +78,15 @@ async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) ->
 
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(shutdown()))
 
+    if cfg.http.start:
+        from sisock_core.bridge.auth import BridgeSecurityError, bridge_credentials
+
+        try:
+            bridge_credentials(cfg)  # refuse an exposed bridge before starting anything
+        except BridgeSecurityError as exc:
+            log.critical("cannot start the HTTP bridge: {error}", error=str(exc))
+            raise SystemExit(2)
+
     if cfg.router.start:
         try:
             router = await start_router(reactor, cfg)
@@ -97,6 +107,12 @@ async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) ->
             log.error("the hub did not become ready in {t}s; nodes will keep trying",
                       t=HUB_READY_TIMEOUT)
 
+    http = None
+    if cfg.http.start:
+        http = SupervisedChild("http", ["http", "--supervised", *config_args], reactor=reactor)
+        children.append(http)
+        http.start()
+
     nodes = [n for n in cfg.nodes.values() if n.enabled]
     for n in nodes:
         child = SupervisedChild(f"node {n.name}", ["node", n.name, "--supervised", *config_args],
@@ -111,5 +127,7 @@ async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) ->
     if ready < len(nodes):
         late = [c.name for c in children if c.name.startswith("node ") and not c.ready.called]
         log.warn("not ready yet (still retrying): {late}", late=", ".join(late))
+    if http is not None and not await _ready_within(http, HTTP_READY_TIMEOUT, reactor):
+        log.error("the HTTP bridge did not become ready in {t}s; still retrying", t=HTTP_READY_TIMEOUT)
     announce_ready("site")
     await _forever()

@@ -1,0 +1,13 @@
+"""The HTTP bridge: a Grafana data source over sisock's WAMP data nodes.
+
+It speaks both Grafana JSON data-source plugins (SimpleJSON and simPod's JSON data
+source) on ``http://127.0.0.1:5000/`` by default; targets are ``node::field``.
+
+* :mod:`~sisock_core.bridge.grafana` - request parsing and answer building (pure);
+* :mod:`~sisock_core.bridge.catalog` - the field cache (pure);
+* :mod:`~sisock_core.bridge.auth` - basic auth and CORS (pure);
+* :mod:`~sisock_core.bridge.service` - the WAMP session, field cache upkeep, queries;
+* :mod:`~sisock_core.bridge.app` - the Klein routes and :func:`run_bridge`.
+
+Run it alone with ``sisock http``; ``sisock up`` starts it after the hub.
+"""

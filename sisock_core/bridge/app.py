@@ -1,0 +1,227 @@
+"""The bridge's HTTP side: a Klein app serving Grafana's two JSON data-source plugins.
+
+Routes (all answers ``application/json``; errors are ``{"error": {"message": ...}}``):
+
+========================== ==================================================
+``GET /``                  health: 200 when joined to the router and the hub
+                           answers, else 503 saying what is missing
+``POST /search``           SimpleJSON metric list (``{"target": "typed text"}``)
+``POST /query``            both plugins: timeseries, tables, data frames
+``POST /annotations``      SimpleJSON annotations (query: a ``node::field``)
+``POST /tag-keys``         ad hoc filter keys (``node``, ``field``)
+``POST /tag-values``       their values
+``POST /metrics``          JSON data source metric list (with a format payload)
+``POST /metric-payload-options``  options of that payload
+``POST /variable``         JSON data source template variables
+``OPTIONS *``              CORS preflight, answered without auth
+========================== ==================================================
+
+:func:`run_bridge` listens and joins the router; ``sisock http`` runs it alone and
+``sisock up`` as a supervised child.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from klein import Klein
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.web.server import GzipEncoderFactory, Site
+from twisted.web.resource import EncodingResourceWrapper
+
+from sisock_core.bridge import grafana
+from sisock_core.bridge.auth import Credentials, cors_headers
+from sisock_core.bridge.grafana import BadRequest, QueryRequest, encode, error_body
+from sisock_core.bridge.service import BridgeService
+from sisock_core.config import SiteConfig
+
+#: Largest request body accepted (bytes); Grafana's are a few kB.
+MAX_BODY = 1 << 20
+#: Samples turned into annotations at most (the node reduces to this many).
+ANNOTATION_LIMIT = 1000
+
+JSON = b"application/json"
+
+
+class GrafanaAPI:
+    """Klein routes around a :class:`BridgeService` (the non-global-state Klein pattern)."""
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, service: BridgeService, cfg: SiteConfig,
+                 credentials: Credentials | None = None) -> None:
+        self.service = service
+        self.cfg = cfg
+        self.credentials = credentials
+        self.limit = cfg.http.max_targets
+        self._post = {
+            "/search": self.search,
+            "/query": self.query,
+            "/annotations": self.annotations,
+            "/tag-keys": self.tag_keys,
+            "/tag-values": self.tag_values,
+            "/metrics": self.metrics,
+            "/metric-payload-options": self.metric_payload_options,
+            "/variable": self.variable,
+        }
+
+    def resource(self) -> Any:
+        """The Twisted resource to serve (gzip when the client accepts it)."""
+        gzip = GzipEncoderFactory()
+        gzip.compressLevel = 1  # fast: JSON of numbers shrinks ~3x even at level 1
+        return EncodingResourceWrapper(self.app.resource(), [gzip])
+
+    # -- dispatch -------------------------------------------------------------------
+
+    @app.route("/", branch=True)
+    async def dispatch(self, request: Any) -> bytes:
+        request.setHeader(b"Content-Type", JSON)
+        request.setHeader(b"Cache-Control", b"no-store")
+        origin = request.getHeader(b"origin")
+        method = request.method.decode("latin-1", "replace").upper()
+        path = "/" + "/".join(p for p in request.path.decode("latin-1", "replace").split("/") if p)
+        for k, v in cors_headers(origin.decode("latin-1", "replace") if origin else None,
+                                 self.cfg.http.cors_origins, preflight=method == "OPTIONS").items():
+            request.setHeader(k.encode(), v.encode())
+        try:
+            if method == "OPTIONS":
+                request.setResponseCode(204)
+                request.setHeader(b"Allow", b"GET, POST, OPTIONS")
+                return b""
+            if self.credentials is not None and not self.credentials.check(request.getHeader(b"authorization")):
+                request.setResponseCode(401)
+                request.setHeader(b"WWW-Authenticate", b'Basic realm="sisock", charset="UTF-8"')
+                return error_body("authentication required")
+            if path == "/":
+                if method not in ("GET", "HEAD"):
+                    return self._not_allowed(request, b"GET, OPTIONS")
+                return await self.health(request)
+            handler = self._post.get(path)
+            if handler is None:
+                request.setResponseCode(404)
+                return error_body(f"no such endpoint: {path[:80]}")
+            if method != "POST":
+                return self._not_allowed(request, b"POST, OPTIONS")
+            raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
+            if len(raw) > MAX_BODY:
+                request.setResponseCode(413)
+                return error_body(f"request body larger than {MAX_BODY} bytes")
+            body = grafana.decode_body(raw)
+            return encode(await handler(body))
+        except BadRequest as exc:
+            request.setResponseCode(400)
+            return error_body(str(exc))
+        except Exception as exc:  # a bug: say so, keep serving
+            self.log.failure("error answering {method} {path}", method=method, path=path)
+            request.setResponseCode(500)
+            return error_body(f"internal error: {type(exc).__name__}: {exc}")
+
+    def _not_allowed(self, request: Any, allow: bytes) -> bytes:
+        request.setResponseCode(405)
+        request.setHeader(b"Allow", allow)
+        return error_body(f"method {request.method.decode('latin-1', 'replace')[:10]} not allowed here")
+
+    # -- endpoints --------------------------------------------------------------------
+
+    async def health(self, request: Any) -> bytes:
+        ok, body = await self.service.health()
+        if not ok:
+            request.setResponseCode(503)
+        return encode(body)
+
+    async def search(self, body: Any) -> list:
+        text = grafana.search_text(body)
+        await self.service.ensure_loaded()
+        return grafana.filter_targets(self.service.catalog.targets(), text, self.limit)
+
+    async def query(self, body: Any) -> list:
+        req = grafana.parse_query(body)
+        t0 = time.perf_counter()
+        series = await self.service.query(req)
+        answer = grafana.query_answer(series)
+        self.log.debug("query: {n} targets, {points} points in {ms:.1f} ms", n=len(series),
+                       points=sum(s.t.size for s in series), ms=(time.perf_counter() - t0) * 1e3)
+        return answer
+
+    async def annotations(self, body: Any) -> list:
+        req = grafana.parse_annotations(body)
+        if req.target is None or req.target.error is not None:
+            return []
+        q = QueryRequest(start=req.start, end=req.end, targets=[req.target], max_points=ANNOTATION_LIMIT)
+        series = await self.service.query(q)
+        return grafana.annotations_answer(req, series[0] if series else None)
+
+    async def tag_keys(self, body: Any) -> list:
+        grafana.require_object(body)
+        return grafana.tag_keys_answer()
+
+    async def tag_values(self, body: Any) -> list:
+        key = grafana.tag_values_key(body)
+        if key == "node":
+            return grafana.tag_values_answer(self.service.catalog.live_nodes()[: self.limit])
+        if key == "field":
+            await self.service.ensure_loaded()
+            return grafana.tag_values_answer(self.service.catalog.field_names()[: self.limit])
+        return []
+
+    async def metrics(self, body: Any) -> list:
+        current = grafana.metrics_request(body)
+        await self.service.ensure_loaded()
+        return grafana.metrics_answer(self.service.catalog.targets(), current, self.limit)
+
+    async def metric_payload_options(self, body: Any) -> list:
+        return grafana.payload_options(body)
+
+    async def variable(self, body: Any) -> list:
+        req = grafana.parse_variable(body)
+        catalog = self.service.catalog
+        if req.list == "nodes":
+            values = [n for n in catalog.live_nodes() if req.text.lower() in n.lower()]
+        else:
+            await self.service.ensure_loaded()
+            if req.list == "fields":
+                values = grafana.filter_targets(catalog.field_names(req.node), req.text, self.limit)
+            else:
+                pool = catalog.targets(req.node) if req.node else catalog.targets()
+                values = grafana.filter_targets(pool, req.text, self.limit)
+        return grafana.variable_answer(values[: self.limit])
+
+
+def _endpoint(reactor: Any, host: str, port: int) -> Any:
+    if ":" in host:
+        return endpoints.TCP6ServerEndpoint(reactor, port, interface=host.strip("[]"))
+    return endpoints.TCP4ServerEndpoint(reactor, port, interface=host)
+
+
+async def run_bridge(
+    reactor: Any,
+    cfg: SiteConfig,
+    credentials: Credentials | None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Listen on ``http.listen:http.port``, join the router, serve until the reactor stops.
+
+    ``on_ready`` is called once the port is listening and the session has joined.
+    """
+    log = Logger(namespace="sisock.http")
+    joined: defer.Deferred = defer.Deferred()
+    service = BridgeService(cfg, reactor=reactor, on_join=lambda: joined.callback(None))
+    api = GrafanaAPI(service, cfg, credentials)
+    site = Site(api.resource())
+    site.noisy = False
+    port = await _endpoint(reactor, cfg.http.listen, cfg.http.port).listen(site)
+    log.info("Grafana bridge listening on http://{host}:{port}/ ({auth})", host=cfg.http.listen,
+             port=port.getHost().port,
+             auth=f"basic auth as {credentials.username!r}" if credentials else "no auth")
+    done = service.start()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stop)
+    first = await defer.DeferredList([joined, done], fireOnOneCallback=True, fireOnOneErrback=True,
+                                     consumeErrors=True)
+    if not joined.called:
+        raise RuntimeError(f"the bridge's WAMP component stopped before joining: {first}")
+    if on_ready is not None:
+        on_ready()
+    await done

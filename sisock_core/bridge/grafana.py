@@ -1,0 +1,709 @@
+"""Grafana's JSON data-source protocols, as pure functions (numpy and orjson, no Twisted).
+
+Two Grafana plugins speak to the bridge (see ``shared/docs/grafana.md``):
+
+* SimpleJSON (``grafana-simple-json-datasource``): ``/search``, ``/query`` (targets
+  with ``type`` ``timeserie`` or ``table``), ``/annotations``, ``/tag-keys``,
+  ``/tag-values``;
+* the JSON data source (``simpod-json-datasource``): ``/metrics``,
+  ``/metric-payload-options``, ``/query`` (targets with a ``payload``), ``/variable``.
+
+Targets are ``node::field`` as in the original sisock. This module turns request
+bodies into :class:`QueryRequest` and friends (raising :class:`BadRequest`, a 400,
+for a body that is not JSON or lacks a required key) and node answers into
+Grafana answers: a timeserie's ``datapoints`` is one numpy ``(n, 2)`` array
+``[value, epoch_ms]``, encoded by orjson (NaN becomes ``null``), so no per-point
+Python list is built on the hot path.
+
+Per-target problems (malformed target, unknown node, a node error) never fail the
+request: that series comes back empty with ``meta.notices`` carrying the message,
+which Grafana shows on the panel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+import attrs
+import numpy as np
+import orjson
+
+from sisock_core.decimate import decimate_timeline
+
+#: Separator between node and field in a Grafana target.
+TARGET_SEP = "::"
+
+#: Answer formats a target can ask for.
+FORMATS = ("timeseries", "table", "dataframe")
+
+#: The payload the JSON data source shows next to each metric (choose the answer format).
+FORMAT_PAYLOAD = {
+    "label": "Format",
+    "name": "format",
+    "type": "select",
+    "placeholder": "time series",
+    "options": [
+        {"label": "Time series", "value": "timeseries"},
+        {"label": "Table", "value": "table"},
+        {"label": "Data frame", "value": "dataframe"},
+    ],
+}
+
+#: Ad hoc filter keys the bridge understands (``/tag-keys``).
+TAG_KEYS = ("node", "field")
+
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+_INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w|M|y)\s*$")
+_UNIT_SECONDS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 7 * 86400.0,
+    "M": 30 * 86400.0,
+    "y": 365 * 86400.0,
+}
+
+
+class BadRequest(ValueError):
+    """The request body is not usable at all: answered with HTTP 400 and this message."""
+
+
+# -- encoding -------------------------------------------------------------------------
+
+
+def encode(obj: Any) -> bytes:
+    """JSON bytes of ``obj``; numpy arrays are written natively, NaN and inf as ``null``."""
+    return orjson.dumps(obj, option=_ORJSON_OPTIONS)
+
+
+def error_body(message: str) -> bytes:
+    """``{"error": {"message": ...}}``: the body of every non-200 answer."""
+    return encode({"error": {"message": message}})
+
+
+def decode_body(raw: bytes) -> Any:
+    """Parse a request body; an empty body counts as ``{}``."""
+    if not raw or not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def require_object(body: Any, what: str = "request body") -> dict:
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what} must be a JSON object, got {_json_kind(body)}")
+    return body
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# -- times and intervals --------------------------------------------------------------
+
+
+def parse_interval(text: Any) -> float:
+    """Seconds in a Grafana interval: ``"100ms"``, ``"5s"``, ``"1m"``, ``"2h"``, ``"1d"``,
+    ``"1w"``, ``"1M"`` (30 d), ``"1y"`` (365 d). Raises :class:`BadRequest`."""
+    if not isinstance(text, str):
+        raise BadRequest(f"interval must be a string like '5s', got {_json_kind(text)}")
+    m = _INTERVAL_RE.match(text)
+    if not m:
+        raise BadRequest(
+            f"interval {text[:40]!r} is not a Grafana interval (a number and one of "
+            "ms, s, m, h, d, w, M, y)"
+        )
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def parse_time(value: Any, where: str) -> float:
+    """UNIX seconds from Grafana's UTC ISO-8601 time (``2017-07-20T00:00:00.000Z``);
+    a number is taken as epoch milliseconds. ``where`` names the key in errors."""
+    if isinstance(value, bool) or value is None:
+        raise BadRequest(f"{where} must be an ISO-8601 time, got {_json_kind(value)}")
+    if isinstance(value, (int, float)):
+        t = float(value) / 1000.0
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            when = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" and text else text)
+        except ValueError:
+            raise BadRequest(f"{where}: {value[:60]!r} is not an ISO-8601 time") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        t = when.timestamp()
+    else:
+        raise BadRequest(f"{where} must be an ISO-8601 time, got {_json_kind(value)}")
+    if not math.isfinite(t):
+        raise BadRequest(f"{where} is not a finite time")
+    return t
+
+
+def parse_range(body: Mapping[str, Any]) -> tuple[float, float]:
+    """``(start, end)`` UNIX seconds from ``body["range"]["from"/"to"]`` (not ``raw``)."""
+    rng = body.get("range")
+    if rng is None:
+        raise BadRequest("missing key: range")
+    rng = require_object(rng, "range")
+    for key in ("from", "to"):
+        if key not in rng:
+            raise BadRequest(f"missing key: range.{key}")
+    start = parse_time(rng["from"], "range.from")
+    end = parse_time(rng["to"], "range.to")
+    if end < start:
+        raise BadRequest("range.to is before range.from")
+    return start, end
+
+
+def _positive_number(body: Mapping[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"{key} must be a number, got {_json_kind(value)}")
+    if not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)
+
+
+# -- targets ----------------------------------------------------------------------------
+
+
+def split_target(text: str) -> tuple[str, str]:
+    """``"node::field"`` -> ``("node", "field")``; raises ``ValueError`` naming the problem."""
+    node, sep, field = text.partition(TARGET_SEP)
+    if not sep:
+        raise ValueError(f"target {text[:80]!r} is not 'node::field'")
+    node, field = node.strip(), field.strip()
+    if not node:
+        raise ValueError(f"target {text[:80]!r} has no node name before '::'")
+    if not field:
+        raise ValueError(f"target {text[:80]!r} has no field name after '::'")
+    return node, field
+
+
+@attrs.frozen
+class Target:
+    """One target of a ``/query``: ``node``/``field`` are None when ``error`` says why."""
+
+    text: str
+    ref_id: str | None = None
+    format: str = "timeseries"
+    node: str | None = None
+    field: str | None = None
+    error: str | None = None
+
+
+def _target_format(item: Mapping[str, Any]) -> str:
+    payload = item.get("payload")
+    if isinstance(payload, dict):
+        fmt = payload.get("format")
+        if isinstance(fmt, str) and fmt.strip().lower() in FORMATS:
+            return fmt.strip().lower()
+    kind = item.get("type")
+    if isinstance(kind, str):
+        kind = kind.strip().lower()
+        if kind == "table":
+            return "table"
+        if kind in ("dataframe", "data_frame", "frame"):
+            return "dataframe"
+    return "timeseries"
+
+
+def parse_target(item: Any, index: int) -> Target | None:
+    """One element of ``targets``; None for a hidden or empty (no metric chosen) target."""
+    if not isinstance(item, dict):
+        return Target(text=f"targets[{index}]", error=f"targets[{index}] must be an object, "
+                      f"got {_json_kind(item)}")
+    if item.get("hide") is True:
+        return None
+    ref = item.get("refId")
+    ref_id = ref if isinstance(ref, str) else None
+    text = item.get("target")
+    if text is None or text == "":
+        return None
+    fmt = _target_format(item)
+    if not isinstance(text, str):
+        return Target(text=f"targets[{index}]", ref_id=ref_id, format=fmt,
+                      error=f"targets[{index}].target must be a string, got {_json_kind(text)}")
+    try:
+        node, field = split_target(text)
+    except ValueError as exc:
+        return Target(text=text, ref_id=ref_id, format=fmt, error=str(exc))
+    return Target(text=text, ref_id=ref_id, format=fmt, node=node, field=field)
+
+
+# -- ad hoc filters ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class AdhocFilter:
+    """``{"key": "node", "operator": "=", "value": "apex_archive"}`` (keys of TAG_KEYS)."""
+
+    key: str
+    operator: str
+    value: str
+    pattern: re.Pattern[str] | None = None
+
+    def accepts(self, node: str, field: str) -> bool:
+        subject = {"node": node, "field": field}.get(self.key)
+        if subject is None:
+            return True  # a key we do not know filters nothing
+        if self.operator == "=":
+            return subject == self.value
+        if self.operator == "!=":
+            return subject != self.value
+        if self.operator in ("=~", "!~") and self.pattern is not None:
+            hit = self.pattern.search(subject) is not None
+            return hit if self.operator == "=~" else not hit
+        return True
+
+
+def parse_filters(body: Mapping[str, Any]) -> list[AdhocFilter]:
+    """Ad hoc filters from ``adhocFilters`` (SimpleJSON) or ``filters`` (JSON data source)."""
+    out: list[AdhocFilter] = []
+    for key in ("adhocFilters", "filters"):
+        raw = body.get(key)
+        if raw is None:
+            continue
+        if not isinstance(raw, list):
+            raise BadRequest(f"{key} must be an array, got {_json_kind(raw)}")
+        for i, f in enumerate(raw):
+            if not isinstance(f, dict):
+                raise BadRequest(f"{key}[{i}] must be an object, got {_json_kind(f)}")
+            k, op, value = f.get("key"), f.get("operator", "="), f.get("value")
+            if not isinstance(k, str) or not isinstance(op, str):
+                raise BadRequest(f"{key}[{i}] needs string 'key' and 'operator'")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str):
+                raise BadRequest(f"{key}[{i}].value must be a string, got {_json_kind(value)}")
+            pattern = None
+            if op in ("=~", "!~"):
+                try:
+                    pattern = re.compile(value)
+                except re.error as exc:
+                    raise BadRequest(f"{key}[{i}].value is not a regular expression: {exc}") from None
+            out.append(AdhocFilter(k, op, value, pattern))
+    return out
+
+
+# -- /query ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class QueryRequest:
+    """A parsed ``/query`` body."""
+
+    start: float
+    end: float
+    targets: list[Target]
+    max_points: int | None = None  #: ``maxDataPoints``: points per series at most
+    interval: float | None = None  #: seconds, from ``intervalMs`` or ``interval``
+    filters: list[AdhocFilter] = attrs.field(factory=list)
+
+    @property
+    def min_stride(self) -> float | None:
+        """``max(interval, span / maxDataPoints)``: what an old node (no ``max_points``)
+        needs to reduce each series to about ``maxDataPoints`` points."""
+        parts = [self.interval or 0.0]
+        if self.max_points:
+            parts.append((self.end - self.start) / self.max_points)
+        stride = max(parts)
+        return stride if stride > 0 else None
+
+    def by_node(self) -> dict[str, list[str]]:
+        """Field names to fetch from each node (unique, in target order)."""
+        out: dict[str, list[str]] = {}
+        for t in self.targets:
+            if t.error is None and t.node is not None and t.field is not None:
+                fields = out.setdefault(t.node, [])
+                if t.field not in fields:
+                    fields.append(t.field)
+        return out
+
+
+def parse_query(body: Any) -> QueryRequest:
+    """A ``/query`` body of either plugin; raises :class:`BadRequest` for a 400."""
+    body = require_object(body)
+    start, end = parse_range(body)
+    if "targets" not in body:
+        raise BadRequest("missing key: targets")
+    raw_targets = body["targets"]
+    if not isinstance(raw_targets, list):
+        raise BadRequest(f"targets must be an array, got {_json_kind(raw_targets)}")
+    max_points = _positive_number(body, "maxDataPoints")
+    interval_ms = _positive_number(body, "intervalMs")
+    if interval_ms is not None:
+        interval = interval_ms / 1000.0
+    elif body.get("interval") not in (None, ""):
+        interval = parse_interval(body["interval"])
+    else:
+        interval = None
+    filters = parse_filters(body)
+    targets = []
+    for i, item in enumerate(raw_targets):
+        t = parse_target(item, i)
+        if t is None:
+            continue
+        if t.error is None and filters and not all(f.accepts(t.node, t.field) for f in filters):
+            continue
+        targets.append(t)
+    return QueryRequest(
+        start=start,
+        end=end,
+        targets=targets,
+        max_points=max(2, int(max_points)) if max_points else None,
+        interval=interval,
+        filters=filters,
+    )
+
+
+# -- series and answers -----------------------------------------------------------------
+
+
+@attrs.define
+class Series:
+    """The data of one target: ``t`` in UNIX seconds, ``values`` numeric (float64) or
+    an object array (strings); ``error`` makes it an empty series carrying the message."""
+
+    target: Target
+    t: np.ndarray = attrs.field(factory=lambda: np.empty(0))
+    values: np.ndarray = attrs.field(factory=lambda: np.empty(0))
+    units: str | None = None
+    error: str | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.values.dtype.kind in "fiub"
+
+
+class AnswerError(ValueError):
+    """A node's ``get_data`` answer does not hold what we asked for in a usable shape."""
+
+
+def as_values(raw: Any, field_type: str | None = None) -> np.ndarray:
+    """One numpy array from a wire list (done once per series): float64 for numbers
+    and booleans (``None`` becomes NaN), an object array for anything else."""
+    if isinstance(raw, np.ndarray):
+        arr = raw
+    elif field_type == "string":
+        return np.asarray(raw, dtype=object)
+    else:
+        try:
+            arr = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            return np.asarray(raw, dtype=object)
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.float64)
+    if arr.dtype.kind not in "fiu" and arr.dtype.kind != "O":
+        arr = arr.astype(object)
+    return arr if arr.ndim == 1 else arr.reshape(-1)
+
+
+def find_timeline(answer: Mapping[str, Any], field: str, n: int, hint: str | None) -> str | None:
+    """The name of the timeline of ``field`` in a ``get_data`` answer.
+
+    In order: ``hint`` (from the node's ``get_fields``), a timeline whose ``fields``
+    list names it (so3g answers), the only timeline with ``n`` samples. None if none fits.
+    """
+    timelines = answer.get("timeline")
+    if not isinstance(timelines, dict):
+        return None
+    if hint is not None and hint in timelines:
+        return hint
+    for name, tl in timelines.items():
+        if isinstance(tl, dict) and isinstance(tl.get("fields"), list) and field in tl["fields"]:
+            return name
+    same = [name for name, tl in timelines.items()
+            if isinstance(tl, dict) and isinstance(tl.get("t"), (list, np.ndarray)) and len(tl["t"]) == n]
+    return same[0] if len(same) == 1 else None
+
+
+def series_from_answer(
+    answer: Any,
+    target: Target,
+    timeline_hint: str | None,
+    *,
+    field_type: str | None = None,
+    units: str | None = None,
+    max_points: int | None = None,
+) -> Series:
+    """The series of ``target`` from a node's ``get_data`` answer.
+
+    Raises :class:`AnswerError` when the answer is not a ``get_data`` dict or the
+    field's timeline cannot be found (the caller refreshes the node's field list and
+    tries again). A field missing from ``data`` or empty is an empty series. If the
+    node sent more than ``max_points`` (an old node ignoring ``max_points``), the
+    series is decimated here with the core's peak-preserving decimation.
+    """
+    if answer is False:
+        raise AnswerError("the node refused the request (over its pipeline allowance)")
+    if not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
+        raise AnswerError(f"the node's get_data answer is not a get_data dict ({_json_kind(answer)})")
+    raw = answer["data"].get(target.field)
+    if raw is None or len(raw) == 0:
+        return Series(target, units=units)
+    n = len(raw)
+    name = find_timeline(answer, target.field, n, timeline_hint)
+    if name is None:
+        raise AnswerError(f"no timeline in the node's answer matches field {target.field!r}")
+    t_raw = answer["timeline"][name].get("t") if isinstance(answer["timeline"][name], dict) else None
+    if t_raw is None or len(t_raw) != n:
+        raise AnswerError(
+            f"field {target.field!r} has {n} values but timeline {name!r} has "
+            f"{'no' if t_raw is None else len(t_raw)} times"
+        )
+    try:
+        t = np.asarray(t_raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AnswerError(f"timeline {name!r} has times that are not numbers") from None
+    values = as_values(raw, field_type)
+    if max_points and t.size > max_points:
+        t, reduced = decimate_timeline(t, {"v": values}, max_points=max_points)
+        values = reduced["v"]
+    return Series(target, t=t, values=values, units=units)
+
+
+def _notices(error: str | None) -> dict:
+    return {"notices": [{"severity": "error", "text": error}]} if error else {}
+
+
+def _epoch_ms(t: np.ndarray) -> np.ndarray:
+    return np.asarray(t, dtype=np.float64) * 1000.0
+
+
+def timeserie(series: Series) -> dict:
+    """``{"target", "datapoints": [[value, epoch_ms], ...]}``; datapoints is one numpy array."""
+    item: dict[str, Any] = {"target": series.target.text}
+    if series.numeric:
+        pts = np.empty((series.t.size, 2), dtype=np.float64)
+        pts[:, 0] = series.values
+        pts[:, 1] = _epoch_ms(series.t)
+        item["datapoints"] = pts
+    else:  # strings: rare, small
+        item["datapoints"] = [[_plain(v), ms] for v, ms in zip(series.values.tolist(),
+                                                                 _epoch_ms(series.t).tolist())]
+    if series.target.ref_id is not None:
+        item["refId"] = series.target.ref_id
+    if series.error:
+        item["meta"] = _notices(series.error)
+    return item
+
+
+def table(series: Series) -> dict:
+    """``{"type": "table", "columns": [Time, target], "rows": [[epoch_ms, value], ...]}``."""
+    kind = "number" if series.numeric else "string"
+    item: dict[str, Any] = {
+        "type": "table",
+        "columns": [{"text": "Time", "type": "time"}, {"text": series.target.text, "type": kind}],
+    }
+    if series.numeric:
+        rows = np.empty((series.t.size, 2), dtype=np.float64)
+        rows[:, 0] = _epoch_ms(series.t)
+        rows[:, 1] = series.values
+        item["rows"] = rows
+    else:
+        item["rows"] = [[ms, _plain(v)] for ms, v in zip(_epoch_ms(series.t).tolist(),
+                                                           series.values.tolist())]
+    if series.target.ref_id is not None:
+        item["refId"] = series.target.ref_id
+    if series.error:
+        item["meta"] = _notices(series.error)
+    return item
+
+
+def dataframe(series: Series) -> dict:
+    """A Grafana data frame: a ``time`` field and a value field named after the target."""
+    value_field: dict[str, Any] = {
+        "name": series.target.text,
+        "type": "number" if series.numeric else "string",
+        "values": series.values if series.numeric else [_plain(v) for v in series.values.tolist()],
+    }
+    if series.units:
+        value_field["config"] = {"unit": series.units}
+    item: dict[str, Any] = {
+        "name": series.target.text,
+        "fields": [{"name": "time", "type": "time", "values": _epoch_ms(series.t)}, value_field],
+    }
+    if series.target.ref_id is not None:
+        item["refId"] = series.target.ref_id
+    if series.error:
+        item["meta"] = _notices(series.error)
+    return item
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
+
+
+_BUILDERS = {"timeseries": timeserie, "table": table, "dataframe": dataframe}
+
+
+def query_answer(series: Iterable[Series]) -> list[dict]:
+    """The ``/query`` answer: one item per target, in the format each target asked for."""
+    return [_BUILDERS[s.target.format](s) for s in series]
+
+
+# -- listings ------------------------------------------------------------------------------
+
+
+def search_text(body: Any) -> str:
+    """The typed text of a ``/search`` body (``{"target": "..."}``; missing: "")."""
+    body = require_object(body)
+    text = body.get("target", "")
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise BadRequest(f"target must be a string, got {_json_kind(text)}")
+    return text
+
+
+def filter_targets(targets: Iterable[str], text: str, limit: int) -> list[str]:
+    """Targets containing ``text`` (case-insensitive), sorted, at most ``limit``."""
+    needle = text.strip().lower()
+    hits = sorted(t for t in targets if needle in t.lower())
+    return hits[:limit]
+
+
+def metrics_answer(targets: Sequence[str], current: str | None, limit: int) -> list[dict]:
+    """``/metrics``: every target with the format payload; the current one always listed."""
+    shown = list(targets[:limit])
+    if current and current in targets and current not in shown:
+        shown.append(current)
+    return [{"label": t, "value": t, "payloads": [FORMAT_PAYLOAD]} for t in shown]
+
+
+def metrics_request(body: Any) -> str | None:
+    """The current metric of a ``/metrics`` body (``{}`` or ``{"metric", "payload"}``)."""
+    body = require_object(body)
+    metric = body.get("metric")
+    return metric if isinstance(metric, str) else None
+
+
+def payload_options(body: Any) -> list[dict]:
+    """``/metric-payload-options``: the options of the ``format`` payload; [] for others."""
+    body = require_object(body)
+    name = body.get("name")
+    if name is None:
+        raise BadRequest("missing key: name")
+    if name == FORMAT_PAYLOAD["name"]:
+        return list(FORMAT_PAYLOAD["options"])
+    return []
+
+
+@attrs.frozen
+class VariableRequest:
+    """A ``/variable`` payload: ``{"target": "text"}`` lists the targets containing the text;
+    ``{"list": "nodes"}`` the live nodes; ``{"list": "fields", "node": "x"}`` one node's
+    field names. A bare string payload is the text filter."""
+
+    list: str = "targets"
+    text: str = ""
+    node: str | None = None
+
+
+def parse_variable(body: Any) -> VariableRequest:
+    body = require_object(body)
+    payload = body.get("payload", {})
+    if isinstance(payload, str):
+        text = payload.strip()
+        return VariableRequest(list="nodes") if text in ("nodes", "nodes()") else VariableRequest(text=text)
+    if payload is None:
+        payload = {}
+    payload = require_object(payload, "payload")
+    kind = payload.get("list", "targets")
+    if kind not in ("targets", "nodes", "fields"):
+        raise BadRequest(f"payload.list must be one of targets, nodes, fields; got {str(kind)[:40]!r}")
+    text = payload.get("target", "")
+    if not isinstance(text, str):
+        raise BadRequest(f"payload.target must be a string, got {_json_kind(text)}")
+    node = payload.get("node")
+    if node is not None and not isinstance(node, str):
+        raise BadRequest(f"payload.node must be a string, got {_json_kind(node)}")
+    return VariableRequest(list=kind, text=text, node=node)
+
+
+def variable_answer(values: Iterable[str]) -> list[dict]:
+    return [{"__text": v, "__value": v} for v in values]
+
+
+def tag_keys_answer() -> list[dict]:
+    return [{"type": "string", "text": k} for k in TAG_KEYS]
+
+
+def tag_values_key(body: Any) -> str:
+    body = require_object(body)
+    if "key" not in body:
+        raise BadRequest("missing key: key")
+    key = body["key"]
+    if not isinstance(key, str):
+        raise BadRequest(f"key must be a string, got {_json_kind(key)}")
+    return key
+
+
+def tag_values_answer(values: Iterable[str]) -> list[dict]:
+    return [{"text": v} for v in values]
+
+
+# -- /annotations ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class AnnotationRequest:
+    """A SimpleJSON ``/annotations`` body; ``query`` is a ``node::field`` target or empty."""
+
+    start: float
+    end: float
+    annotation: dict
+    target: Target | None
+
+
+def parse_annotations(body: Any) -> AnnotationRequest:
+    body = require_object(body)
+    start, end = parse_range(body)
+    if "annotation" not in body:
+        raise BadRequest("missing key: annotation")
+    annotation = require_object(body["annotation"], "annotation")
+    query = annotation.get("query")
+    target = None
+    if isinstance(query, str) and query.strip():
+        target = parse_target({"target": query.strip()}, 0)
+    return AnnotationRequest(start, end, annotation, target)
+
+
+def annotations_answer(req: AnnotationRequest, series: Series | None) -> list[dict]:
+    """One annotation per sample of the query's series: title the target, text the value."""
+    if series is None or series.error or series.t.size == 0:
+        return []
+    tags = [series.target.node or "", series.target.field or ""]
+    ms = _epoch_ms(series.t).tolist()
+    return [
+        {"annotation": req.annotation, "time": int(m), "title": series.target.text,
+         "tags": tags, "text": "" if _plain(v) is None else str(_plain(v))}
+        for m, v in zip(ms, series.values.tolist())
+    ]

@@ -1,0 +1,304 @@
+"""The bridge's WAMP side: one persistent consumer session, the field cache, queries.
+
+:class:`BridgeService` joins the router as the read-only ``simonsobs`` user and
+reconnects forever. It keeps a :class:`~sisock_core.bridge.catalog.FieldCatalog`
+filled from the hub (``get_data_node``, then each node's ``get_fields(1, 0)``),
+current from the hub's ``data_node_added``/``data_node_subtracted`` events, and
+refreshed on a miss: a target whose node or field is unknown makes the bridge ask
+that node's ``get_fields`` once before answering (at most every
+:data:`MISS_REFRESH_INTERVAL` seconds per node), so a panel works after a restart
+without anyone opening the metric picker.
+
+Queries are grouped by node: one ``get_data(fields, start, end, min_stride,
+max_points=maxDataPoints)`` per node, all nodes at once. Old nodes that do not take
+``max_points`` are asked again without it (and remembered); ``min_stride`` still
+makes them reduce, and the bridge decimates whatever exceeds ``maxDataPoints``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from autobahn.wamp.exception import ApplicationError
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from sisock_core import wamp
+from sisock_core.bridge.catalog import CatalogError, FieldCatalog
+from sisock_core.bridge.grafana import (
+    AnswerError,
+    QueryRequest,
+    Series,
+    Target,
+    series_from_answer,
+)
+from sisock_core.config import SiteConfig
+
+#: Seconds between two get_fields refreshes of one node triggered by unknown targets.
+MISS_REFRESH_INTERVAL = 2.0
+#: Seconds to wait for the hub's get_data_node (health checks and listing).
+HUB_TIMEOUT = 5.0
+
+
+class NotConnected(RuntimeError):
+    """The bridge has no session on the router right now."""
+
+
+def wamp_error_text(exc: BaseException, node: str | None = None) -> str:
+    """A one-line message for a failed call, for logs and Grafana notices."""
+    if isinstance(exc, ApplicationError):
+        if exc.error == "wamp.error.no_such_procedure":
+            return f"node {node!r} is not serving (unknown node, or down)" if node else "no such procedure"
+        text = " ".join(str(a) for a in exc.args) or exc.error
+        return f"{exc.error}: {text}" if exc.error not in text else text
+    if isinstance(exc, defer.TimeoutError):
+        return f"node {node!r} did not answer in time" if node else "timed out"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_signature_error(exc: BaseException) -> bool:
+    """autobahn's answer when a procedure does not take the keyword we passed."""
+    return isinstance(exc, ApplicationError) and exc.error == ApplicationError.INVALID_ARGUMENT
+
+
+class BridgeService:
+    """The WAMP consumer behind the HTTP bridge."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        cfg: SiteConfig,
+        *,
+        reactor: Any = None,
+        on_join: Callable[[], None] | None = None,
+        serializers: tuple[str, ...] = ("msgpack",),
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.reactor = reactor
+        self.cfg = cfg
+        self.catalog = FieldCatalog()
+        self.router_url = wamp.router_url(cfg)
+        self.timeout = cfg.http.query_timeout
+        self._session: Any = None
+        self._on_join_cb = on_join
+        self._refreshing: dict[str, list[defer.Deferred]] = {}
+        self._last_refresh: dict[str, float] = {}
+        #: nodes that refused the max_points keyword (sisock 0.2 data nodes)
+        self.old_nodes: set[str] = set()
+        self.component = wamp.make_component(cfg, consumer=True, serializers=serializers)
+        self.component.on("join", self._on_join)
+        self.component.on("leave", self._on_leave)
+        self._done: defer.Deferred | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None and self._session.is_attached()
+
+    def start(self) -> defer.Deferred:
+        """Connect (and reconnect forever); fires when the component stops."""
+        self._done = self.component.start(self.reactor)
+        return self._done
+
+    def stop(self) -> defer.Deferred:
+        return self.component.stop()
+
+    async def _on_join(self, session: Any, details: Any) -> None:
+        self._session = session
+        self.log.info("bridge joined {url} realm {realm} as {user}", url=self.router_url,
+                      realm=details.realm, user=wamp.CONSUMER_USER)
+        await session.subscribe(self._node_added, wamp.HUB_ADDED)
+        await session.subscribe(self._node_subtracted, wamp.HUB_SUBTRACTED)
+        if self._on_join_cb is not None:
+            cb, self._on_join_cb = self._on_join_cb, None
+            cb()
+        try:
+            await self.load_listing()
+        except Exception as exc:
+            self.log.warn("the hub did not list the data nodes yet ({error}); fields load on demand",
+                          error=wamp_error_text(exc))
+
+    def _on_leave(self, session: Any, details: Any) -> None:
+        self._session = None
+        self.log.warn("bridge left the router ({reason}); reconnecting",
+                      reason=getattr(details, "reason", details))
+
+    def _session_or_raise(self) -> Any:
+        if not self.connected:
+            raise NotConnected(f"not connected to the router at {self.router_url}")
+        return self._session
+
+    def _call(self, timeout: float, uri: str, *args: Any, **kwargs: Any) -> defer.Deferred:
+        session = self._session_or_raise()
+        d = session.call(uri, *args, **kwargs)  # a Deferred; cancelled on timeout
+        return d.addTimeout(timeout, self.reactor)
+
+    # -- hub and field cache -------------------------------------------------------
+
+    async def hub_listing(self) -> list[dict]:
+        """The hub's ``get_data_node`` (raises when it does not answer)."""
+        listing = await self._call(HUB_TIMEOUT, wamp.HUB_LIST)
+        return listing if isinstance(listing, list) else []
+
+    async def load_listing(self) -> list[dict]:
+        """Refresh the live node list from the hub and load fields of new nodes."""
+        listing = await self.hub_listing()
+        need = self.catalog.set_listing(listing)
+        if need:
+            await defer.DeferredList([defer.ensureDeferred(self.refresh_node(n)) for n in need])
+        return listing
+
+    def _node_added(self, info: Any = None, *args: Any, **kwargs: Any) -> None:
+        name = self.catalog.node_added(info)
+        if name is not None:
+            self.log.info("data node {name} added; loading its fields", name=name)
+            defer.ensureDeferred(self.refresh_node(name))
+
+    def _node_subtracted(self, info: Any = None, *args: Any, **kwargs: Any) -> None:
+        self.catalog.node_subtracted(info)
+        if isinstance(info, dict):
+            self.log.info("data node {name} subtracted", name=info.get("name"))
+
+    async def refresh_node(self, node: str) -> bool:
+        """Load ``node``'s fields (``get_fields(1, 0)``); concurrent calls share one request.
+        Returns whether the node answered."""
+        waiters = self._refreshing.get(node)
+        if waiters is not None:
+            d: defer.Deferred = defer.Deferred()
+            waiters.append(d)
+            return await d
+        self._refreshing[node] = []
+        self._last_refresh[node] = self.reactor.seconds()
+        ok = False
+        try:
+            answer = await self._call(self.timeout, wamp.node_uri(node, "get_fields"), 1, 0)
+            self.catalog.set_fields(node, answer, self.reactor.seconds())
+            ok = True
+            self.log.debug("loaded {n} fields of {node}", n=len(self.catalog.nodes[node].fields or {}),
+                           node=node)
+        except CatalogError as exc:
+            self.catalog.set_error(node, str(exc))
+            self.log.warn("node {node}: {error}", node=node, error=str(exc))
+        except Exception as exc:
+            self.catalog.set_error(node, wamp_error_text(exc, node))
+            self.log.info("cannot load the fields of {node}: {error}", node=node,
+                          error=wamp_error_text(exc, node))
+        finally:
+            for w in self._refreshing.pop(node, []):
+                w.callback(ok)
+        return ok
+
+    async def refresh_on_miss(self, node: str) -> None:
+        """Refresh ``node`` unless it was refreshed in the last MISS_REFRESH_INTERVAL s."""
+        last = self._last_refresh.get(node)
+        if node in self._refreshing or last is None or \
+                self.reactor.seconds() - last >= MISS_REFRESH_INTERVAL:
+            await self.refresh_node(node)
+
+    async def ensure_loaded(self) -> None:
+        """Load the fields of live nodes that have none yet (before listing targets)."""
+        missing = self.catalog.unloaded_live_nodes()
+        if missing:
+            await defer.DeferredList([defer.ensureDeferred(self.refresh_on_miss(n)) for n in missing])
+
+    # -- queries --------------------------------------------------------------------
+
+    async def _get_data(self, node: str, fields: list[str], req: QueryRequest) -> Any:
+        uri = wamp.node_uri(node, "get_data")
+        args = (fields, req.start, req.end, req.min_stride)
+        if req.max_points and node not in self.old_nodes:
+            try:
+                return await self._call(self.timeout, uri, *args, max_points=req.max_points)
+            except ApplicationError as exc:
+                if not _is_signature_error(exc):
+                    raise
+                self.old_nodes.add(node)
+                self.log.info("node {node} does not take max_points (an older sisock node); "
+                              "relying on min_stride", node=node)
+        return await self._call(self.timeout, uri, *args)
+
+    async def query_node(self, node: str, targets: list[Target], req: QueryRequest) -> list[Series]:
+        """The series of ``targets`` (all on ``node``), errors kept per series."""
+        fields = list(dict.fromkeys(t.field for t in targets))
+        if not self.catalog.knows(node, fields):
+            await self.refresh_on_miss(node)
+        try:
+            answer = await self._get_data(node, fields, req)
+        except Exception as exc:
+            msg = wamp_error_text(exc, node)
+            self.log.warn("get_data on {node} failed: {error}", node=node, error=msg)
+            return [Series(t, error=msg) for t in targets]
+        out = []
+        refreshed = False
+        for t in targets:
+            for attempt in (0, 1):
+                info = self.catalog.field(node, t.field)
+                try:
+                    s = series_from_answer(
+                        answer, t, info.timeline if info else None,
+                        field_type=info.type if info else None,
+                        units=info.units if info else None, max_points=req.max_points,
+                    )
+                except AnswerError as exc:
+                    if attempt == 0 and not refreshed and answer is not False:
+                        refreshed = True  # the node's timelines changed: reload, retry once
+                        await self.refresh_node(node)
+                        continue
+                    s = Series(t, error=f"{node}: {exc}")
+                break
+            entry = self.catalog.nodes.get(node)
+            if s.error is None and s.t.size == 0 and info is None and entry is not None \
+                    and entry.fields is not None:
+                s.error = f"node {node!r} has no field {t.field!r}"
+            out.append(s)
+        return out
+
+    async def query(self, req: QueryRequest) -> list[Series]:
+        """Every target's series, in request order; never raises for one bad target."""
+        groups: dict[str, list[Target]] = {}
+        for t in req.targets:
+            if t.error is None:
+                groups.setdefault(t.node, []).append(t)
+        if groups and not self.connected:
+            msg = f"not connected to the router at {self.router_url}"
+            return [Series(t, error=t.error or msg) for t in req.targets]
+        results = await defer.gatherResults(
+            [defer.ensureDeferred(self.query_node(n, ts, req)) for n, ts in groups.items()]
+        ) if groups else []
+        by_target: dict[int, Series] = {}
+        for series_list in results:
+            for s in series_list:
+                by_target[id(s.target)] = s
+        return [by_target.get(id(t)) or Series(t, error=t.error) for t in req.targets]
+
+    # -- health -----------------------------------------------------------------------
+
+    async def health(self) -> tuple[bool, dict]:
+        """``(ok, body)`` for ``GET /``: ok only when joined and the hub answers."""
+        if not self.connected:
+            return False, {"error": {"message": f"not connected to the router at {self.router_url}"}}
+        try:
+            listing = await self.hub_listing()
+        except ApplicationError as exc:
+            if exc.error == "wamp.error.no_such_procedure":
+                msg = f"connected to {self.router_url}, but the hub is not running"
+            else:
+                msg = f"connected to {self.router_url}, but the hub failed: {wamp_error_text(exc)}"
+            return False, {"error": {"message": msg}}
+        except Exception as exc:
+            return False, {"error": {"message": f"connected to {self.router_url}, but the hub did "
+                                                f"not answer: {wamp_error_text(exc)}"}}
+        need = self.catalog.set_listing(listing)
+        for n in need:
+            defer.ensureDeferred(self.refresh_node(n))
+        names = [n["name"] for n in listing if isinstance(n, dict) and "name" in n]
+        return True, {
+            "status": "ok",
+            "message": f"sisock bridge connected to {self.router_url}; {len(names)} data nodes live",
+            "nodes": names,
+        }
