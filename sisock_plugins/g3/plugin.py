@@ -1,0 +1,180 @@
+"""The g3 plugin: serve OCS housekeeping ``.g3`` archives (node name ``g3_reader``).
+
+The node answers from an index database that the scanner keeps up to date
+(``sisock scan``; ``sisock up`` runs it as the ``scanner`` service whenever a g3
+node is configured): ``get_fields`` reads only the index, ``get_data`` reads only
+the frames of the files that hold the requested fields in the requested range,
+decodes them with so3g/spt3g and keeps them in a bounded LRU cache. Field names
+are ``<provider description>.<field>``; see :mod:`sisock_plugins.g3.reader` for
+the other spellings accepted. MAX_POINTS and decimation are the core's.
+
+Example ``site/nodes.toml`` entry::
+
+    [nodes.g3_reader]
+    plugin = "g3"
+    data_dir = "/data/hk"          # env DATA_DIRECTORY
+    # db = "mysql://sisock:secret@127.0.0.1/sisock"   # default: SQLite under state_dir
+    # cache_mb = 256
+    # scan_interval = 3600         # env SCAN_INTERVAL
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import attrs
+from twisted.logger import Logger
+
+from sisock_core import Field, PluginSpec, Timeline, hookimpl
+from sisock_core.model import NodeContext
+from sisock_plugins.g3.index import (
+    DatabaseConfigError,
+    DatabaseUnavailable,
+    Index,
+    mysql_url,
+    parse_db_url,
+)
+
+log = Logger(namespace="sisock_plugins.g3")
+
+STATE_KEY = "g3"
+DEFAULT_NODE_NAME = "g3_reader"
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"must be a number > 0, got {value!r}")
+
+
+def _db_url(instance: object, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"must be a string (sqlite:///path or mysql://user:password@host/db), got {value!r}")
+    try:
+        parse_db_url(value)
+    except DatabaseConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+_opt_str = attrs.validators.optional(attrs.validators.instance_of(str))
+
+
+@attrs.frozen
+class Options:
+    """Options of a g3 node (its ``[nodes.<name>]`` table).
+
+    ``data_dir``: the aggregator's output directory (env ``DATA_DIRECTORY``); every
+    ``*.g3`` file below it is indexed, whatever its naming era.
+
+    ``db``: the index database URL, ``sqlite:///path/index.sqlite`` or
+    ``mysql://user:password@host:port/database``. Default: the original
+    ``SQL_HOST``/``SQL_USER``/``SQL_PASSWD``/``SQL_DB`` variables if ``SQL_HOST`` is
+    set, else SQLite in ``<state_dir>/g3/<node name>.sqlite``.
+
+    ``cache_mb``: size of the decoded-data cache, in MB (default 256).
+
+    Scanner: ``scan_interval`` seconds between full passes (env ``SCAN_INTERVAL``,
+    default 3600; a pass only stats unchanged files); ``watch`` (default true):
+    also index files as soon as they are created, written or closed, after
+    ``debounce`` seconds without further change (default 1).
+    """
+
+    data_dir: str = attrs.field(validator=attrs.validators.instance_of(str))
+    db: str | None = attrs.field(default=None, validator=_db_url)
+    sql_host: str | None = attrs.field(default=None, validator=_opt_str)
+    sql_user: str | None = attrs.field(default=None, validator=_opt_str)
+    sql_passwd: str | None = attrs.field(default=None, validator=_opt_str, repr=False)
+    sql_db: str | None = attrs.field(default=None, validator=_opt_str)
+    cache_mb: float = attrs.field(default=256.0, validator=_positive)
+    scan_interval: float = attrs.field(default=3600.0, validator=_positive)
+    watch: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    debounce: float = attrs.field(default=1.0, validator=_positive)
+
+
+ENV = {
+    "DATA_DIRECTORY": "data_dir",
+    "SQL_HOST": "sql_host",
+    "SQL_USER": "sql_user",
+    "SQL_PASSWD": "sql_passwd",
+    "SQL_DB": "sql_db",
+    "SCAN_INTERVAL": "scan_interval",
+}
+
+
+def default_state_dir() -> Path:
+    from sisock_core.config import default_state_dir as _default
+
+    return _default()
+
+
+def db_url(options: Options, node_name: str, state_dir: str | os.PathLike | None) -> str:
+    """The index database URL of a node (see :class:`Options`)."""
+    if options.db:
+        return options.db
+    if options.sql_host:
+        return mysql_url(options.sql_host, options.sql_user, options.sql_passwd, options.sql_db or "sisock")
+    base = Path(state_dir) if state_dir is not None else default_state_dir()
+    return f"sqlite:///{Path(base).resolve() / 'g3' / (node_name + '.sqlite')}"
+
+
+def data_dir(options: Options) -> str:
+    return os.path.abspath(os.path.expanduser(options.data_dir))
+
+
+@hookimpl
+def sisock_plugin_spec() -> PluginSpec:
+    return PluginSpec(
+        default_node_name=DEFAULT_NODE_NAME,
+        description="Housekeeping data from .g3 files written by the OCS aggregator",
+        options=Options,
+        env=ENV,
+    )
+
+
+@hookimpl
+def node_start(node: NodeContext) -> None:
+    from sisock_plugins.g3.reader import HKReader
+
+    options: Options = node.options
+    directory = data_dir(options)
+    if not os.path.isdir(directory):
+        log.error("g3: data directory {dir} does not exist (yet); serving what the index holds",
+                  dir=directory)
+    url = db_url(options, node.name, node.state.get("state_dir"))
+    index = Index(url)
+    try:
+        index.check()
+    except DatabaseConfigError as exc:
+        raise ValueError(f"g3: {exc}") from None
+    except DatabaseUnavailable as exc:
+        log.error("g3: {error}; answering with errors until it is back", error=str(exc))
+    else:
+        log.info("g3: serving {dir} through the index {db}", dir=directory, db=index.describe())
+    node.state[STATE_KEY] = HKReader(index, cache_mb=options.cache_mb)
+
+
+@hookimpl
+def node_stop(node: NodeContext) -> None:
+    reader = node.state.pop(STATE_KEY, None)
+    if reader is not None:
+        reader.index.close()
+
+
+def _reader(node: NodeContext):
+    try:
+        return node.state[STATE_KEY]
+    except KeyError:
+        raise RuntimeError(f"g3: node {node.name!r} was not started (node_start not called)") from None
+
+
+@hookimpl
+def list_fields(node: NodeContext, start: float, end: float) -> Iterable[Field]:
+    return _reader(node).list_fields(start, end)
+
+
+@hookimpl
+def read_range(node: NodeContext, fields: Sequence[str], start: float, end: float) -> Mapping[str, Timeline]:
+    return _reader(node).read_range(fields, start, end)

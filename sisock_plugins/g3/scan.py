@@ -1,0 +1,265 @@
+"""Reading housekeeping .g3 files frame by frame (pure: no Twisted, no database).
+
+:func:`scan_file` reads the session, status and data frames of one file written
+by the OCS aggregator (so3g's ``HKSessionHelper``) from a byte offset, and returns
+what the index needs: the providers the file lists and, for every data block, its
+byte offset, provider, block name, fields with their types, first and last sample
+time and sample count. All three HK schema versions are read natively:
+
+* v0 (2019 to May 2020): blocks are ``so3g.IrregBlockDouble`` (float times, float data);
+* v1: blocks are ``G3TimesampleMap`` without names;
+* v2 (July 2020 on): ``G3TimesampleMap`` plus ``block_names``.
+
+Blocks without a name get so3g's ``HKTranslator`` name, ``block_for_<first field>``.
+
+A file still being written ends in an incomplete frame: reading stops at the last
+complete frame, the result says how far it got (``offset``) and the provider state
+there (``state``), and a later call resumes from that offset.
+
+:func:`decode_frame` reads one frame back (at an offset the index recorded) into
+numpy arrays; the reader uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import attrs
+import numpy as np
+
+import so3g  # noqa: F401  (so3g must be imported before spt3g.core: the other order crashes)
+from spt3g import core
+
+# spt3g logs read errors itself (to stderr, in its own format); we report them.
+core.G3Logger.global_logger = core.G3NullLogger()
+
+_HK = core.G3FrameType.Housekeeping
+_SECOND = core.G3Units.s
+
+SESSION, STATUS, DATA = 0, 1, 2
+
+from sisock_plugins.g3.index import (  # noqa: E402
+    STATUS_EMPTY,
+    STATUS_ERROR,
+    STATUS_MISSING,
+    STATUS_NOT_HK,
+    STATUS_OK,
+    STATUS_PARTIAL,
+)
+
+#: Block entry of a scan: (frame byte offset, block index, prov_id, provider
+#: description, block name, ((field, type), ...), first time, last time, samples).
+Block = tuple[int, int, int, str, str, tuple[tuple[str, str], ...], float, float, int]
+
+
+@attrs.define
+class ScanState:
+    """The HK stream state at a byte offset: what a resumed scan needs to know."""
+
+    session_id: int | None = None
+    providers: dict[int, str] = attrs.field(factory=dict)
+    hk_frames: int = 0  #: housekeeping frames seen so far in the file
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"session_id": self.session_id, "providers": {str(k): v for k, v in self.providers.items()},
+             "hk_frames": self.hk_frames},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "ScanState":
+        if not text:
+            return cls()
+        d = json.loads(text)
+        return cls(
+            session_id=d.get("session_id"),
+            providers={int(k): v for k, v in (d.get("providers") or {}).items()},
+            hk_frames=int(d.get("hk_frames") or 0),
+        )
+
+
+@attrs.define
+class ScanResult:
+    """What one read of one file found (from ``start_offset`` to ``offset``)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    start_offset: int
+    offset: int  #: byte just after the last complete frame read
+    frames: int  #: complete frames read
+    status: str
+    error: str | None
+    state: ScanState
+    providers: list[tuple[int, str]] = attrs.field(factory=list)
+    blocks: list[Block] = attrs.field(factory=list)
+    #: data frames skipped because no status frame had announced their provider
+    orphan_frames: int = 0
+
+    @property
+    def bytes_read(self) -> int:
+        return max(0, self.offset - self.start_offset)
+
+
+def field_type(values: Any) -> str:
+    """sisock's type of a block's vector: "number", "string" or "bool"."""
+    if isinstance(values, core.G3VectorString):
+        return "string"
+    if isinstance(values, core.G3VectorBool):
+        return "bool"
+    return "number"
+
+
+def _block_info(block: Any) -> tuple[list[str], tuple[tuple[str, str], ...], float, float, int] | None:
+    """Fields (sorted keys), typed fields, first and last time, count; None if unusable."""
+    if isinstance(block, core.G3TimesampleMap):
+        times = block.times
+        n = len(times)
+        if n == 0:
+            return None
+        keys = list(block.keys())
+        fields = tuple((k, field_type(block[k])) for k in keys)
+        return keys, fields, times[0].time / _SECOND, times[n - 1].time / _SECOND, n
+    if isinstance(block, so3g.IrregBlockDouble):  # schema v0
+        t = block.t
+        n = len(t)
+        if n == 0:
+            return None
+        keys = sorted(block.data.keys())
+        return keys, tuple((k, "number") for k in keys), float(t[0]), float(t[n - 1]), n
+    return None
+
+
+def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
+              stat: os.stat_result | None = None) -> ScanResult:
+    """Read ``path`` from byte ``offset`` (with the stream ``state`` there).
+
+    Never raises for bad file contents: the result's ``status`` and ``error`` say
+    what happened (``missing`` if the file vanished).
+    """
+    state = ScanState.from_json(state.to_json()) if state is not None else ScanState()
+    try:
+        st = stat or os.stat(path)
+    except FileNotFoundError:
+        return ScanResult(path, 0, 0, 0, offset, offset, 0, STATUS_MISSING, "file vanished", state)
+    result = ScanResult(path, st.st_size, st.st_mtime_ns, st.st_ino, offset, offset, 0,
+                        STATUS_OK, None, state)
+    if st.st_size == 0:
+        result.status = STATUS_EMPTY
+        return result
+    if offset >= st.st_size:
+        result.status = STATUS_OK if state.hk_frames else STATUS_NOT_HK
+        return result
+    try:
+        reader = core.G3Reader(path)
+        if offset:
+            reader.seek(offset)
+    except RuntimeError as exc:
+        result.status, result.error = STATUS_ERROR, f"cannot open: {exc}"
+        return result
+    error = None
+    while True:
+        pos = reader.tell()
+        try:
+            frames = reader.Process(None)
+        except RuntimeError as exc:
+            error = str(exc) or "unreadable frame"
+            break
+        if not frames:
+            break
+        result.frames += 1
+        frame = frames[0]
+        result.offset = reader.tell()
+        if frame.type != _HK or "hkagg_type" not in frame:
+            continue
+        state.hk_frames += 1
+        _process(frame, pos, state, result)
+    if error is not None:
+        if result.frames == 0 and offset == 0:
+            result.status, result.error = STATUS_ERROR, f"not a readable .g3 file: {error}"
+        else:
+            result.status = STATUS_PARTIAL
+            result.error = f"last frame incomplete at byte {result.offset} of {st.st_size}: {error}"
+    elif state.hk_frames == 0:
+        result.status = STATUS_NOT_HK
+        result.error = f"no housekeeping frames in {result.frames} frames"
+    return result
+
+
+def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None:
+    kind = int(frame["hkagg_type"])
+    if kind == SESSION:
+        session_id = int(frame["session_id"]) if "session_id" in frame else None
+        if session_id != state.session_id:
+            state.session_id = session_id
+            state.providers = {}
+    elif kind == STATUS:
+        providers = {}
+        for p in frame["providers"]:
+            prov_id = int(p["prov_id"].value)
+            description = str(p["description"].value)
+            providers[prov_id] = description
+            result.providers.append((prov_id, description))
+        state.providers = providers
+    elif kind == DATA:
+        prov_id = int(frame["prov_id"])
+        description = state.providers.get(prov_id)
+        if description is None:
+            result.orphan_frames += 1
+            return
+        names = list(frame["block_names"]) if "block_names" in frame else None
+        for index, block in enumerate(frame["blocks"]):
+            info = _block_info(block)
+            if info is None:
+                continue
+            keys, fields, t0, t1, n = info
+            if names is not None and index < len(names):
+                name = names[index]
+            else:
+                name = "block_for_%s" % keys[0] if keys else "block%d" % index
+            result.blocks.append((pos, index, prov_id, description, name, fields, t0, t1, n))
+
+
+# -- decoding --------------------------------------------------------------------------
+
+#: A decoded block: (times in UNIX seconds, {field: values}).
+Decoded = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+def decode_block(block: Any) -> Decoded | None:
+    """numpy arrays of one data block (any schema version)."""
+    if isinstance(block, core.G3TimesampleMap):
+        t = np.asarray(block.times, dtype=np.int64) / _SECOND
+        return t, {k: np.asarray(block[k]) for k in block.keys()}
+    if isinstance(block, so3g.IrregBlockDouble):
+        t = np.array(block.t, dtype=np.float64)
+        return t, {k: np.array(block.data[k], dtype=np.float64) for k in block.data.keys()}
+    return None
+
+
+class FrameReader:
+    """Reads frames of one file at byte offsets (ascending offsets read fastest)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._reader = core.G3Reader(path)
+
+    def blocks_at(self, offset: int) -> dict[int, Decoded]:
+        """Every block of the data frame at ``offset``, decoded, by block index."""
+        self._reader.seek(offset)
+        frames = self._reader.Process(None)
+        if not frames:
+            raise RuntimeError(f"no frame at byte {offset}")
+        frame = frames[0]
+        out: dict[int, Decoded] = {}
+        if frame.type != _HK or "blocks" not in frame:
+            raise RuntimeError(f"the frame at byte {offset} is not a housekeeping data frame")
+        for index, block in enumerate(frame["blocks"]):
+            decoded = decode_block(block)
+            if decoded is not None:
+                out[index] = decoded
+        return out
