@@ -430,7 +430,7 @@ class MemorySession:
     def is_attached(self) -> bool:
         return self.attached
 
-    async def register(self, endpoint: Callable[..., Any], procedure: str) -> _Registration:
+    async def register(self, endpoint: Callable[..., Any], procedure: str, options: Any = None) -> _Registration:
         from autobahn.wamp.exception import ApplicationError
 
         if procedure in self.procedures:
@@ -439,13 +439,19 @@ class MemorySession:
         self.procedures[procedure] = endpoint
         return _Registration(self, procedure)
 
-    async def subscribe(self, handler: Callable[..., Any], topic: str) -> _Subscription:
+    async def subscribe(self, handler: Callable[..., Any], topic: str, options: Any = None) -> _Subscription:
         self.subscriptions.setdefault(topic, []).append(handler)
         return _Subscription(self, topic, handler)
 
-    def publish(self, topic: str, *args: Any, **kwargs: Any) -> None:
-        for handler in list(self.subscriptions.get(topic, [])):
+    def publish(self, topic: str, *args: Any, options: Any = None, **kwargs: Any) -> None:
+        """Deliver an event to this session's subscribers (payload passed over the wire)."""
+        handlers = list(self.subscriptions.get(topic, []))
+        if not handlers:
+            return None
+        args, kwargs = over_the_wire([list(args), kwargs], self.serializer, f"an event on {topic}")
+        for handler in handlers:
             handler(*args, **kwargs)
+        return None
 
     async def call(self, procedure: str, *args: Any, **kwargs: Any) -> Any:
         from autobahn.wamp.exception import ApplicationError
@@ -539,6 +545,27 @@ class SisockNode:
         HTTP bridge sends it)."""
         kwargs = {} if max_points is None else {"max_points": max_points}
         return self.call("get_data", field, start, end, min_stride, **kwargs)
+
+    def publish(self, topic: str, *args: Any, **kwargs: Any) -> None:
+        """Publish a WAMP event the node may be subscribed to (e.g. an OCS feed,
+        ``observatory.<agent>.feeds.<feed>``), as a router would deliver it."""
+        self._runner.run(self.session.publish, topic, *args, timeout=self.timeout, **kwargs)
+
+    def subscribe(self, topic: str) -> list[tuple[list, dict]]:
+        """Record the events the node publishes on ``topic`` (``"live"`` is short for
+        its live topic); returns the list ``(args, kwargs)`` pairs are appended to."""
+        uri = topic if "." in topic else self.uri(topic)
+        events: list[tuple[list, dict]] = []
+        self._runner.run(self.session.subscribe, lambda *a, **k: events.append((list(a), k)), uri,
+                         timeout=self.timeout)
+        return events
+
+    def wait_until(self, predicate: Callable[[], Any], timeout: float | None = None,
+                   what: str = "condition") -> Any:
+        """Poll ``predicate`` (e.g. ``lambda: node.get_data(["x"])["data"]["x"]``) until it
+        returns something true, for live plugins; AssertionError after ``timeout``."""
+        return wait_until(predicate, timeout=self.timeout if timeout is None else timeout,
+                          interval=0.05, what=what)
 
     def listed(self) -> list[dict]:
         """The hub's ``get_data_node`` answer (this node once it has joined)."""
