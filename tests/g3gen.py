@@ -232,3 +232,37 @@ def truncate(path: str | os.PathLike, remove: int) -> int:
     with open(path, "r+b") as f:
         f.truncate(size - remove)
     return size - remove
+
+
+# -- databases -----------------------------------------------------------------------
+
+#: The machine's MariaDB (CI installs and starts it: scripts/setup.sh, .ci/run).
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "passwd": ""}
+
+
+def mariadb_database(prefix: str = "sisock_test"):
+    """Create a throw-away database on the local MariaDB; return (url, drop).
+
+    Fails (never skips) with a clear message when MariaDB is not reachable.
+    """
+    import secrets
+
+    import MySQLdb
+    import pytest
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    try:
+        conn = MySQLdb.connect(connect_timeout=5, **MARIADB)
+    except MySQLdb.Error as exc:
+        pytest.fail(
+            f"MariaDB at {MARIADB['host']}:{MARIADB['port']} (user root, no password) is not reachable: "
+            f"{exc}. scripts/setup.sh installs and starts it (CI: .ci/run).", pytrace=False)
+    conn.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    conn.close()
+
+    def drop() -> None:
+        c = MySQLdb.connect(connect_timeout=5, **MARIADB)
+        c.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        c.close()
+
+    return f"mysql://root@{MARIADB['host']}:{MARIADB['port']}/{name}", drop

@@ -22,6 +22,7 @@ numpy arrays; the reader uses it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -61,11 +62,12 @@ class ScanState:
     session_id: int | None = None
     providers: dict[int, str] = attrs.field(factory=dict)
     hk_frames: int = 0  #: housekeeping frames seen so far in the file
+    head: str | None = None  #: digest of the file's first bytes (a rewritten file differs)
 
     def to_json(self) -> str:
         return json.dumps(
             {"session_id": self.session_id, "providers": {str(k): v for k, v in self.providers.items()},
-             "hk_frames": self.hk_frames},
+             "hk_frames": self.hk_frames, "head": self.head},
             separators=(",", ":"),
         )
 
@@ -78,6 +80,7 @@ class ScanState:
             session_id=d.get("session_id"),
             providers={int(k): v for k, v in (d.get("providers") or {}).items()},
             hk_frames=int(d.get("hk_frames") or 0),
+            head=d.get("head"),
         )
 
 
@@ -134,12 +137,34 @@ def _block_info(block: Any) -> tuple[list[str], tuple[tuple[str, str], ...], flo
     return None
 
 
+HEAD_BYTES = 4096
+
+
+def head_digest(path: str, length: int = HEAD_BYTES) -> str | None:
+    """``"<n>:<sha1>"`` of the first ``n <= length`` bytes of ``path`` (None if unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(length)
+    except OSError:
+        return None
+    return f"{len(head)}:{hashlib.sha1(head).hexdigest()}"
+
+
+def _same_head(path: str, head: str | None) -> bool:
+    if not head:
+        return False
+    length = int(head.split(":", 1)[0])
+    return head_digest(path, length) == head
+
+
 def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
               stat: os.stat_result | None = None) -> ScanResult:
     """Read ``path`` from byte ``offset`` (with the stream ``state`` there).
 
     Never raises for bad file contents: the result's ``status`` and ``error`` say
-    what happened (``missing`` if the file vanished).
+    what happened (``missing`` if the file vanished). When resuming (``offset`` >
+    0), a file whose first bytes differ from ``state.head`` was rewritten: it is
+    read from the start instead.
     """
     state = ScanState.from_json(state.to_json()) if state is not None else ScanState()
     try:
@@ -151,6 +176,12 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
     if st.st_size == 0:
         result.status = STATUS_EMPTY
         return result
+    if offset and not _same_head(path, state.head):
+        offset, state = 0, ScanState()
+        result.start_offset = result.offset = 0
+        result.state = state
+    if offset == 0:
+        state.head = head_digest(path)
     if offset >= st.st_size:
         result.status = STATUS_OK if state.hk_frames else STATUS_NOT_HK
         return result

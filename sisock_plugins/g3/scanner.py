@@ -234,7 +234,7 @@ class Scanner:
                     break
                 result = self.read_file(path, st, row, action)
                 stats.read += 1
-                stats.resumed += action == "resume"
+                stats.resumed += result.start_offset > 0
                 stats.frames += result.frames
                 stats.bytes += result.bytes_read
                 if result.status in (STATUS_ERROR, STATUS_NOT_HK):
@@ -259,7 +259,7 @@ class Scanner:
             self.index.remove_files([path])
             return result
         self._log_result(result, row)
-        self.index.record_file(self.to_update(result, replace=action != "resume"), self.clock())
+        self.index.record_file(self.to_update(result, replace=result.start_offset == 0), self.clock())
         return result
 
     @staticmethod
