@@ -52,6 +52,11 @@ FORMAT_PAYLOAD = {
     ],
 }
 
+#: Earliest time asked of a node (sisock reads t <= 0 as relative to now).
+MIN_TIME = 1.0
+#: ``maxDataPoints`` above this is taken as this (no panel is that wide).
+MAX_POINTS_LIMIT = 1_000_000
+
 #: Ad hoc filter keys the bridge understands (``/tag-keys``).
 TAG_KEYS = ("node", "field")
 
@@ -160,7 +165,9 @@ def parse_time(value: Any, where: str) -> float:
 
 
 def parse_range(body: Mapping[str, Any]) -> tuple[float, float]:
-    """``(start, end)`` UNIX seconds from ``body["range"]["from"/"to"]`` (not ``raw``)."""
+    """``(start, end)`` UNIX seconds from ``body["range"]["from"/"to"]`` (not ``raw``).
+
+    Times before 1970 become 1 s: sisock reads a time <= 0 as "seconds before now"."""
     rng = body.get("range")
     if rng is None:
         raise BadRequest("missing key: range")
@@ -172,7 +179,7 @@ def parse_range(body: Mapping[str, Any]) -> tuple[float, float]:
     end = parse_time(rng["to"], "range.to")
     if end < start:
         raise BadRequest("range.to is before range.from")
-    return start, end
+    return max(start, MIN_TIME), max(end, MIN_TIME)
 
 
 def _positive_number(body: Mapping[str, Any], key: str) -> float | None:
@@ -373,7 +380,7 @@ def parse_query(body: Any) -> QueryRequest:
         start=start,
         end=end,
         targets=targets,
-        max_points=max(2, int(max_points)) if max_points else None,
+        max_points=max(2, int(min(max_points, MAX_POINTS_LIMIT))) if max_points else None,
         interval=interval,
         filters=filters,
     )

@@ -5,9 +5,9 @@ reconnects forever. It keeps a :class:`~sisock_core.bridge.catalog.FieldCatalog`
 filled from the hub (``get_data_node``, then each node's ``get_fields(1, 0)``),
 current from the hub's ``data_node_added``/``data_node_subtracted`` events, and
 refreshed on a miss: a target whose node or field is unknown makes the bridge ask
-that node's ``get_fields`` once before answering (at most every
-:data:`MISS_REFRESH_INTERVAL` seconds per node), so a panel works after a restart
-without anyone opening the metric picker.
+that node's ``get_fields`` once before answering (the same unknown target at most
+every :data:`MISS_REFRESH_INTERVAL` seconds), so a panel works after a restart or a
+new field without anyone opening the metric picker.
 
 Queries are grouped by node: one ``get_data(fields, start, end, min_stride,
 max_points=maxDataPoints)`` per node, all nodes at once. Old nodes that do not take
@@ -34,8 +34,8 @@ from sisock_core.bridge.grafana import (
 )
 from sisock_core.config import SiteConfig
 
-#: Seconds between two get_fields refreshes of one node triggered by unknown targets.
-MISS_REFRESH_INTERVAL = 2.0
+#: Seconds before the same unknown target may trigger another get_fields refresh.
+MISS_REFRESH_INTERVAL = 10.0
 #: Seconds to wait for the hub's get_data_node (health checks and listing).
 HUB_TIMEOUT = 5.0
 
@@ -56,9 +56,14 @@ def wamp_error_text(exc: BaseException, node: str | None = None) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _is_signature_error(exc: BaseException) -> bool:
-    """autobahn's answer when a procedure does not take the keyword we passed."""
-    return isinstance(exc, ApplicationError) and exc.error == ApplicationError.INVALID_ARGUMENT
+def _rejects_max_points(exc: BaseException) -> bool:
+    """Whether a node refused the ``max_points`` keyword (a callee whose ``get_data``
+    has no such parameter: autobahn answers with the ``TypeError`` as a runtime error)."""
+    if not isinstance(exc, ApplicationError):
+        return False
+    text = " ".join(str(a) for a in exc.args)
+    return exc.error in (ApplicationError.INVALID_ARGUMENT, "wamp.error.runtime_error") \
+        and "max_points" in text
 
 
 class BridgeService:
@@ -86,7 +91,7 @@ class BridgeService:
         self._session: Any = None
         self._on_join_cb = on_join
         self._refreshing: dict[str, list[defer.Deferred]] = {}
-        self._last_refresh: dict[str, float] = {}
+        self._last_miss: dict[tuple[str, str | None], float] = {}
         #: nodes that refused the max_points keyword (sisock 0.2 data nodes)
         self.old_nodes: set[str] = set()
         self.component = wamp.make_component(cfg, consumer=True, serializers=serializers)
@@ -173,7 +178,6 @@ class BridgeService:
             waiters.append(d)
             return await d
         self._refreshing[node] = []
-        self._last_refresh[node] = self.reactor.seconds()
         ok = False
         try:
             answer = await self._call(self.timeout, wamp.node_uri(node, "get_fields"), 1, 0)
@@ -193,12 +197,20 @@ class BridgeService:
                 w.callback(ok)
         return ok
 
-    async def refresh_on_miss(self, node: str) -> None:
-        """Refresh ``node`` unless it was refreshed in the last MISS_REFRESH_INTERVAL s."""
-        last = self._last_refresh.get(node)
-        if node in self._refreshing or last is None or \
-                self.reactor.seconds() - last >= MISS_REFRESH_INTERVAL:
-            await self.refresh_node(node)
+    async def refresh_on_miss(self, node: str, fields: list[str] | None = None) -> None:
+        """Refresh ``node`` because ``fields`` (None: the node itself) are unknown, unless
+        each of them already caused a refresh in the last MISS_REFRESH_INTERVAL s."""
+        now = self.reactor.seconds()
+        keys = [(node, f) for f in fields] if fields else [(node, None)]
+        fresh = [k for k in keys if now - self._last_miss.get(k, -1e18) >= MISS_REFRESH_INTERVAL]
+        if not fresh and node not in self._refreshing:
+            return
+        for k in fresh:
+            self._last_miss[k] = now
+        if len(self._last_miss) > 10_000:  # junk targets must not grow this forever
+            self._last_miss = {k: v for k, v in self._last_miss.items()
+                               if now - v < MISS_REFRESH_INTERVAL}
+        await self.refresh_node(node)
 
     async def ensure_loaded(self) -> None:
         """Load the fields of live nodes that have none yet (before listing targets)."""
@@ -215,7 +227,7 @@ class BridgeService:
             try:
                 return await self._call(self.timeout, uri, *args, max_points=req.max_points)
             except ApplicationError as exc:
-                if not _is_signature_error(exc):
+                if not _rejects_max_points(exc):
                     raise
                 self.old_nodes.add(node)
                 self.log.info("node {node} does not take max_points (an older sisock node); "
@@ -226,7 +238,10 @@ class BridgeService:
         """The series of ``targets`` (all on ``node``), errors kept per series."""
         fields = list(dict.fromkeys(t.field for t in targets))
         if not self.catalog.knows(node, fields):
-            await self.refresh_on_miss(node)
+            entry = self.catalog.nodes.get(node)
+            known = entry.fields if entry is not None and entry.fields is not None else None
+            await self.refresh_on_miss(node, None if known is None else
+                                       [f for f in fields if f not in known])
         try:
             answer = await self._get_data(node, fields, req)
         except Exception as exc:
@@ -287,6 +302,8 @@ class BridgeService:
         except ApplicationError as exc:
             if exc.error == "wamp.error.no_such_procedure":
                 msg = f"connected to {self.router_url}, but the hub is not running"
+            elif exc.error == "wamp.error.canceled":
+                msg = f"connected to {self.router_url}, but the hub went away while answering"
             else:
                 msg = f"connected to {self.router_url}, but the hub failed: {wamp_error_text(exc)}"
             return False, {"error": {"message": msg}}
