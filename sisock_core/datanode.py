@@ -4,15 +4,28 @@ It registers ``org.simonsobservatory.consumer.<name>.get_fields`` and
 ``.get_data``, adds itself to the hub, re-registers after a router or hub
 restart, runs the plugin's blocking reads in a thread pool, and turns plugin
 exceptions into WAMP errors while it keeps serving.
+
+For live plugins (those implementing ``subscribe``) it also keeps the bounded
+:class:`~sisock_core.livecache.LiveCache`, hands the plugin a thread-safe
+``publish`` callable, pushes new samples to consumers on
+``org.simonsobservatory.consumer.<name>.live`` (batched every
+``LIVE_PUSH_INTERVAL`` seconds) and logs the cache's memory every
+``LIVE_REPORT_INTERVAL`` seconds. Plugins receive WAMP events (OCS feeds) through
+``NodeContext.wamp_subscribe``: the node's own session subscribes, again after
+every reconnection.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+import numpy as np
 
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, task
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -26,11 +39,185 @@ from sisock_core.engine import (
     PluginFailure,
     RequestError,
 )
+from sisock_core.livecache import (
+    DEFAULT_BUFFER_TIME,
+    DEFAULT_MAX_SAMPLES,
+    LiveCache,
+    batches_to_events,
+)
 from sisock_core.model import NodeContext
 from sisock_core.plugins import load_plugin
 
 #: Seconds between attempts to register or to join the hub (grows to the max).
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15, 30)
+
+#: Seconds between pushes of new live samples to ``<node>.live`` subscribers.
+LIVE_PUSH_INTERVAL = 0.5
+#: Rows kept for one push at most (older ones are dropped from the push, not the cache).
+LIVE_PUSH_MAX_ROWS = 20_000
+#: Seconds between log lines reporting the live cache's memory.
+LIVE_REPORT_INTERVAL = 600.0
+#: Distinct problem messages remembered for de-duplicated logging.
+MAX_REMEMBERED_PROBLEMS = 1000
+
+
+def live_topic(name: str) -> str:
+    """``org.simonsobservatory.consumer.<name>.live``: where a live node pushes new samples."""
+    return wamp.node_uri(name, "live")
+
+
+class LiveFeed:
+    """The live side of a node whose plugin implements ``subscribe``.
+
+    Owns the :class:`LiveCache`, the ``publish`` callable given to the plugin (safe
+    from any thread), the batched push of new samples to consumers and the periodic
+    memory report. ``session`` returns the node's current WAMP session or None.
+    """
+
+    log = Logger()
+
+    def __init__(self, name: str, cache: LiveCache, session: Callable[[], Any]) -> None:
+        self.name = name
+        self.cache = cache
+        self.topic = live_topic(name)
+        self._session = session
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] = []
+        self._pending_rows = 0
+        self._push_dropped = 0
+        self._problems: dict[str, int] = {}
+        self._repeats = 0
+        self._push_error: str | None = None
+        self._loops: list[LoopingCall] = []
+        self.started = False
+        self.stop_plugin: Callable[[], Any] | None = None
+
+    def publish(self, timeline: str, t: Any, data: Mapping[str, Any], *,
+                units: Mapping[str, str | None] | None = None,
+                descriptions: Mapping[str, str | None] | None = None) -> list[str]:
+        """The ``publish`` callable of the ``subscribe`` hook (any thread)."""
+        result = self.cache.append(timeline, t, data, units=units, descriptions=descriptions)
+        if result.problems:
+            self._log_problems(result.problems)
+        if result.t.size and result.data:
+            batch = (timeline, result.t.copy(), {k: v.copy() for k, v in result.data.items()})
+            with self._lock:
+                self._pending.append(batch)
+                self._pending_rows += batch[1].size
+                while self._pending_rows > LIVE_PUSH_MAX_ROWS and len(self._pending) > 1:
+                    old = self._pending.pop(0)
+                    self._pending_rows -= old[1].size
+                    self._push_dropped += old[1].size
+        return result.problems
+
+    def _log_problems(self, problems: list[str]) -> None:
+        with self._lock:
+            fresh = []
+            for p in problems:
+                if p in self._problems:
+                    self._problems[p] += 1
+                    self._repeats += 1
+                elif len(self._problems) < MAX_REMEMBERED_PROBLEMS:
+                    self._problems[p] = 1
+                    fresh.append(p)
+                else:
+                    self._repeats += 1
+        for p in fresh:
+            self.log.warn("{node}: {problem} (repeats are counted, not logged)", node=self.name, problem=p)
+
+    def start(self, reactor: Any, push_interval: float = LIVE_PUSH_INTERVAL,
+              report_interval: float = LIVE_REPORT_INTERVAL) -> None:
+        """Start the push and report loops (reactor thread; idempotent)."""
+        if self.started:
+            return
+        self.started = True
+        self.log.info(
+            "{node}: live cache keeps {window}s (at most {cap} rows per timeline); new samples "
+            "are pushed on {topic}",
+            node=self.name, window=self.cache.buffer_time, cap=self.cache.max_samples, topic=self.topic,
+        )
+        for fn, interval in ((self.flush, push_interval), (self.report, report_interval)):
+            loop = LoopingCall(fn)
+            loop.clock = reactor
+            loop.start(interval, now=False).addErrback(
+                lambda f: self.log.failure("{node}: live loop failed", f, node=self.name))
+            self._loops.append(loop)
+
+    def stop(self) -> None:
+        """Stop the plugin's delivery (its ``subscribe`` stopper) and the loops."""
+        stopper, self.stop_plugin = self.stop_plugin, None
+        try:
+            if callable(stopper):
+                stopper()
+        finally:
+            for loop in self._loops:
+                if loop.running:
+                    loop.stop()
+            self._loops.clear()
+            self.report()
+
+    def flush(self) -> None:
+        """Push the samples published since the last push (reactor thread)."""
+        with self._lock:
+            batches, self._pending, self._pending_rows = self._pending, [], 0
+            dropped, self._push_dropped = self._push_dropped, 0
+        if dropped:
+            self.log.warn("{node}: {n} rows published too fast were left out of the live push "
+                          "(they are in the cache)", node=self.name, n=dropped)
+        session = self._session()
+        if not batches or session is None or not session.is_attached():
+            return
+        try:
+            for event in batches_to_events(batches):
+                session.publish(self.topic, {"node": self.name, **event})
+        except Exception as exc:
+            if self._push_error != str(exc):
+                self._push_error = str(exc)
+                self.log.error("{node}: cannot push live samples on {topic}: {error}",
+                               node=self.name, topic=self.topic, error=f"{type(exc).__name__}: {exc}")
+        else:
+            self._push_error = None
+
+    def report(self) -> None:
+        """Log the cache's memory: total, per sample, and the largest field."""
+        s = self.cache.stats()
+        largest = max(s.per_field.items(), key=lambda kv: kv[1], default=(None, 0))
+        self.log.info(
+            "{node}: live cache holds {fields} fields in {timelines} timelines, {samples} samples, "
+            "{mib:.2f} MiB ({per_sample:.1f} bytes/sample, largest field {largest} {largest_kib:.0f} KiB); "
+            "dropped {old} rows older than {window}s and {cap} over {max_rows} rows",
+            node=self.name, fields=s.fields, timelines=s.timelines, samples=s.samples,
+            mib=s.bytes / 2**20, per_sample=s.bytes_per_sample, largest=largest[0],
+            largest_kib=largest[1] / 1024, old=s.dropped_old, window=self.cache.buffer_time,
+            cap=s.dropped_cap, max_rows=self.cache.max_samples,
+        )
+        self.log.debug("{node}: live cache bytes per field: {per_field}", node=self.name,
+                       per_field=dict(s.per_field))
+        with self._lock:
+            repeats, self._repeats = self._repeats, 0
+        if repeats:
+            self.log.warn("{node}: {n} repeated problems with published samples since the last report",
+                          node=self.name, n=repeats)
+
+
+class _WampSubscription:
+    """A plugin's subscription to a WAMP topic, renewed on every session."""
+
+    log = Logger()
+
+    def __init__(self, node: str, topic: str, handler: Callable[..., None]) -> None:
+        self.node = node
+        self.topic = topic
+        self.handler = handler
+        self.session: Any = None  # the session it was made on
+        self.subscription: Any = None
+        self.cancelled = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self.handler(*args, **kwargs)
+        except Exception:
+            self.log.failure("{node}: the plugin's handler of {topic} failed", node=self.node, topic=self.topic)
 
 
 class DataNodeServer:
@@ -63,8 +250,13 @@ class DataNodeServer:
         self.name = node_cfg.name
         self.pm, self.spec = plugin if plugin is not None else load_plugin(node_cfg.plugin)
         self.context = NodeContext(
-            name=node_cfg.name, description=node_cfg.description, options=node_cfg.options
+            name=node_cfg.name, description=node_cfg.description, options=node_cfg.options,
+            wamp_subscriber=self._wamp_subscribe,
         )
+        self._clock = clock
+        #: The live side (cache, push), for plugins implementing ``subscribe``.
+        self.live: LiveFeed | None = None
+        self._wamp_subs: list[_WampSubscription] = []
         self.engine = NodeEngine(
             self.context,
             self.pm,
@@ -86,8 +278,21 @@ class DataNodeServer:
     # -- lifecycle -------------------------------------------------------------
 
     def start_plugin(self) -> None:
-        """Run the plugin's ``node_start`` (raises with the plugin's message)."""
+        """Run the plugin's ``node_start``, then ``subscribe`` for live plugins.
+
+        Raises with the plugin's message (the node does not start).
+        """
         self.pm.hook.node_start(node=self.context)
+        if self.pm.hook.subscribe.get_hookimpls():
+            options = self.context.options
+            cache = LiveCache(
+                getattr(options, "buffer_time", None) or DEFAULT_BUFFER_TIME,
+                max_samples=getattr(options, "max_samples", None) or DEFAULT_MAX_SAMPLES,
+                clock=self._clock,
+            )
+            self.live = LiveFeed(self.name, cache, lambda: self._session)
+            self.engine.live_cache = cache
+            self.live.stop_plugin = self.pm.hook.subscribe(node=self.context, publish=self.live.publish)
 
     def start(self) -> defer.Deferred:
         """Start serving; the Deferred fires when the component finally stops."""
@@ -105,6 +310,12 @@ class DataNodeServer:
         if self.component is not None:
             await self.component.stop()
         try:
+            if self.live is not None:
+                try:
+                    self.live.stop()
+                except Exception as exc:
+                    self.log.error("{name}: stopping live delivery failed: {error}",
+                                   name=self.name, error=f"{type(exc).__name__}: {exc}")
             self.pm.hook.node_stop(node=self.context)
         finally:
             self.pool.stop()
@@ -138,6 +349,44 @@ class DataNodeServer:
     ) -> defer.Deferred:
         """WAMP ``get_data(field, start, end, min_stride=None)``."""
         return self._run(self.engine.get_data, field, start, end, min_stride, max_points)
+
+    # -- WAMP subscriptions of the plugin (NodeContext.wamp_subscribe) -------
+
+    def _wamp_subscribe(self, topic: str, handler: Callable[..., None]) -> Callable[[], None]:
+        sub = _WampSubscription(self.name, topic, handler)
+        self._wamp_subs.append(sub)
+        self.reactor.callFromThread(self._subscribe_now, sub)
+
+        def cancel() -> None:
+            sub.cancelled = True
+            self.reactor.callFromThread(self._unsubscribe_now, sub)
+
+        return cancel
+
+    def _subscribe_now(self, sub: _WampSubscription) -> None:
+        session = self._session
+        if session is not None and session.is_attached():
+            defer.Deferred.fromCoroutine(self._subscribe_one(session, sub))
+
+    def _unsubscribe_now(self, sub: _WampSubscription) -> None:
+        if sub in self._wamp_subs:
+            self._wamp_subs.remove(sub)
+        subscription, sub.subscription = sub.subscription, None
+        if subscription is not None:
+            defer.ensureDeferred(subscription.unsubscribe()).addErrback(lambda f: None)
+
+    async def _subscribe_one(self, session: Any, sub: _WampSubscription) -> None:
+        if sub.cancelled or sub.session is session:
+            return
+        sub.session = session
+        try:
+            sub.subscription = await session.subscribe(sub, sub.topic)
+        except Exception as exc:
+            sub.session = None
+            self.log.error("{name}: cannot subscribe to {topic}: {error}", name=self.name,
+                           topic=sub.topic, error=getattr(exc, "error", None) or str(exc))
+            return
+        self.log.info("{name}: subscribed to {topic}", name=self.name, topic=sub.topic)
 
     # -- session -------------------------------------------------------------
 
@@ -203,6 +452,10 @@ class DataNodeServer:
         self._in_hub = False
         if not await self._register(session):
             return
+        if self.live is not None:
+            self.live.start(self.reactor)
+        for sub in list(self._wamp_subs):
+            await self._subscribe_one(session, sub)
 
         def hub_started(*args: Any, **kwargs: Any) -> None:
             self.log.info("hub restarted; {name} adds itself again", name=self.name)
@@ -214,5 +467,7 @@ class DataNodeServer:
     def _on_leave(self, session: Any, details: Any) -> None:
         self._session = None
         self._in_hub = False
+        for sub in self._wamp_subs:
+            sub.session = sub.subscription = None
         self.log.info("node {name} left the router ({reason}); reconnecting",
                       name=self.name, reason=getattr(details, "reason", details))

@@ -18,9 +18,8 @@ Lifecycle: ``sisock_plugin_spec`` (at config load) → ``node_start`` → any nu
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import numpy as np
 import pluggy
 
 from sisock_core.model import Field, NodeContext, PluginSpec, Timeline
@@ -88,13 +87,28 @@ def read_range(
 @hookspec(firstresult=True)
 def subscribe(
     node: NodeContext,
-    publish: Callable[[str, np.ndarray, Mapping[str, np.ndarray]], None],
+    publish: Callable[..., Any],
 ) -> Callable[[], None] | None:
     """Start delivering live samples; return a callable that stops delivery.
 
-    Optional: only live plugins (sensors, datafeed) implement it. Call
-    ``publish(timeline, t, {field: values})`` with a batch of samples from any
-    thread; the core appends them to its bounded live cache and answers
+    Optional: only live plugins (sensors, datafeed) implement it. Called once, right
+    after ``node_start``. Call ``publish(timeline, t, {field: values})`` with a batch
+    of samples from any thread (it never blocks for long); optional keywords
+    ``units={field: str}`` and ``descriptions={field: str}`` describe new fields.
+    Fields published together share ``timeline``; values may be numbers, bools or
+    strings (each field keeps its type). ``publish`` returns the problems it found
+    (fields of the wrong length or type are left out, the rest is kept).
+
+    The core keeps a bounded live cache of the last ``buffer_time`` seconds
+    (default 3600; taken from the plugin's option of that name when it has one, and
+    ``max_samples`` likewise caps rows per timeline) and answers
     ``get_fields``/``get_data`` from it when ``list_fields``/``read_range`` return
-    ``None``.
+    ``None`` (or are not implemented). It also pushes new samples, batched about
+    twice a second, to consumers on the WAMP topic
+    ``org.simonsobservatory.consumer.<node>.live``: one positional argument shaped
+    like a ``get_data`` answer plus the node name,
+    ``{"node": str, "data": {field: [values]}, "timeline": {timeline: {"t": [times],
+    "finalized_until": float}}}``.
+
+    To receive WAMP events (OCS feeds), use :meth:`NodeContext.wamp_subscribe`.
     """

@@ -571,5 +571,52 @@ class LiveCache:
             )
 
 
+# -- pushing new samples to consumers ---------------------------------------------------
+
+
+Batch = tuple[str, np.ndarray, Mapping[str, np.ndarray]]  # (timeline, t, {field: values})
+
+
+def batches_to_events(batches: Sequence[Batch]) -> list[dict]:
+    """Merge published batches into payloads shaped like ``get_data`` answers.
+
+    Consecutive batches of a timeline with the same fields are joined, so a feed
+    publishing at 10 Hz gives one payload per push. Each payload is
+    ``{"data": {field: [values]}, "timeline": {name: {"t": [times],
+    "finalized_until": last time}}}``; a timeline whose field set changed within
+    the batches continues in a second payload, so each payload is consistent.
+    """
+    groups: list[tuple[str, tuple[str, ...], list[np.ndarray], dict[str, list[np.ndarray]]]] = []
+    last_of: dict[str, int] = {}
+    for timeline, t, data in batches:
+        if t.size == 0 or not data:
+            continue
+        names = tuple(data)
+        i = last_of.get(timeline)
+        if i is not None and groups[i][1] == names:
+            groups[i][2].append(t)
+            for k in names:
+                groups[i][3][k].append(data[k])
+            continue
+        last_of[timeline] = len(groups)
+        groups.append((timeline, names, [t], {k: [data[k]] for k in names}))
+    events: list[dict] = []
+    placed_at: dict[str, int] = {}  # timeline -> index of the event holding its latest group
+    for timeline, names, ts, cols in groups:
+        k = placed_at.get(timeline, -1) + 1
+        while k < len(events) and (timeline in events[k]["timeline"]
+                                   or any(n in events[k]["data"] for n in names)):
+            k += 1
+        if k == len(events):
+            events.append({"data": {}, "timeline": {}})
+        t = np.concatenate(ts) if len(ts) > 1 else ts[0]
+        events[k]["timeline"][timeline] = {"t": t.tolist(), "finalized_until": float(t[-1])}
+        for n in names:
+            v = np.concatenate(cols[n]) if len(cols[n]) > 1 else cols[n][0]
+            events[k]["data"][n] = v.tolist()
+        placed_at[timeline] = k
+    return events
+
+
 __all__ = ["LiveCache", "LiveCacheError", "CacheStats", "Appended", "to_column", "DEFAULT_BUFFER_TIME",
-           "DEFAULT_MAX_SAMPLES"]
+           "DEFAULT_MAX_SAMPLES", "batches_to_events"]

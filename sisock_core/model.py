@@ -7,7 +7,7 @@ sisock wire format (see ``wire-protocol.md``).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import attrs
 import numpy as np
@@ -76,9 +76,29 @@ class NodeContext:
 
     ``options`` is an instance of the plugin's options class. ``state`` is a dict the
     plugin may fill in ``node_start`` and use in later hooks (open handles, caches).
+    ``wamp_subscriber`` is set by the core when the node runs on a router (see
+    :meth:`wamp_subscribe`).
     """
 
     name: str
     description: str
     options: Any = None
     state: dict[str, Any] = attrs.field(factory=dict)
+    wamp_subscriber: Callable[[str, Callable[..., None]], Callable[[], None]] | None = attrs.field(
+        default=None, repr=False
+    )
+
+    def wamp_subscribe(self, topic: str, handler: Callable[..., None]) -> Callable[[], None]:
+        """Receive the events of WAMP ``topic`` through the node's own router session.
+
+        ``handler(*args, **kwargs)`` is called on the reactor thread for every event:
+        keep it short (parse and ``publish``; no blocking I/O). The core subscribes
+        again after every reconnection, so a plugin calls this once (typically in
+        ``subscribe``). The node's session has the router's ``server`` role, so it may
+        subscribe to any topic, e.g. OCS feeds ``observatory.<agent>.feeds.<feed>``.
+        Returns a callable that unsubscribes. Raises ``RuntimeError`` when the node
+        is not run by the core's data node server (no router session).
+        """
+        if self.wamp_subscriber is None:
+            raise RuntimeError(f"node {self.name!r} has no WAMP session to subscribe to {topic!r} with")
+        return self.wamp_subscriber(topic, handler)
