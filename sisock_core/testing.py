@@ -49,6 +49,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -517,6 +518,7 @@ class SisockNode:
         self.timeout = timeout
         self._runner = runner
         self._stopped = False
+        self._cleanup: list[Callable[[], Any]] = []
 
     @property
     def state(self) -> dict[str, Any]:
@@ -578,7 +580,11 @@ class SisockNode:
         if self._stopped:
             return
         self._stopped = True
-        self._runner.run(self.server.stop, timeout=self.timeout)
+        try:
+            self._runner.run(self.server.stop, timeout=self.timeout)
+        finally:
+            for fn in self._cleanup:
+                fn()
 
     def __enter__(self) -> "SisockNode":
         return self
@@ -598,6 +604,7 @@ def start_node(
     clock: Callable[[], float] | None = None,
     serializer: str = "msgpack",
     plugin_name: str | None = None,
+    state_dir: str | Path | None = None,
     timeout: float = 60.0,
 ) -> SisockNode:
     """Start ``plugin`` in a DataNodeServer in this process and return the running node.
@@ -609,7 +616,9 @@ def start_node(
     class, or None (the defaults). ``name`` defaults to the plugin's
     ``default_node_name``. ``env`` is the environment the plugin's ``PluginSpec.env``
     variables are read from (default: empty, so the test is isolated). ``clock``
-    replaces ``time.time`` for the "t <= 0 means now + t" rule.
+    replaces ``time.time`` for the "t <= 0 means now + t" rule. ``state_dir`` is the
+    site's state directory (plugins may keep files there); default: a temporary
+    directory removed when the node stops.
 
     ``node_start`` runs before this returns (its exception propagates); the node then
     registers its procedures and joins the hub on the in-memory session.
@@ -644,23 +653,35 @@ def start_node(
             )
         instance = options
     loaded = (pm, attrs.evolve(spec, options=None) if instance is not None else spec)
-    text = _toml({"nodes": {node_name: table}})
-    site = load_config_text(
-        text, "<sisock_node>", dict(env or {}), base_dir=os.getcwd(),
-        plugin_loader=lambda _name: loaded, installed=lambda: [pname],
-    )
-    node_cfg = site.nodes[node_name]
-    if instance is not None:
-        node_cfg = attrs.evolve(node_cfg, options=instance)
+    own_state = state_dir is None
+    state = Path(tempfile.mkdtemp(prefix="sisock-node-") if own_state else state_dir)
 
-    runner = _private_reactor()
-    server_kwargs: dict[str, Any] = {"reactor": runner.reactor, "plugin": (pm, spec), "connect": False}
-    if clock is not None:
-        server_kwargs["clock"] = clock
-    server = DataNodeServer(site, node_cfg, **server_kwargs)
-    server.start_plugin()
+    def cleanup() -> None:
+        if own_state:
+            shutil.rmtree(state, ignore_errors=True)
+
+    try:
+        text = _toml({"state_dir": str(state), "nodes": {node_name: table}})
+        site = load_config_text(
+            text, "<sisock_node>", dict(env or {}), base_dir=os.getcwd(),
+            plugin_loader=lambda _name: loaded, installed=lambda: [pname],
+        )
+        node_cfg = site.nodes[node_name]
+        if instance is not None:
+            node_cfg = attrs.evolve(node_cfg, options=instance)
+        runner = _private_reactor()
+        server_kwargs: dict[str, Any] = {"reactor": runner.reactor, "plugin": (pm, spec),
+                                         "connect": False}
+        if clock is not None:
+            server_kwargs["clock"] = clock
+        server = DataNodeServer(site, node_cfg, **server_kwargs)
+        server.start_plugin()  # node_start, then subscribe for live plugins
+    except BaseException:
+        cleanup()
+        raise
     session = MemorySession(serializer)
     node = SisockNode(server=server, session=session, runner=runner, site_config=site, timeout=timeout)
+    node._cleanup.append(cleanup)
     try:
         server.pool.start()
         runner.run(server._on_join, session, None, timeout=timeout)

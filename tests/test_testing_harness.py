@@ -9,6 +9,7 @@ tests run a real router, hub and node (``-m integration``).
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import attrs
@@ -43,6 +44,7 @@ class Recorder:
         self.calls: list[tuple] = []
         self.behaviour = behaviour
         self.published = threading.Event()
+        self.go = threading.Event()
 
     def names(self) -> list[str]:
         return [c[0] for c in self.calls]
@@ -92,8 +94,15 @@ class Recorder:
             return None
         stop = threading.Event()
 
+        def on_feed(message, feed_data):  # an OCS-style feed event
+            publish("feed", np.array([message["t"]]), {"feed_value": np.array([message["v"]])})
+
+        node.wamp_subscribe("observatory.rec.feeds.temps", on_feed)
+
         def run():
-            publish("live", np.array([T0, T0 + 1.0]), {"count": np.array([1, 2])})
+            self.go.wait(30)
+            now = time.time()  # the live cache keeps the last buffer_time seconds
+            publish("live", np.array([now - 1.0, now]), {"count": np.array([1, 2])})
             self.published.set()
             stop.wait(30)
 
@@ -192,14 +201,24 @@ def test_hook_subscribe(sisock_node):
     plugin = Recorder(live=True)
     node = sisock_node(plugin, name="live")
     assert ("subscribe", "live") in plugin.calls
+    events = node.subscribe("live")  # org.simonsobservatory.consumer.live.live
+    plugin.go.set()
     assert plugin.published.wait(10)
 
     def count():
-        return node.get_data(["count"], 1, 0)["data"]["count"]
+        return node.get_data(["count"], -600, 0)["data"]["count"]
 
     assert node.wait_until(count, what="the published samples") == [1, 2]
-    fields, timelines = node.get_fields()
+    fields, timelines = node.get_fields(-600, 0)
     assert fields["count"]["timeline"] == "live"
+    node.wait_until(lambda: events, what="the live push")
+    (pushed,), _ = events[0]
+    assert pushed["node"] == "live" and pushed["data"] == {"count": [1, 2]}
+
+    # a WAMP event the plugin subscribed to with node.wamp_subscribe
+    now = time.time()
+    node.publish("observatory.rec.feeds.temps", {"t": now, "v": 4.5}, {"feed_name": "temps"})
+    assert node.wait_until(lambda: node.get_data(["feed_value"], -600, 0)["data"]["feed_value"]) == [4.5]
     node.stop()
     assert plugin.names()[-2:] == ["unsubscribe", "node_stop"] or \
         plugin.names()[-2:] == ["node_stop", "unsubscribe"]
