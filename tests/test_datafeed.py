@@ -278,3 +278,19 @@ def test_nan_values_pass_through(node):
     node.publish(TOPIC, (msg, feed_data()))
     v = node.get_data(["v"], 1, 0)["data"]["v"]
     assert v[0] == 1.0 and math.isnan(v[1])
+
+
+def test_node_subscribes_again_after_a_new_session(node):
+    """After the router connection is lost and a new session joins, the feed
+    subscription is renewed on the new session (once) and data flows again."""
+    from sisock_core.testing import MemorySession
+
+    old = node.session
+    assert len(old.subscriptions[TOPIC]) == 1
+    node._runner.run(lambda: node.server._on_leave(old, None))
+    fresh = MemorySession()
+    node._runner.run(node.server._on_join, fresh, None)
+    node.session = fresh
+    assert len(fresh.subscriptions[TOPIC]) == 1
+    node.publish(TOPIC, (lakeshore_message(T0), feed_data()))
+    assert len(node.get_data(["channel_01_t"], 1, 0)["data"]["channel_01_t"]) == 10
