@@ -318,6 +318,16 @@ def cmd_router(args: argparse.Namespace) -> None:
     _run_reactor(run_router_only, cfg)
 
 
+def cmd_scan(args: argparse.Namespace) -> None:
+    try:
+        from sisock_plugins.g3 import cli as g3_cli
+    except ImportError as exc:
+        _fail(f"scan needs the g3 plugin's dependencies ({exc}); install them with "
+              "pip install 'sisock[g3]'")
+    g3_cli.run(args, load=_load, config_path=_config_path(args.config),
+               run_reactor=_run_reactor, exit_when_stdin_closes=_exit_when_stdin_closes)
+
+
 def cmd_up(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
     from sisock_core.site import run_site
@@ -390,6 +400,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("http", "run only the Grafana HTTP bridge (SimpleJSON and JSON data source)", cmd_http)
     sp.add_argument("--listen", help="interface to listen on (default: http.listen, 127.0.0.1)")
     sp.add_argument("--port", type=int, help="TCP port (default: http.port or $PORT, 5000)")
+    sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    sp = add("scan", "index housekeeping .g3 files for the g3 plugin (a service, or one pass with --once)",
+             cmd_scan)
+    sp.description = (
+        "Index the housekeeping .g3 files of a data directory into the g3 plugin's database. "
+        "Directories: --data-dir (or $DATA_DIRECTORY) with --db (or $SQL_HOST/$SQL_USER/"
+        "$SQL_PASSWD/$SQL_DB, else SQLite under the state directory), or else every enabled "
+        "g3 node of the site file. Unchanged files are only stat'ed, grown files are read from "
+        "where the last pass stopped. Without --once it keeps running: a pass every "
+        "scan_interval seconds ($SCAN_INTERVAL, default 3600) and, with --watch, new or changed "
+        "files as soon as they are written."
+    )
+    sp.add_argument("--data-dir", metavar="DIR", help="directory to index (default: the site's g3 nodes)")
+    sp.add_argument("--db", metavar="URL",
+                    help="index database: sqlite:///path/index.sqlite or mysql://user:password@host/db")
+    sp.add_argument("--node", help="only this g3 node of the site file (also names the default "
+                                   "SQLite file with --data-dir; default g3_reader)")
+    sp.add_argument("--once", action="store_true", help="one pass, then exit (progress bar on a terminal)")
+    sp.add_argument("--watch", action=argparse.BooleanOptionalAction, default=True,
+                    help="index files as soon as they change (watchdog; default: on)")
+    sp.add_argument("--interval", type=float, metavar="SECONDS",
+                    help="seconds between full passes (default: scan_interval, $SCAN_INTERVAL or 3600)")
+    sp.add_argument("--debounce", type=float, metavar="SECONDS",
+                    help="quiet period before a changed file is read (default: 1)")
+    sp.add_argument("--rebuild", action="store_true",
+                    help="drop the index first and read every file again")
+    sp.add_argument("--log-level", choices=["debug", "info", "warn", "error"],
+                    help="log level (default: the site's log_level, else info)")
     sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     sp = add("node", "run one data node of the site file", cmd_node)
     sp.add_argument("name", help="the node's name ([nodes.<name>] in the site file)")

@@ -4,6 +4,8 @@ Order: the router (if ``router.start``), then the hub (if ``hub.start``), then
 the Grafana HTTP bridge (if ``http.start``) and every enabled node, each in its
 own process so one crashing node cannot take the others down. Each waits for the one before it to be ready instead of sleeping.
 SIGINT/SIGTERM stops nodes first, then the hub, then the router.
+When a g3 node is configured, the g3 scanner runs too (the ``scanner`` child,
+``sisock scan --supervised``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,14 @@ async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) ->
                                 reactor=reactor)
         children.append(child)
         child.start()
+
+    if any(n.plugin == "g3" for n in nodes):
+        # The g3 scanner keeps the nodes' index up to date (``sisock scan``); it prints
+        # "SISOCK-READY scanner" after its first full pass, which the site does not wait for
+        # (a first pass over years of files takes a while; nodes serve what is indexed).
+        scanner = SupervisedChild("scanner", ["scan", "--supervised", *config_args], reactor=reactor)
+        children.append(scanner)
+        scanner.start()
 
     waits = [_ready_within(c, NODE_READY_TIMEOUT, reactor) for c in children if c.name.startswith("node ")]
     results = await defer.gatherResults(waits)

@@ -67,12 +67,16 @@ class TqdmProgress:
     """A terminal progress bar: bytes with rate and ETA, files in the postfix."""
 
     def __init__(self, files: int, nbytes: int, stream: Any = None) -> None:
+        import shutil
+
         from tqdm import tqdm
 
         self.files = files
         self.done_files = 0
-        self.bar = tqdm(total=nbytes, unit="B", unit_scale=True, unit_divisor=1000,
-                        desc="scanning", file=stream, dynamic_ncols=True, leave=True)
+        # a terminal reporting a 0x0 size would hide the bar
+        size = shutil.get_terminal_size((100, 24))
+        self.bar = tqdm(total=nbytes, unit="B", unit_scale=True, unit_divisor=1000, desc="scanning",
+                        file=stream, ncols=size.columns or 100, nrows=size.lines or 24, leave=True)
         self.bar.set_postfix_str(f"0/{files} files", refresh=False)
 
     def update(self, files: int, nbytes: int) -> None:
