@@ -35,4 +35,46 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   fi
   touch "$stamp"
 fi
+
+# `scripts/setup.sh --test-mariadb` (CI: .ci/run) also provides the MariaDB the g3 plugin's
+# tests use: 127.0.0.1:3306, user root without password, installing mariadb-server and
+# starting it when absent. For test machines only: it allows a passwordless root login over
+# loopback TCP. If MariaDB cannot be had, it warns and goes on; the MariaDB tests then fail
+# with a message saying so.
+test_mariadb() {
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  up() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
+  if ! up; then
+    if [ ! -x /usr/sbin/mariadbd ] && [ ! -x /usr/sbin/mysqld ]; then
+      echo "setup: installing mariadb-server (for the g3 plugin's tests)"
+      if ! { $sudo apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+             $sudo apt-get install -y -q mariadb-server >/dev/null; }; then
+        echo "setup: WARNING: cannot install mariadb-server; the MariaDB tests will fail" >&2
+        return 0
+      fi
+    fi
+    echo "setup: starting MariaDB"
+    local daemon=/usr/sbin/mariadbd; [ -x "$daemon" ] || daemon=/usr/sbin/mysqld
+    $sudo mkdir -p /run/mysqld && $sudo chown mysql:mysql /run/mysqld 2>/dev/null || true
+    $sudo service mariadb start >/dev/null 2>&1 \
+      || $sudo start-stop-daemon --start --oknodo --background --exec "$daemon" -- --user=mysql \
+      || true
+    for _ in $(seq 120); do up && break; sleep 0.5; done
+  fi
+  if ! up; then
+    echo "setup: WARNING: MariaDB does not answer on 127.0.0.1:3306; the MariaDB tests will fail" >&2
+    return 0
+  fi
+  local client; client=$(command -v mariadb || command -v mysql || true)
+  if [ -n "$client" ] && ! "$client" -h127.0.0.1 -uroot -e "SELECT 1" >/dev/null 2>&1; then
+    echo "setup: allowing root without password over 127.0.0.1 (test machine)"
+    $sudo "$client" -uroot -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; \
+      GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;" \
+      || echo "setup: WARNING: could not set up the root login; the MariaDB tests will fail" >&2
+  fi
+  echo "setup: MariaDB answers on 127.0.0.1:3306"
+}
+if [ "${1:-}" = "--test-mariadb" ]; then
+  test_mariadb
+fi
 echo "setup: ready (.venv/bin/sisock)"
