@@ -65,6 +65,7 @@ def bucket_starts(
 
     Bucket ``i`` holds ``t[starts[i]:starts[i + 1]]`` (the last runs to the end).
     """
+    t = np.asarray(t, dtype=np.float64)
     n = t.size
     if n < 2:
         return None
