@@ -8,8 +8,9 @@ the code (a test compares them). Regenerate it after changing an options class::
 
 An option's help text is, in order of preference: ``attrs.field(metadata={"help": ...})``;
 a ``#:`` comment on the field's line or on the lines just above it; a string literal right
-after the field (an attribute docstring); or the paragraph of the class docstring that
-starts with ````name````:.
+after the field (an attribute docstring); a line of the class docstring starting with
+````name````: (with the lines after it, up to a blank line); or else the first paragraph
+of the class docstring that mentions ````name````.
 
 Pure code: no Twisted here.
 """
@@ -196,15 +197,26 @@ def _source_help(cl: type) -> dict[str, str]:
 
 
 def _docstring_help(cl: type) -> dict[str, str]:
-    """Paragraphs of the class docstring starting with ````name````:."""
+    """Items of the class docstring: ````name````: and the text after it, up to the
+    next such item or the end of the paragraph."""
     doc = inspect.getdoc(cl) or ""
     found: dict[str, str] = {}
     for para in doc.split("\n\n"):
-        para = para.strip()
-        if para.startswith("``") and "``:" in para[:80]:
-            name, _, rest = para[2:].partition("``:")
-            if name.isidentifier():
-                found[name] = _clean(rest)
+        text = _clean(para)
+        items = list(re.finditer(r"``(\w+)``:\s*", text))
+        for i, m in enumerate(items):
+            end = items[i + 1].start() if i + 1 < len(items) else len(text)
+            found.setdefault(m.group(1), text[m.end():end].strip())
+    return found
+
+
+def _mentions(cl: type) -> dict[str, str]:
+    """The first docstring paragraph mentioning ````name```` (a last-resort help text)."""
+    doc = inspect.getdoc(cl) or ""
+    found: dict[str, str] = {}
+    for para in doc.split("\n\n")[1:]:
+        for name in re.findall(r"``(\w+)``", para):
+            found.setdefault(name, _clean(para))
     return found
 
 
@@ -221,7 +233,7 @@ def options_of(cl: type | None, env: dict[str, str] | None = None,
         hints = typing.get_type_hints(cl)
     except Exception:
         hints = {}
-    helps = {**_docstring_help(cl), **_source_help(cl)}
+    helps = {**_mentions(cl), **_docstring_help(cl), **_source_help(cl)}
     fallback_helps = ({**_docstring_help(fallback), **_source_help(fallback)} if fallback else {})
     out = []
     for f in attrs.fields(cl):
@@ -360,7 +372,7 @@ def plugin_section(p: PluginInfo) -> list[str]:
     if p.error:
         return lines + [f"Cannot be loaded here: {p.error}", ""]
     lines += [
-        f"{p.description}. Default node name `{p.default_node_name}`; "
+        f"{(p.description or '').rstrip('.')}. Default node name `{p.default_node_name}`; "
         f"options class `{p.options_class or 'none'}`.",
         "",
     ]
@@ -371,17 +383,26 @@ def plugin_section(p: PluginInfo) -> list[str]:
     return lines + [""]
 
 
+def reference_sections(plugins: Sequence[PluginInfo]) -> list[str]:
+    """The sections of the generated reference: one per site-file table, one per plugin."""
+    sections = []
+    for heading, intro, keys in config_sections():
+        sections.append("\n".join([f"### {heading}", "", _clean(intro), ""] + options_table(keys) + [""]))
+    for p in plugins:
+        sections.append("\n".join(plugin_section(p)))
+    return sections
+
+
+def bundled_plugins() -> list[PluginInfo]:
+    """The installed plugins shipped with sisock itself."""
+    return [p for p in describe_plugins() if p.distribution == BUNDLED_DISTRIBUTION]
+
+
 def reference_markdown(plugins: Sequence[PluginInfo] | None = None) -> str:
     """The generated block of docs/operating.md (markers included)."""
     if plugins is None:
-        plugins = [p for p in describe_plugins() if p.distribution == BUNDLED_DISTRIBUTION]
-    lines = [BEGIN_MARK, ""]
-    for heading, intro, keys in config_sections():
-        lines += [f"### {heading}", "", _clean(intro), ""] + options_table(keys) + [""]
-    for p in plugins:
-        lines += plugin_section(p)
-    lines.append(END_MARK)
-    return "\n".join(lines)
+        plugins = bundled_plugins()
+    return "\n".join([BEGIN_MARK, "", *reference_sections(plugins), END_MARK])
 
 
 def generated_block(text: str) -> str | None:
@@ -417,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     group.add_argument("--check", metavar="FILE",
                        help="exit 1 if the generated block of FILE is out of date")
     args = parser.parse_args(argv)
-    broken = [p for p in describe_plugins() if p.distribution == BUNDLED_DISTRIBUTION and p.error]
+    broken = [p for p in bundled_plugins() if p.error]
     if (args.write or args.check) and broken:
         for p in broken:
             sys.stderr.write(f"plugin {p.name} cannot be loaded here: {p.error}\n")
