@@ -250,6 +250,7 @@ class BridgeService:
             return [Series(t, error=msg) for t in targets]
         out = []
         refreshed = False
+        times: dict = {}  # each timeline's times converted once
         for t in targets:
             for attempt in (0, 1):
                 info = self.catalog.field(node, t.field)
@@ -258,10 +259,12 @@ class BridgeService:
                         answer, t, info.timeline if info else None,
                         field_type=info.type if info else None,
                         units=info.units if info else None, max_points=req.max_points,
+                        times=times,
                     )
                 except AnswerError as exc:
                     if attempt == 0 and not refreshed and answer is not False:
                         refreshed = True  # the node's timelines changed: reload, retry once
+                        times.clear()
                         await self.refresh_node(node)
                         continue
                     s = Series(t, error=f"{node}: {exc}")
