@@ -416,3 +416,45 @@ def test_cors_headers():
     assert cors_headers(None, ("*",), preflight=False) == {}
     listed = cors_headers("http://grafana:3000", ("http://grafana:3000",), preflight=False)
     assert listed["Access-Control-Allow-Credentials"] == "true"
+
+
+# -- anything in, only BadRequest / AnswerError out ----------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=10),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+    max_leaves=15)
+_keys = st.sampled_from(["range", "targets", "from", "to", "target", "maxDataPoints", "intervalMs",
+                         "interval", "adhocFilters", "filters", "key", "operator", "value", "payload",
+                         "annotation", "query", "name", "data", "timeline", "t", "f", "list", "node"])
+_shaped = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10**13) | st.floats() |
+    st.sampled_from(["2017-07-20T00:00:00.000Z", "n::f", "f", "1y", "=~", "(", "table", "dataframe"]),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=4), max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_json | _shaped)
+def test_parsers_raise_only_bad_request(body):
+    for parse in (g.parse_query, g.parse_annotations, g.parse_variable, g.search_text,
+                  g.metrics_request, g.payload_options, g.tag_values_key):
+        try:
+            parse(body)
+        except g.BadRequest as exc:
+            assert str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(answer=_json | _shaped, hint=st.none() | st.sampled_from(["t", "tl", "f"]),
+       max_points=st.none() | st.integers(2, 5), kind=st.none() | st.sampled_from(["string", "number"]))
+def test_answer_extraction_raises_only_answer_error(answer, hint, max_points, kind):
+    try:
+        s = g.series_from_answer(answer, TARGET, hint, field_type=kind, max_points=max_points)
+    except g.AnswerError as exc:
+        assert str(exc)
+        return
+    for build in (g.timeserie, g.table, g.dataframe):
+        json.loads(g.encode(build(s)))

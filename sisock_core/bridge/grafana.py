@@ -480,17 +480,21 @@ def series_from_answer(
     if not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
         raise AnswerError(f"the node's get_data answer is not a get_data dict ({_json_kind(answer)})")
     raw = answer["data"].get(target.field)
-    if raw is None or len(raw) == 0:
+    if raw is None:
+        return Series(target, units=units)
+    if not isinstance(raw, (list, tuple, np.ndarray)):
+        raise AnswerError(f"field {target.field!r} is {_json_kind(raw)} in the node's answer, not an array")
+    if len(raw) == 0:
         return Series(target, units=units)
     n = len(raw)
     name = find_timeline(answer, target.field, n, timeline_hint)
     if name is None:
         raise AnswerError(f"no timeline in the node's answer matches field {target.field!r}")
     t_raw = answer["timeline"][name].get("t") if isinstance(answer["timeline"][name], dict) else None
-    if t_raw is None or len(t_raw) != n:
+    if not isinstance(t_raw, (list, tuple, np.ndarray)) or len(t_raw) != n:
         raise AnswerError(
             f"field {target.field!r} has {n} values but timeline {name!r} has "
-            f"{'no' if t_raw is None else len(t_raw)} times"
+            f"{len(t_raw) if isinstance(t_raw, (list, tuple, np.ndarray)) else 'no'} times"
         )
     t = times.get(name) if times is not None else None
     if t is None:

@@ -268,6 +268,9 @@ class BridgeService:
                         await self.refresh_node(node)
                         continue
                     s = Series(t, error=f"{node}: {exc}")
+                except Exception as exc:  # a bug here must not fail the other targets
+                    self.log.failure("building the series of {target}", target=t.text)
+                    s = Series(t, error=f"{node}: internal error: {type(exc).__name__}: {exc}")
                 break
             entry = self.catalog.nodes.get(node)
             if s.error is None and s.t.size == 0 and info is None and entry is not None \
