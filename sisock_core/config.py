@@ -88,7 +88,7 @@ class RouterConfig:
     tls_port: int = 8080  #: TLS WebSocket with WAMP-CRA (env CROSSBAR_TLS_PORT)
     ocs_port: int = 8001  #: plain WebSocket for OCS agents (env CROSSBAR_OCS_PORT)
     ocs_listen: str = "127.0.0.1"  #: interface of the OCS port; keep it on loopback
-    realm: str = "test_realm"
+    realm: str = "test_realm"  #: WAMP realm of every component (the original's)
     tls_cert: str | None = None  #: PEM certificate; generated under state_dir when unset
     tls_key: str | None = None  #: PEM private key; generated with the certificate
     ca_cert: str | None = None  #: certificate clients trust (default: tls_cert)
@@ -107,11 +107,12 @@ class HubConfig:
 class HttpConfig:
     """``[http]``: the Grafana HTTP bridge."""
 
-    start: bool = True
+    start: bool = True  #: run the HTTP bridge on this machine
     listen: str = "127.0.0.1"  #: a non-loopback interface requires basic auth
     port: int = 5000  #: env PORT
     username: str | None = None  #: basic-auth user (env SISOCK_HTTP_USER)
     password_file: str | None = None  #: file holding the password (env SISOCK_HTTP_PASSWORD wins)
+    #: cap on the lists of /search, /metrics and /variable answers
     max_targets: int = attrs.field(default=1000, validator=lambda i, a, v: _at_least(1, v))
     #: seconds to wait for a node's answer (Grafana's proxy gives up after ~30 s)
     query_timeout: float = attrs.field(default=25.0, validator=lambda i, a, v: _above(0.0, v))
@@ -666,10 +667,10 @@ PluginLoader = Callable[[str], tuple[Any, PluginSpec]]
 class _NodeCore:
     """The keys of a ``[nodes.<name>]`` table that are not plugin options."""
 
-    plugin: str
-    description: str | None = None
-    enabled: bool = True
-    max_points: int | None = None
+    plugin: str  #: an installed plugin (``sisock plugins`` lists them)
+    description: str | None = None  #: shown to consumers; default: the plugin's description
+    enabled: bool = True  #: false: keep the table but do not run the node
+    max_points: int | None = None  #: cap on points returned per field; 0 or absent: no cap (env MAX_POINTS)
 
 
 def _check_port(value: int) -> str | None:
