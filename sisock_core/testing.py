@@ -174,7 +174,9 @@ class SisockProcess:
     its own process group.
     """
 
-    def __init__(self, args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None,
+                 prefix: Sequence[str] = ()) -> None:
+        """``prefix``: a command that runs the child, e.g. ``["setpriv", ..., "--"]``."""
         self.args = list(args)
         self.log_path = Path(log_path)
         self.ready: list[str] = []
@@ -184,7 +186,7 @@ class SisockProcess:
         full_env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sisock_core.cli", *self.args],
+            [*prefix, sys.executable, "-m", "sisock_core.cli", *self.args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=full_env,
             start_new_session=True,
         )
