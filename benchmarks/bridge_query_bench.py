@@ -127,11 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         body = json.dumps(grafana_body(fields)).encode()
         url = f"http://127.0.0.1:{http}/query"
 
-        def http_query(gzip: bool = False) -> bytes:
+        def http_query() -> bytes:
             req = urllib.request.Request(url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
-            if gzip:
-                req.add_header("Accept-Encoding", "gzip")
             with urllib.request.urlopen(req, timeout=60) as r:
                 assert r.status == 200
                 return r.read()
@@ -146,12 +144,10 @@ def main(argv: list[str] | None = None) -> None:
         ours, _ = timed(http_query, args.repeat)
         base, _ = timed(query, args.repeat)
         eng, _ = timed(engine_only, args.repeat)
-        gz, _ = timed(lambda: http_query(gzip=True), args.repeat)
         print(f"answer: {len(over_http)} series, {points} points, {len(http_query()) / 1e3:.0f} kB JSON")
         print(f"  baseline, in process: engine.get_data + build + encode  {base * 1e3:8.2f} ms")
         print(f"    of which engine.get_data (read, trim, decimate)       {eng * 1e3:8.2f} ms")
         print(f"  ours: HTTP /query p50 (bridge, crossbar, node)          {ours * 1e3:8.2f} ms  {ours / base:5.2f}x")
-        print(f"  ours with gzip (Accept-Encoding: gzip)                  {gz * 1e3:8.2f} ms  {gz / base:5.2f}x")
         verdict = "meets" if ours / base <= 3.0 else "MISSES"
         print(f"P5: {ours / base:.2f}x the in-process call ({verdict} the <= 3x bar)")
     finally:

@@ -118,6 +118,8 @@ class HttpConfig:
     query_timeout: float = attrs.field(default=25.0, validator=lambda i, a, v: _above(0.0, v))
     #: origins allowed for browser-mode Grafana ("*": any origin)
     cors_origins: tuple[str, ...] = ("*",)
+    #: gzip answers for clients that accept it (worth it only when Grafana is far away)
+    gzip: bool = False
 
 
 @attrs.frozen
@@ -198,6 +200,7 @@ DEFAULT_SITE_TOML = """\
 # max_targets = 1000        # cap on /search, /metrics, /variable lists
 # query_timeout = 25.0      # seconds to wait for a node's answer
 # cors_origins = ["*"]      # origins allowed for browser-mode Grafana
+# gzip = false              # compress answers (helps only over slow links)
 
 # Data nodes: one [nodes.<name>] table each. The name (lowercase letters, digits,
 # '_', starting with a letter) is the node's name on the wire. Keys:

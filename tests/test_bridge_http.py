@@ -321,14 +321,24 @@ def test_methods_paths_and_preflight(bridge):
     assert request(bridge.url + "//search", {"target": "humid"}).status == 200
 
 
-def test_gzip_when_accepted(bridge):
-    req = urllib.request.Request(bridge.url + "/query", data=json.dumps(
+def _gzip_query(url: str, headers: dict | None = None) -> tuple[str | None, list]:
+    import gzip
+
+    req = urllib.request.Request(url + "/query", data=json.dumps(
         query_body([{"target": "apex_archive::apex_radiometer"}])).encode(), method="POST")
     req.add_header("Accept-Encoding", "gzip")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
     with urllib.request.urlopen(req, timeout=30) as r:
-        assert r.headers["Content-Encoding"] == "gzip" and r.headers["Content-Type"] == "application/json"
-        import gzip
-        assert len(json.loads(gzip.decompress(r.read()))[0]["datapoints"]) > 1000
+        assert r.headers["Content-Type"] == "application/json"
+        raw = r.read()
+        encoding = r.headers["Content-Encoding"]
+        return encoding, json.loads(gzip.decompress(raw) if encoding == "gzip" else raw)
+
+
+def test_no_gzip_by_default(bridge):
+    encoding, body = _gzip_query(bridge.url)
+    assert encoding is None and len(body[0]["datapoints"]) > 1000
 
 
 # -- hostile input -----------------------------------------------------------------------------
@@ -629,7 +639,7 @@ def test_basic_auth(bridge, tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("correct horse\n")
     pw.chmod(0o600)
-    path = _http_site(bridge, tmp_path, http='username = "grafana"\npassword_file = "pw"')
+    path = _http_site(bridge, tmp_path, http='username = "grafana"\npassword_file = "pw"\ngzip = true')
     port = load_config(path).http.port
     proc = SisockProcess(["http", "-c", str(path)], tmp_path / "http.log")
     try:
@@ -646,6 +656,8 @@ def test_basic_auth(bridge, tmp_path):
         assert request(url + "/", headers=good).status == 200
         r = request(url + "/query", query_body([{"target": "apex_archive::apex_humidity"}]), headers=good)
         assert r.status == 200 and len(r.body[0]["datapoints"]) == 336
+        encoding, body = _gzip_query(url, good)  # this bridge has gzip = true
+        assert encoding == "gzip" and len(body[0]["datapoints"]) > 1000
     finally:
         assert proc.stop() == 0, proc.log_tail()
 
