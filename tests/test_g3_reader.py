@@ -160,31 +160,30 @@ def test_get_fields_reads_only_the_index(tmp_path):
     assert reader.list_fields(T0 + 7300, T0 + 8000) == []
 
 
-def test_get_data_reads_only_overlapping_frames_and_caches_them(tmp_path, monkeypatch):
+def test_get_data_reads_only_overlapping_files_and_fields_and_caches_them(tmp_path, monkeypatch):
     files, index = scanned(tmp_path)
-    opened: list[str] = []
+    reads: list[tuple[str, int, tuple]] = []
     real = reader_mod.FrameReader
 
     class Recording(real):
-        def blocks_at(self, offset):
-            opened.append((self.path, offset))
-            return super().blocks_at(offset)
+        def read_fields(self, blocks, fields):
+            reads.append((self.path, len(blocks), tuple(fields)))
+            return super().read_fields(blocks, fields)
 
     monkeypatch.setattr(reader_mod, "FrameReader", Recording)
     reader = HKReader(index)
-    name = f"{LS}.Channel_01_T"
-    ans = reader.read_range([name], T0 + 1900, T0 + 2000)  # inside the second file
-    assert ans[f"{LS}.temps"].t.size == 100
-    assert {p for p, _ in opened} == {str(files[1])}
-    # the Lakeshore frames starting at +1860, +1920 and +1980 s, nothing else
-    assert sorted(o for _, o in opened) == sorted(
-        r.offset for r in index.frames(index.layouts().keys(), T0 + 1900, T0 + 2000)
-        if index.layouts()[r.layout_id].description == LS)
-    assert len(opened) == 3
-    reader.read_range([name], T0 + 1900, T0 + 2000)
-    assert len(opened) == 3 and reader.cache.hits == 3  # the repeat reads nothing
-    reader.read_range([name, f"{LS}.Channel_04_T"], T0 + 1900, T0 + 2000)
-    assert len(opened) == 3  # other fields of cached frames: still nothing
+    ch1, ch4 = f"{LS}.Channel_01_T", f"{LS}.Channel_04_T"
+    ans = reader.read_range([ch1], T0 + 1900, T0 + 2000)  # inside the second file
+    np.testing.assert_array_equal(ans[f"{LS}.temps"].t, T0 + np.arange(1900, 2000.0))
+    # the Lakeshore blocks of that file (30 frames of 60 s), and only the field asked for
+    assert reads == [(str(files[1]), 30, ("Channel_01_T",))]
+    reader.read_range([ch1], T0 + 1900, T0 + 2000)
+    reader.read_range([ch1], T0 + 1850, T0 + 3000)
+    assert len(reads) == 1  # the repeat and a moved window in the same file read nothing
+    reader.read_range([ch1, ch4], T0 + 1900, T0 + 2000)
+    assert reads[1:] == [(str(files[1]), 30, ("Channel_04_T",))]  # only what was missing
+    reader.read_range([ch1], T0 + 3500, T0 + 3700)
+    assert reads[2:] == [(str(files[2]), 30, ("Channel_01_T",))]  # the restart's blocks too
 
 
 def test_the_cache_stays_within_its_size(tmp_path):

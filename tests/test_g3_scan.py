@@ -102,12 +102,21 @@ def test_file_cut_inside_the_first_frame_is_an_error(tmp_path):
     assert r.status == "error" and "not a readable .g3 file" in r.error and r.blocks == []
 
 
-@pytest.mark.parametrize("content", [b"hello, this is not a g3 file\n", os.urandom(3000)])
-def test_garbage_is_an_error_not_an_exception(tmp_path, content):
-    path = tmp_path / "junk.g3"
-    path.write_bytes(content)
-    r = scan_file(str(path))
-    assert r.status == "error" and r.error
+def test_garbage_is_an_error_not_an_exception(tmp_path):
+    rng = np.random.default_rng(7)
+    contents = [b"hello, this is not a g3 file\n"] + [rng.bytes(3000) for _ in range(40)]
+    for i, content in enumerate(contents):
+        path = tmp_path / f"junk{i}.g3"
+        path.write_bytes(content)
+        r = scan_file(str(path))
+        assert r.status == "error" and r.error, i
+    # garbage after good frames: indexed up to there
+    (good,) = write_archive(tmp_path / "a", T0, 0.1)
+    full = scan_file(str(good))
+    with open(good, "ab") as f:
+        f.write(rng.bytes(5000))
+    r = scan_file(str(good))
+    assert r.status == "partial" and r.blocks == full.blocks
 
 
 def test_empty_missing_and_non_housekeeping_files(tmp_path):

@@ -288,6 +288,23 @@ class FrameRef:
     n: int
 
 
+@attrs.frozen
+class Chunk:
+    """The blocks of one layout in one file: the reader's unit of decoding and caching.
+
+    ``version`` is the file's indexed size: it changes when a growing file gets more
+    frames, so cached data of the older chunk is not reused.
+    """
+
+    file_id: int
+    path: str
+    version: int
+    layout_id: int
+    t0: float  #: first sample of the blocks overlapping the query
+    t1: float
+    blocks: int  #: blocks overlapping the query
+
+
 @attrs.define
 class FileUpdate:
     """Everything one scan of one file adds to the index (built by the scanner).
@@ -673,6 +690,39 @@ class Index:
                 (*ids, end, start - span - 1.0, start),
             )
             return [FrameRef(*r) for r in cur.fetchall()]
+
+    def chunks(self, layout_ids: Iterable[int], start: float, end: float) -> list[Chunk]:
+        """The (file, layout) pairs with data blocks that may fall in ``[start, end)``."""
+        ids = sorted(set(layout_ids))
+        if not ids:
+            return []
+        with self._cursor() as cur:
+            cur.execute(self.sql("SELECT value FROM sisock_meta WHERE name = ?"), ("max_frame_span",))
+            row = cur.fetchone()
+            span = float(row[0]) if row and row[0] is not None else 0.0
+            marks = ",".join("?" * len(ids))
+            cur.execute(
+                self.sql(
+                    "SELECT fr.file_id, fi.path, fi.byte_offset, fr.layout_id, MIN(fr.t0), MAX(fr.t1), "
+                    "COUNT(*) FROM sisock_frames fr JOIN sisock_files fi ON fi.id = fr.file_id "
+                    f"WHERE fr.layout_id IN ({marks}) AND fr.t0 < ? AND fr.t0 >= ? AND fr.t1 >= ? "
+                    "GROUP BY fr.file_id, fi.path, fi.byte_offset, fr.layout_id"
+                ),
+                (*ids, end, start - span - 1.0, start),
+            )
+            return [Chunk(*r) for r in cur.fetchall()]
+
+    def chunk_frames(self, file_id: int, layout_id: int) -> list[tuple[int, int]]:
+        """``(byte offset, block index)`` of every block of a layout in a file, in file order."""
+        with self._cursor() as cur:
+            cur.execute(
+                self.sql(
+                    "SELECT byte_offset, block_index FROM sisock_frames WHERE file_id = ? AND layout_id = ? "
+                    "ORDER BY byte_offset, block_index"
+                ),
+                (file_id, layout_id),
+            )
+            return [(int(r[0]), int(r[1])) for r in cur.fetchall()]
 
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables (for ``sisock scan`` summaries and tests)."""

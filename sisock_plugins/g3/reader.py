@@ -1,11 +1,14 @@
 """Answering get_fields / get_data from the index and the .g3 files (no Twisted).
 
 * :meth:`HKReader.list_fields` reads the index only (never a file).
-* :meth:`HKReader.read_range` asks the index which data blocks of which files hold
-  the requested fields in the time range, reads just those frames (seeking to
-  their byte offsets) and decodes them with so3g/spt3g. Decoded frames are kept in
-  a bounded LRU cache (:class:`FrameCache`, size in MB), so a dashboard refreshing
-  the same window does not read the files again.
+* :meth:`HKReader.read_range` asks the index which files hold blocks of the
+  requested fields in the time range, reads the blocks of those fields' providers in
+  those files only (seeking to the byte offsets the scanner recorded) and decodes
+  them with spt3g, converting only the requested fields to numpy. The unit of work
+  and of caching is a "chunk", one provider block layout in one file (an hour with
+  the aggregator's default rotation). Decoded chunks are kept in a bounded LRU cache
+  (:class:`FrameCache`, size in MB), so a dashboard refreshing or moving its window
+  does not read the files again.
 
 Field names are ``<provider description>.<field>`` (for example
 ``observatory.LSA22YE.feeds.temperatures.Channel_01_T``), as so3g's ``HKArchive``
@@ -31,8 +34,8 @@ import numpy as np
 from twisted.logger import Logger
 
 from sisock_core.model import Field, Timeline
-from sisock_plugins.g3.index import FieldSummary, FrameRef, Index, Layout, original_field_name
-from sisock_plugins.g3.scan import Decoded, FrameReader
+from sisock_plugins.g3.index import Chunk, FieldSummary, Index, Layout, original_field_name
+from sisock_plugins.g3.scan import FrameReader
 
 log = Logger(namespace="sisock_plugins.g3.reader")
 
@@ -48,7 +51,12 @@ def is_sub_seq(full: Sequence[str], sub: Sequence[str]) -> bool:
 
 
 class FrameCache:
-    """A thread-safe LRU of decoded frames, bounded in bytes."""
+    """A thread-safe LRU of decoded arrays, bounded in bytes.
+
+    Keys are ``(file id, layout id, indexed size, field)``, with field ``""`` for the
+    times: a chunk's times and each of its fields are cached separately, so a query
+    decodes only the fields it needs.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max(0, int(max_bytes))
@@ -59,10 +67,10 @@ class FrameCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def size_of(blocks: dict[int, Decoded]) -> int:
-        return sum(t.nbytes + sum(v.nbytes for v in cols.values()) + 200 for t, cols in blocks.values()) + 200
+    def size_of(value: np.ndarray) -> int:
+        return int(value.nbytes) + 200
 
-    def get(self, key: tuple) -> dict[int, Decoded] | None:
+    def get(self, key: tuple) -> np.ndarray | None:
         with self._lock:
             value = self._items.get(key)
             if value is None:
@@ -72,15 +80,15 @@ class FrameCache:
             self.hits += 1
             return value[0]
 
-    def put(self, key: tuple, blocks: dict[int, Decoded]) -> None:
-        size = self.size_of(blocks)
+    def put(self, key: tuple, value: np.ndarray) -> None:
+        size = self.size_of(value)
         if size > self.max_bytes:
             return
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
                 self.bytes -= old[1]
-            self._items[key] = (blocks, size)
+            self._items[key] = (value, size)
             self.bytes += size
             while self.bytes > self.max_bytes and self._items:
                 _, (_, s) = self._items.popitem(last=False)
@@ -176,32 +184,23 @@ class HKReader:
                 wanted.setdefault(full, []).append(name)
         if not wanted:
             return {}
-        # Which layouts (provider blocks) hold each field, and where each field is in them.
-        layout_ids: set[int] = set()
-        field_layouts: dict[str, list[int]] = {}
+        # Which layouts (provider blocks) hold each field.
+        field_layouts: dict[str, set[int]] = {}
         for full in wanted:
             s = cat.by_name[full]
-            ids = cat.layouts_of.get((s.description, s.field), [])
-            field_layouts[full] = ids
-            layout_ids.update(ids)
-        refs = self.index.frames(layout_ids, start, end)
-        refs.sort(key=lambda r: (r.t0, r.path, r.offset, r.block_index))
-        # Segments of each field, then fields with identical segments share a timeline.
-        segments: dict[str, list[FrameRef]] = {}
-        for full, ids in field_layouts.items():
-            idset = set(ids)
-            segs = [r for r in refs if r.layout_id in idset]
-            if segs:
-                segments[full] = segs
+            field_layouts[full] = set(cat.layouts_of.get((s.description, s.field), []))
+        layout_ids = set().union(*field_layouts.values())
+        chunks = self.index.chunks(layout_ids, start, end)
+        chunks.sort(key=lambda c: (c.t0, c.path, c.layout_id))
+        # Chunks of each field; fields with the same chunks share a timeline.
         groups: dict[tuple, list[str]] = {}
-        for full, segs in segments.items():
-            key = tuple((r.file_id, r.offset, r.block_index) for r in segs)
-            groups.setdefault(key, []).append(full)
-        decoded = self._decode({(r.file_id, r.path, r.offset) for segs in segments.values() for r in segs})
+        for full, ids in field_layouts.items():
+            mine = tuple(c for c in chunks if c.layout_id in ids)
+            if mine:
+                groups.setdefault(mine, []).append(full)
         out: dict[str, Timeline] = {}
-        for members in groups.values():
-            segs = segments[members[0]]
-            timeline = self._assemble(segs, members, decoded, cat, start, end)
+        for group_chunks, members in groups.items():
+            timeline = self._assemble(list(group_chunks), members, cat, start, end)
             if timeline is None:
                 continue
             base = cat.by_name[members[0]].timeline
@@ -215,47 +214,64 @@ class HKReader:
             out[name] = Timeline(t=timeline.t, data=data, finalized_until=timeline.finalized_until)
         return out
 
-    def _decode(self, frames: set[tuple[int, str, int]]) -> dict[tuple[int, int], dict[int, Decoded]]:
-        """Decoded blocks of each (file id, offset), from the cache or the files."""
-        out: dict[tuple[int, int], dict[int, Decoded]] = {}
-        by_file: dict[tuple[int, str], list[int]] = {}
-        for file_id, path, offset in frames:
-            hit = self.cache.get((file_id, offset))
-            if hit is not None:
-                out[(file_id, offset)] = hit
+    def _chunk(self, chunk: Chunk, fields: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """Times and ``fields`` (short names) of a chunk, from the cache or the file."""
+        base = (chunk.file_id, chunk.layout_id, chunk.version)
+        t = self.cache.get(base + ("",))
+        cols = {}
+        missing = []
+        for f in fields:
+            v = self.cache.get(base + (f,))
+            if v is None:
+                missing.append(f)
             else:
-                by_file.setdefault((file_id, path), []).append(offset)
-        for (file_id, path), offsets in sorted(by_file.items(), key=lambda kv: kv[0][1]):
+                cols[f] = v
+        if t is None or missing:
+            need = missing if t is not None else list(fields)
             try:
-                reader = FrameReader(path)
-                for offset in sorted(offsets):
-                    blocks = reader.blocks_at(offset)
-                    out[(file_id, offset)] = blocks
-                    self.cache.put((file_id, offset), blocks)
-            except (RuntimeError, OSError) as exc:
-                # The file changed or vanished since it was indexed; the scanner will
-                # catch up. Serve what can be read.
+                blocks = self.index.chunk_frames(chunk.file_id, chunk.layout_id)
+                t_new, decoded = FrameReader(chunk.path).read_fields(blocks, need)
+            except Exception as exc:  # RuntimeError, OSError, KeyError, MemoryError from spt3g
+                # Changed or vanished since it was indexed; the scanner will catch up.
                 log.warn("cannot read {path} (indexed earlier): {error}; its data is left out",
-                         path=path, error=str(exc))
-        return out
+                         path=chunk.path, error=str(exc) or type(exc).__name__)
+                return None
+            if t is not None and t.size != t_new.size:  # stale cache entry: start over
+                t, cols = None, {}
+                return self._fresh(chunk, fields, base)
+            if t is None:
+                t = t_new
+                self.cache.put(base + ("",), t)
+            for f, v in decoded.items():
+                cols[f] = v
+                self.cache.put(base + (f,), v)
+        return t, cols
 
-    @staticmethod
-    def _assemble(segs: list[FrameRef], members: list[str], decoded: dict[tuple[int, int], dict[int, Decoded]],
-                  cat: _Catalog, start: float, end: float) -> Timeline | None:
+    def _fresh(self, chunk: Chunk, fields: list[str], base: tuple):
+        blocks = self.index.chunk_frames(chunk.file_id, chunk.layout_id)
+        t, decoded = FrameReader(chunk.path).read_fields(blocks, list(fields))
+        self.cache.put(base + ("",), t)
+        for f, v in decoded.items():
+            self.cache.put(base + (f,), v)
+        return t, decoded
+
+    def _assemble(self, chunks: list[Chunk], members: list[str], cat: _Catalog,
+                  start: float, end: float) -> Timeline | None:
+        shorts = {m: cat.by_name[m].field for m in members}
+        wanted = list(dict.fromkeys(shorts.values()))
         ts: list[np.ndarray] = []
         cols: dict[str, list[np.ndarray]] = {m: [] for m in members}
-        shorts = {m: cat.by_name[m].field for m in members}
-        for r in segs:
-            blocks = decoded.get((r.file_id, r.offset))
-            if blocks is None or r.block_index not in blocks:
+        for chunk in chunks:
+            got = self._chunk(chunk, wanted)
+            if got is None:
                 continue
-            t, values = blocks[r.block_index]
-            if any(shorts[m] not in values for m in members):
+            t, values = got
+            if t.size == 0:
                 continue
             lo, hi = 0, t.size
-            if r.t0 < start:
+            if t[0] < start:
                 lo = int(np.searchsorted(t, start, side="left"))
-            if r.t1 >= end:
+            if t[-1] >= end:
                 hi = int(np.searchsorted(t, end, side="left"))
             if hi <= lo:
                 continue
@@ -271,4 +287,3 @@ class HKReader:
             t = t[order]
             data = {m: v[order] for m, v in data.items()}
         return Timeline(t=t, data=data, finalized_until=float(t[-1]))
-

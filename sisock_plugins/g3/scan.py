@@ -189,7 +189,7 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
         reader = core.G3Reader(path)
         if offset:
             reader.seek(offset)
-    except RuntimeError as exc:
+    except Exception as exc:  # spt3g raises RuntimeError, or MemoryError for absurd frame sizes
         result.status, result.error = STATUS_ERROR, f"cannot open: {exc}"
         return result
     error = None
@@ -197,8 +197,8 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
         pos = reader.tell()
         try:
             frames = reader.Process(None)
-        except RuntimeError as exc:
-            error = str(exc) or "unreadable frame"
+        except Exception as exc:  # RuntimeError, or MemoryError when garbage claims a huge frame
+            error = str(exc) or type(exc).__name__
             break
         if not frames:
             break
@@ -278,6 +278,36 @@ class FrameReader:
     def __init__(self, path: str) -> None:
         self.path = path
         self._reader = core.G3Reader(path)
+
+    def read_fields(self, blocks: list[tuple[int, int]], fields: list[str]) -> Decoded:
+        """Times and ``fields`` of the blocks at ``(byte offset, block index)``, concatenated.
+
+        Only the named fields are converted to numpy (spt3g's per-vector cost dominates).
+        """
+        ts: list[np.ndarray] = []
+        cols: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+        for offset, index in blocks:
+            self._reader.seek(offset)
+            frames = self._reader.Process(None)
+            if not frames or "blocks" not in frames[0]:
+                raise RuntimeError(f"no housekeeping data frame at byte {offset}")
+            block = frames[0]["blocks"][index]
+            if isinstance(block, core.G3TimesampleMap):
+                ts.append(np.asarray(block.times))
+                for f in fields:
+                    cols[f].append(np.asarray(block[f]))
+            elif isinstance(block, so3g.IrregBlockDouble):
+                # as so3g's HKTranslator: G3 time ticks, truncated
+                ts.append((np.array(block.t, dtype=np.float64) * _SECOND).astype(np.int64))
+                data = block.data
+                for f in fields:
+                    cols[f].append(np.array(data[f], dtype=np.float64))
+            else:
+                raise RuntimeError(f"block {index} at byte {offset} is a {type(block).__name__}")
+        if not ts:
+            return np.empty(0), {f: np.empty(0) for f in fields}
+        t = np.concatenate(ts).astype(np.float64) / _SECOND
+        return t, {f: np.concatenate(v) for f, v in cols.items()}
 
     def blocks_at(self, offset: int) -> dict[int, Decoded]:
         """Every block of the data frame at ``offset``, decoded, by block index."""
