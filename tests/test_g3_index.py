@@ -330,3 +330,18 @@ def test_time_conversions_are_utc_and_microsecond_exact():
     assert unix_to_datetime(T0) == dt.datetime(2020, 9, 13, 12, 26, 40)
     assert datetime_to_unix("2020-09-13 12:26:40.250000") == T0 + 0.25
     assert datetime_to_unix(dt.datetime(2020, 9, 13, 12, 26, 40, tzinfo=dt.timezone.utc)) == T0
+
+
+def test_an_index_rebuilt_elsewhere_is_picked_up_again(index, tmp_path):
+    """`sisock scan --rebuild` in another process drops the tables under a running scanner."""
+    files = write_archive(tmp_path / "data", T0, 1)
+    sc = Scanner(index, tmp_path / "data")
+    sc.scan_tree()
+    other = Index(index.url)
+    other.drop_all()
+    other.close()
+    with pytest.raises(DatabaseUnavailable):
+        sc.scan_tree()  # the tables vanished under it
+    stats = sc.scan_tree()  # recreated; everything read again
+    assert stats.read == 1 and len(index.field_summaries()) == 4
+    assert index.file(str(files[0])).status == "ok"

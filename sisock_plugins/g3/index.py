@@ -48,6 +48,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -424,6 +425,9 @@ class Index:
         self._lock = threading.RLock()
         self._conn: Any = None
         self._schema_ok = False
+        #: layout digest -> id (committed), and those added by the open transaction
+        self._layout_ids: dict[str, int] = {}
+        self._pending_layouts: dict[str, int] = {}
         if self.kind == "mysql":
             import MySQLdb  # noqa: F401  (fail early if mysqlclient is missing)
 
@@ -489,13 +493,13 @@ class Index:
                 raise DatabaseUnavailable(f"index database {self.describe()} is unavailable: {_msg(exc)}") from exc
             except OSError as exc:
                 raise DatabaseUnavailable(f"index database {self.describe()} is unavailable: {exc}") from exc
-            if not self._schema_ok:
-                try:
-                    self._ensure_schema(self._conn)
-                except BaseException:
-                    self._drop()
-                    raise
-                self._schema_ok = True
+        if not self._schema_ok:
+            try:
+                self._ensure_schema(self._conn)
+            except BaseException:
+                self._drop()
+                raise
+            self._schema_ok = True
         return self._conn
 
     def _drop(self) -> None:
@@ -523,9 +527,12 @@ class Index:
             try:
                 if write:
                     cur.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "START TRANSACTION")
+                self._pending_layouts.clear()
                 yield cur
                 if write:
                     cur.execute("COMMIT")
+                    self._layout_ids.update(self._pending_layouts)
+                self._pending_layouts.clear()
             except self._errors as exc:
                 if write:
                     try:
@@ -534,6 +541,9 @@ class Index:
                         pass
                 if self.kind == "mysql" or isinstance(exc, sqlite3.OperationalError):
                     self._drop()
+                # tables may have been dropped (sisock scan --rebuild): check them again
+                self._schema_ok = False
+                self._layout_ids.clear()
                 raise DatabaseUnavailable(f"index database {self.describe()}: {_msg(exc)}") from exc
             except BaseException:
                 if write:
@@ -824,15 +834,22 @@ class Index:
     def _layout_id(self, cur: Any, description: str, block_name: str,
                    fields: tuple[tuple[str, str], ...]) -> int:
         digest = layout_digest(description, block_name, fields)
+        known = self._layout_ids.get(digest)
+        if known is not None:  # layouts are never deleted (except by drop_all)
+            return known
         cur.execute(self.sql("SELECT id FROM sisock_layouts WHERE digest = ?"), (digest,))
         row = cur.fetchone()
         if row:
-            return int(row[0])
-        cur.execute(
-            self.sql("INSERT INTO sisock_layouts (digest, description, block_name, fields) VALUES (?, ?, ?, ?)"),
-            (digest, description, block_name, json.dumps([list(f) for f in fields])),
-        )
-        return int(cur.lastrowid)
+            layout_id = int(row[0])
+        else:
+            cur.execute(
+                self.sql("INSERT INTO sisock_layouts (digest, description, block_name, fields) "
+                         "VALUES (?, ?, ?, ?)"),
+                (digest, description, block_name, json.dumps([list(f) for f in fields])),
+            )
+            layout_id = int(cur.lastrowid)
+        self._pending_layouts[digest] = layout_id
+        return layout_id
 
     def _feed_id(self, cur: Any, file_id: int, path: str, prov_id: int, description: str) -> int:
         cur.execute(
@@ -864,12 +881,24 @@ class Index:
         spans: dict[tuple[int, str, str], list[float]] = {}
         summary: dict[tuple[str, str], list] = {}
         max_span = 0.0
+        # first and last time of each (provider, layout), then spread to its fields
+        block_spans: dict[tuple[int, str, str, tuple], list[float]] = {}
         for offset, index, prov_id, description, block_name, fields, t0, t1, n in u.blocks:
             lkey = (description, block_name, fields)
             if lkey not in layouts:
                 layouts[lkey] = self._layout_id(cur, description, block_name, fields)
             frame_rows.append((file_id, offset, index, prov_id, layouts[lkey], t0, t1, n))
-            max_span = max(max_span, t1 - t0)
+            if t1 - t0 > max_span:
+                max_span = t1 - t0
+            b = block_spans.get((prov_id,) + lkey)
+            if b is None:
+                block_spans[(prov_id,) + lkey] = [t0, t1]
+            else:
+                if t0 < b[0]:
+                    b[0] = t0
+                if t1 > b[1]:
+                    b[1] = t1
+        for (prov_id, description, block_name, fields), (t0, t1) in block_spans.items():
             if (prov_id, description) not in feed_ids:
                 feed_ids[(prov_id, description)] = self._feed_id(cur, file_id, u.path, prov_id, description)
             for name, ftype in fields:
@@ -885,13 +914,19 @@ class Index:
                     m[2] = min(m[2], t0)
                     m[3] = max(m[3], t1)
         if frame_rows:
-            cur.executemany(
-                self.sql(
-                    f"{self._ins_ignore()} INTO sisock_frames (file_id, byte_offset, block_index, prov_id, "
-                    "layout_id, t0, t1, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                frame_rows,
-            )
+            insert = (f"{self._ins_ignore()} INTO sisock_frames (file_id, byte_offset, block_index, prov_id, "
+                      "layout_id, t0, t1, n) VALUES ")
+            if self.kind == "sqlite":
+                cur.executemany(insert + "(?, ?, ?, ?, ?, ?, ?, ?)", frame_rows)
+            else:
+                # All numbers: format them directly (mysqlclient's per-value escaping costs
+                # more than the rest of the scan); non-finite floats become NULL.
+                for i in range(0, len(frame_rows), 5000):
+                    values = ",".join(
+                        "(%d,%d,%d,%d,%d,%s,%s,%d)" % (a, b, c, d, e, _num(f), _num(g), h)
+                        for a, b, c, d, e, f, g, h in frame_rows[i:i + 5000]
+                    )
+                    cur.execute(insert + values)
         lo, hi = self._least()
         if spans:
             rows = [
@@ -969,7 +1004,14 @@ class Index:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
         with self._lock:
             self._schema_ok = False
+            self._layout_ids.clear()
             self._drop()
+
+
+def _num(x: float) -> str:
+    """A float as SQL text (NULL if not finite)."""
+    x = float(x)
+    return repr(x) if math.isfinite(x) else "NULL"
 
 
 def _msg(exc: BaseException) -> str:

@@ -102,6 +102,8 @@ class ScanResult:
     blocks: list[Block] = attrs.field(factory=list)
     #: data frames skipped because no status frame had announced their provider
     orphan_frames: int = 0
+    #: typed fields by (provider, keys), filled while reading
+    types: dict = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
     def bytes_read(self) -> int:
@@ -117,15 +119,25 @@ def field_type(values: Any) -> str:
     return "number"
 
 
-def _block_info(block: Any) -> tuple[list[str], tuple[tuple[str, str], ...], float, float, int] | None:
-    """Fields (sorted keys), typed fields, first and last time, count; None if unusable."""
+def _block_info(block: Any, types: dict | None = None, owner: str = ""
+                ) -> tuple[list[str], tuple[tuple[str, str], ...], float, float, int] | None:
+    """Fields (sorted keys), typed fields, first and last time, count; None if unusable.
+
+    ``types`` caches the typed fields by ``(owner, keys)``: reading each vector only
+    to learn its type costs more than the rest of the scan.
+    """
     if isinstance(block, core.G3TimesampleMap):
         times = block.times
         n = len(times)
         if n == 0:
             return None
         keys = list(block.keys())
-        fields = tuple((k, field_type(block[k])) for k in keys)
+        key = (owner, tuple(keys))
+        fields = types.get(key) if types is not None else None
+        if fields is None:
+            fields = tuple((k, field_type(block[k])) for k in keys)
+            if types is not None:
+                types[key] = fields
         return keys, fields, times[0].time / _SECOND, times[n - 1].time / _SECOND, n
     if isinstance(block, so3g.IrregBlockDouble):  # schema v0
         t = block.t
@@ -244,7 +256,7 @@ def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None
             return
         names = list(frame["block_names"]) if "block_names" in frame else None
         for index, block in enumerate(frame["blocks"]):
-            info = _block_info(block)
+            info = _block_info(block, result.types, description)
             if info is None:
                 continue
             keys, fields, t0, t1, n = info
