@@ -56,6 +56,8 @@ FORMAT_PAYLOAD = {
 MIN_TIME = 1.0
 #: ``maxDataPoints`` above this is taken as this (no panel is that wide).
 MAX_POINTS_LIMIT = 1_000_000
+#: Targets in one ``/query`` at most (a Grafana panel has a handful; more is a 400).
+MAX_QUERY_TARGETS = 1000
 
 #: Ad hoc filter keys the bridge understands (``/tag-keys``).
 TAG_KEYS = ("node", "field")
