@@ -88,6 +88,8 @@ class RouterConfig:
     tls_port: int = 8080  #: TLS WebSocket with WAMP-CRA (env CROSSBAR_TLS_PORT)
     ocs_port: int = 8001  #: plain WebSocket for OCS agents (env CROSSBAR_OCS_PORT)
     ocs_listen: str = "127.0.0.1"  #: interface of the OCS port; keep it on loopback
+    #: let ``ocs_listen`` be a non-loopback interface (the OCS port has no authentication)
+    allow_public_ocs: bool = False
     realm: str = "test_realm"  #: WAMP realm of every component (the original's)
     tls_cert: str | None = None  #: PEM certificate; generated under state_dir when unset
     tls_key: str | None = None  #: PEM private key; generated with the certificate
@@ -179,6 +181,7 @@ DEFAULT_SITE_TOML = """\
 # tls_port = 8080           # TLS WebSocket with WAMP-CRA (env CROSSBAR_TLS_PORT)
 # ocs_port = 8001           # plain WebSocket for OCS agents (env CROSSBAR_OCS_PORT)
 # ocs_listen = "127.0.0.1"  # keep it on loopback: anyone reaching it may publish
+# allow_public_ocs = false  # true lets ocs_listen be another interface (trusted networks)
 # realm = "test_realm"
 # tls_cert = "server_cert.pem"  # default: generated under state_dir/tls
 # tls_key = "server_key.pem"

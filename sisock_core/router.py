@@ -293,7 +293,7 @@ def check_secrets_for_interfaces(
             f"router.ocs_listen = {r.ocs_listen!r} exposes the OCS port {r.ocs_port} beyond this "
             "machine: it is unauthenticated, so anyone reaching it can register procedures and "
             "publish anything under 'observatory.' (fake OCS feeds, fake agents). Keep it on "
-            "127.0.0.1, or pass allow_public_ocs if the network is trusted"
+            "127.0.0.1, or set router.allow_public_ocs = true if the network is trusted"
         )
     if problems:
         raise RouterSecurityError("refusing to start the router:\n- " + "\n- ".join(problems))
@@ -801,7 +801,8 @@ class RouterProcess:
             self._exit = None
             self._stopping = False
             self.ready_seconds = None
-        check_secrets_for_interfaces(self.cfg, self.secrets, allow_public_ocs=self.allow_public_ocs)
+        check_secrets_for_interfaces(self.cfg, self.secrets,
+                                     allow_public_ocs=self.allow_public_ocs or self.cfg.router.allow_public_ocs)
         ensure_site_certificate(self.cfg)
         config_path = write_crossbar_config(self.cfg, self.secrets)
         env = dict(os.environ)
