@@ -66,31 +66,30 @@ _opt_str = attrs.validators.optional(attrs.validators.instance_of(str))
 class Options:
     """Options of a g3 node (its ``[nodes.<name>]`` table).
 
-    ``data_dir``: the aggregator's output directory (env ``DATA_DIRECTORY``); every
-    ``*.g3`` file below it is indexed, whatever its naming era.
-
-    ``db``: the index database URL, ``sqlite:///path/index.sqlite`` or
-    ``mysql://user:password@host:port/database``. Default: the original
-    ``SQL_HOST``/``SQL_USER``/``SQL_PASSWD``/``SQL_DB`` variables if ``SQL_HOST`` is
-    set, else SQLite in ``<state_dir>/g3/<node name>.sqlite``.
-
-    ``cache_mb``: size of the decoded-data cache, in MB (default 256).
-
-    Scanner: ``scan_interval`` seconds between full passes (env ``SCAN_INTERVAL``,
-    default 3600; a pass only stats unchanged files); ``watch`` (default true):
-    also index files as soon as they are created, written or closed, after
-    ``debounce`` seconds without further change (default 1).
+    The index database is ``db`` if set, else MariaDB/MySQL from ``sql_host`` (the
+    original ``SQL_*`` variables), else SQLite in ``<state_dir>/g3/<node name>.sqlite``.
+    The scanner options are read by ``sisock scan`` (which ``sisock up`` runs).
     """
 
+    #: the aggregator's output directory; every ``*.g3`` file below it is indexed, whatever its naming era
     data_dir: str = attrs.field(validator=attrs.validators.instance_of(str))
+    #: index database URL: ``sqlite:///path/index.sqlite`` or ``mysql://user:password@host:port/database``
     db: str | None = attrs.field(default=None, validator=_db_url)
+    #: MariaDB/MySQL host (``host`` or ``host:port``) when ``db`` is unset, as the original containers
     sql_host: str | None = attrs.field(default=None, validator=_opt_str)
+    #: MariaDB/MySQL user (with ``sql_host``)
     sql_user: str | None = attrs.field(default=None, validator=_opt_str)
+    #: MariaDB/MySQL password (with ``sql_host``)
     sql_passwd: str | None = attrs.field(default=None, validator=_opt_str, repr=False)
+    #: MariaDB/MySQL database (with ``sql_host``; default ``sisock``, created if allowed)
     sql_db: str | None = attrs.field(default=None, validator=_opt_str)
+    #: memory for decoded data kept between queries, in MB (LRU)
     cache_mb: float = attrs.field(default=256.0, validator=_positive)
+    #: scanner: seconds between full passes (a pass only stats unchanged files)
     scan_interval: float = attrs.field(default=3600.0, validator=_positive)
+    #: scanner: also index files as soon as they are created, written, closed, moved or deleted (watchdog)
     watch: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    #: scanner: seconds without further change before a changed file is read
     debounce: float = attrs.field(default=1.0, validator=_positive)
 
 
