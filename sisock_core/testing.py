@@ -834,8 +834,9 @@ class RunningSite:
         """The whole log of ``sisock up`` (router, hub and node lines)."""
         return self.process.log_text()
 
-    def log_tail(self, n: int = 60) -> str:
-        return self.process.log_tail(n)
+    def log_tail(self, n: int = 60, debug: bool = True) -> str:
+        """The last ``n`` lines of that log (``debug=False``: without debug lines)."""
+        return self.process.log_tail(n, debug=debug)
 
     def stop(self) -> None:
         """Stop the client and ``sisock up``; AssertionError if it did not exit cleanly."""
@@ -845,7 +846,8 @@ class RunningSite:
         self.client.close()
         rc = self.process.stop()
         if rc != 0:
-            raise AssertionError(f"sisock up exited with {rc}\n--- log tail ---\n{self.log_tail()}")
+            raise AssertionError(f"sisock up exited with {rc}\n--- log tail without debug lines ---\n"
+                                 f"{self.log_tail(40, debug=False)}")
 
     def __enter__(self) -> "RunningSite":
         return self

@@ -290,14 +290,17 @@ def test_plugin_is_opt_in_with_dash_p(pytester):
 # -- a real site -------------------------------------------------------------------------
 
 
+WX = {"wx": {"plugin": "weather", "description": "weather through the harness"}}
+
+
 @pytest.fixture(scope="module")
 def site(sisock_site):
-    return sisock_site({"wx": {"plugin": "weather", "description": "weather through the harness"}})
+    return sisock_site(WX, http=True)
 
 
 @pytest.mark.integration
 def test_site_serves_over_a_real_router(site, sisock_site):
-    assert sisock_site({"wx": {"plugin": "weather", "description": "weather through the harness"}}) is site
+    assert sisock_site(WX, http=True) is site
     assert site.nodes() == [{"name": "wx", "description": "weather through the harness"}]
     fields, timelines = site.get_fields("wx")
     assert fields["apex_radiometer"]["timeline"] == "minutely"
@@ -324,3 +327,21 @@ def test_site_says_why_a_node_cannot_start(tmp_path):
                    timeout=60)
     assert f"node wx cannot start: ValueError: weather: data directory {tmp_path / 'nothing'} " \
            f"does not exist" in str(err.value)
+
+
+@pytest.mark.integration
+def test_site_runs_the_http_bridge_when_asked(site):
+    import json
+    import urllib.request
+
+    from sisock_core.testing import wait_until
+
+    assert site.http_url == f"http://127.0.0.1:{site.config.http.port}"
+
+    def search():
+        request = urllib.request.Request(site.http_url + "/search", data=b'{"target": "wx::apex_h"}',
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    assert wait_until(search, timeout=30, what="the bridge to list wx's fields") == ["wx::apex_humidity"]
