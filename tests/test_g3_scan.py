@@ -9,7 +9,7 @@ import pytest
 
 from sisock_plugins.g3.scan import FrameReader, ScanState, scan_file
 
-from .g3gen import Aggregator, agent_status, bluefors, file_name, lakeshore, truncate, value, write_archive
+from .g3gen import Aggregator, agent_status, bluefors, lakeshore, truncate, value, write_archive
 
 T0 = 1_600_000_000.0
 

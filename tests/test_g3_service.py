@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
