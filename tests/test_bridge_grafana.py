@@ -352,6 +352,10 @@ def test_catalog_from_hub_events():
     assert cat.node_added({"name": "apex", "description": "d"}) == "apex"
     assert cat.live_nodes() == ["apex"] and cat.field_names() == ["apex_humidity", "old_style"]
     assert cat.node_added("junk") is None
+    cat.set_error("ghost", "not serving")  # junk node names are not remembered
+    assert "ghost" not in cat.nodes
+    cat.set_fields("direct", FIELDS, now=2.0)  # answered, but not listed by the hub
+    assert cat.field("direct", "apex_humidity") is not None and "direct" not in cat.live_nodes()
 
 
 @pytest.mark.parametrize("answer", [None, False, [], [{}], "x", [1, 2]])

@@ -433,6 +433,22 @@ def test_junk_never_gets_a_500(bridge, req, mode):
         assert isinstance(r.body["error"]["message"], str) and r.body["error"]["message"]
 
 
+def test_clients_that_hang_up_early(bridge):
+    """Grafana cancels queries when a panel changes: the bridge drops those answers quietly."""
+    import socket
+
+    body = json.dumps(query_body([{"target": f"apex_archive::{f}"} for f in APEX_FIELDS])).encode()
+    port = int(bridge.url.rsplit(":", 1)[1])
+    head = (f"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    for cut in (None, len(head) + 10, 20):
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall((head + body)[:cut])
+    assert request(bridge.url + "/").status == 200
+    assert len(post(bridge, "/query", json.loads(body)).body) == len(APEX_FIELDS)
+
+
 def test_junk_did_not_kill_or_restart_the_bridge(bridge):
     pids = pids_matching(f"http --supervised --config {bridge.path}")
     assert len(pids) == 1

@@ -123,6 +123,9 @@ class GrafanaAPI:
         except BadRequest as exc:
             request.setResponseCode(400)
             return error_body(str(exc))
+        except defer.CancelledError:
+            self.log.debug("{method} {path}: the client went away", method=method, path=path)
+            raise
         except Exception as exc:  # a bug: say so, keep serving
             self.log.failure("error answering {method} {path}", method=method, path=path)
             request.setResponseCode(500)

@@ -108,13 +108,18 @@ class FieldCatalog:
     def set_fields(self, node: str, answer: Any, now: float) -> None:
         """Store a node's ``get_fields`` answer (raises :class:`CatalogError`)."""
         fields = parse_get_fields(answer)
-        entry = self.nodes.setdefault(node, NodeFields())
+        # a node the hub has not listed (yet) is not offered in listings until it does
+        entry = self.nodes.setdefault(node, NodeFields(live=False))
         entry.fields = fields
         entry.loaded_at = now
         entry.error = None
 
     def set_error(self, node: str, error: str) -> None:
-        self.nodes.setdefault(node, NodeFields(live=False)).error = error
+        """Remember why ``node``'s fields could not be loaded (unknown names are not
+        stored: junk targets must not grow the cache)."""
+        entry = self.nodes.get(node)
+        if entry is not None:
+            entry.error = error
 
     def field(self, node: str, field: str) -> FieldInfo | None:
         entry = self.nodes.get(node)

@@ -244,6 +244,9 @@ class BridgeService:
                                        [f for f in fields if f not in known])
         try:
             answer = await self._get_data(node, fields, req)
+        except defer.CancelledError:  # the HTTP client went away (Klein cancels its request)
+            self.log.debug("get_data on {node} cancelled: the client went away", node=node)
+            return [Series(t, error="cancelled") for t in targets]
         except Exception as exc:
             msg = wamp_error_text(exc, node)
             self.log.warn("get_data on {node} failed: {error}", node=node, error=msg)
@@ -289,7 +292,8 @@ class BridgeService:
             msg = f"not connected to the router at {self.router_url}"
             return [Series(t, error=t.error or msg) for t in req.targets]
         results = await defer.gatherResults(
-            [defer.ensureDeferred(self.query_node(n, ts, req)) for n, ts in groups.items()]
+            [defer.ensureDeferred(self.query_node(n, ts, req)) for n, ts in groups.items()],
+            consumeErrors=True,
         ) if groups else []
         by_target: dict[int, Series] = {}
         for series_list in results:
