@@ -490,10 +490,25 @@ async def test_old_node_without_max_points_and_a_failing_node(bridge):
     def broken_data(field, start, end, min_stride=None, max_points=None):
         raise ApplicationError("org.simonsobservatory.error.plugin_failed", "broken_node: disk on fire")
 
+    moved_calls: list = []
+
+    def moved_fields(start, end):  # the field moves to timeline "b" after the first listing
+        moved_calls.append(start)
+        tl = "a" if len(moved_calls) == 1 else "b"
+        return [{"y": {"description": None, "timeline": tl, "type": "number", "units": "V"}},
+                {tl: {"interval": None, "field": ["y"]}}]
+
+    def moved_data(field, start, end, min_stride=None, max_points=None):
+        times = [1500508800.0, 1500508801.0]
+        return {"data": {"y": [1.0, 2.0], "z": [5.0, 6.0]},
+                "timeline": {"b": {"t": times, "finalized_until": None},
+                             "c": {"t": [1500508900.0, 1500508901.0], "finalized_until": None}}}
+
     rng = {"from": "2017-07-20T00:00:00.000Z", "to": "2017-07-21T00:00:00.000Z"}
     body = query_body([{"target": "old_node::legacy", "refId": "A"},
                        {"target": "broken_node::x", "refId": "B"},
-                       {"target": "apex_archive::apex_temperature", "refId": "C"}],
+                       {"target": "apex_archive::apex_temperature", "refId": "C"},
+                       {"target": "moved_node::y", "refId": "D"}],
                       max_points=300, rng=rng)
 
     async def work(session):
@@ -501,6 +516,8 @@ async def test_old_node_without_max_points_and_a_failing_node(bridge):
         await session.register(old_data, node_uri("old_node", "get_data"))
         await session.register(broken_fields, node_uri("broken_node", "get_fields"))
         await session.register(broken_data, node_uri("broken_node", "get_data"))
+        await session.register(moved_fields, node_uri("moved_node", "get_fields"))
+        await session.register(moved_data, node_uri("moved_node", "get_data"))
         first = await threads.deferToThread(post, bridge, "/query", body)
         again = await threads.deferToThread(post, bridge, "/query", body)
         return first, again
@@ -508,12 +525,16 @@ async def test_old_node_without_max_points_and_a_failing_node(bridge):
     first, again = await with_session(reactor, cfg, work, consumer=False, timeout=90)
     for r in (first, again):
         assert r.status == 200
-        old, broken, apex = r.body
+        old, broken, apex, moved = r.body
         pts = np.array(old["datapoints"])
         assert 0 < len(pts) <= 300 and pts[:, 0].max() == 99.0
         assert [99.0, t[4321] * 1000] in pts.tolist()
         assert broken["datapoints"] == [] and "disk on fire" in broken["meta"]["notices"][0]["text"]
         assert len(apex["datapoints"]) == 24
+        # the cached timeline "a" is not in the answer (two timelines could fit): one
+        # get_fields refresh finds "b"
+        assert moved["datapoints"] == [[1.0, 1500508800000.0], [2.0, 1500508801000.0]]
+    assert len(moved_calls) == 2
     # max(intervalMs / 1000, span / maxDataPoints) = max(300, 86400 / 300)
     assert strides == [300.0, 300.0]
 

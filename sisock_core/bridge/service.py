@@ -237,12 +237,12 @@ class BridgeService:
     async def query_node(self, node: str, targets: list[Target], req: QueryRequest) -> list[Series]:
         """The series of ``targets`` (all on ``node``), errors kept per series."""
         fields = list(dict.fromkeys(t.field for t in targets))
-        if not self.catalog.knows(node, fields):
-            entry = self.catalog.nodes.get(node)
-            known = entry.fields if entry is not None and entry.fields is not None else None
-            await self.refresh_on_miss(node, None if known is None else
-                                       [f for f in fields if f not in known])
         try:
+            if not self.catalog.knows(node, fields):
+                entry = self.catalog.nodes.get(node)
+                known = entry.fields if entry is not None and entry.fields is not None else None
+                await self.refresh_on_miss(node, None if known is None else
+                                           [f for f in fields if f not in known])
             answer = await self._get_data(node, fields, req)
         except defer.CancelledError:  # the HTTP client went away (Klein cancels its request)
             self.log.debug("get_data on {node} cancelled: the client went away", node=node)
@@ -265,10 +265,13 @@ class BridgeService:
                         times=times,
                     )
                 except AnswerError as exc:
-                    if attempt == 0 and not refreshed and answer is not False:
-                        refreshed = True  # the node's timelines changed: reload, retry once
-                        times.clear()
-                        await self.refresh_node(node)
+                    if attempt == 0 and answer is not False:
+                        if not refreshed:  # the node's fields may have moved: reload once
+                            refreshed = True
+                            try:
+                                await self.refresh_node(node)
+                            except defer.CancelledError:
+                                pass  # the client went away; the retry fails the same way
                         continue
                     s = Series(t, error=f"{node}: {exc}")
                 except Exception as exc:  # a bug here must not fail the other targets
