@@ -168,6 +168,8 @@ def test_target_field_may_contain_separator():
     (dict(SIMPLEJSON_QUERY, intervalMs=None, interval="1 fortnight"),
      "interval '1 fortnight' is not a Grafana interval (a number and one of ms, s, m, h, d, w, M, y)"),
     (dict(SIMPLEJSON_QUERY, adhocFilters="x"), "adhocFilters must be an array, got a string"),
+    (dict(SIMPLEJSON_QUERY, targets=[{"target": "n::f"}] * (g.MAX_QUERY_TARGETS + 1)),
+     f"targets: at most {g.MAX_QUERY_TARGETS} per query, got {g.MAX_QUERY_TARGETS + 1}"),
 ])
 def test_parse_query_bad_requests(body, msg):
     with pytest.raises(g.BadRequest) as err:

@@ -361,6 +361,8 @@ def parse_query(body: Any) -> QueryRequest:
     raw_targets = body["targets"]
     if not isinstance(raw_targets, list):
         raise BadRequest(f"targets must be an array, got {_json_kind(raw_targets)}")
+    if len(raw_targets) > MAX_QUERY_TARGETS:
+        raise BadRequest(f"targets: at most {MAX_QUERY_TARGETS} per query, got {len(raw_targets)}")
     max_points = _positive_number(body, "maxDataPoints")
     interval_ms = _positive_number(body, "intervalMs")
     if interval_ms is not None:
