@@ -32,6 +32,11 @@ class PluginFailure(RuntimeError):
     """The plugin raised while answering; the node keeps serving."""
 
 
+#: Distinct field names one ``get_data`` call may ask for (the answer has a key for each,
+#: even unknown ones: without a cap, one call with a million names costs ~100 MB).
+MAX_FIELDS_PER_CALL = 10_000
+
+
 def parse_field_argument(field: Any) -> list[str]:
     """Accept ``get_data``'s ``field`` argument: a list of names (or one name)."""
     if isinstance(field, str):
@@ -44,6 +49,11 @@ def parse_field_argument(field: Any) -> list[str]:
         if not isinstance(name, str):
             raise RequestError(f"field[{i}] must be a string, got {type(name).__name__}")
         if name not in seen:
+            if len(names) == MAX_FIELDS_PER_CALL:
+                raise RequestError(
+                    f"field: at most {MAX_FIELDS_PER_CALL} distinct field names per call, "
+                    f"got {len(field)} names; ask in several calls"
+                )
             seen.add(name)
             names.append(name)
     return names

@@ -197,3 +197,14 @@ def test_hook_may_take_fewer_arguments():
 def test_timeline_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="has 2 values for 3 timestamps"):
         Timeline([1, 2, 3], {"x": [1, 2]})
+
+
+def test_field_names_per_call_are_capped():
+    from sisock_core.engine import MAX_FIELDS_PER_CALL, parse_field_argument
+
+    assert parse_field_argument(["a"] * (MAX_FIELDS_PER_CALL * 3)) == ["a"]  # duplicates are free
+    names = [f"f{i}" for i in range(MAX_FIELDS_PER_CALL)]
+    assert parse_field_argument(names) == names
+    with pytest.raises(RequestError, match=f"at most {MAX_FIELDS_PER_CALL} distinct field names per call, "
+                                           f"got {10**6} names"):
+        parse_field_argument([f"f{i}" for i in range(10**6)])
