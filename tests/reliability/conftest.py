@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from .support import SHARED_NODES, start_site, wait_http_ready
+from .support import FIGURES, SHARED_NODES, start_site, wait_http_ready
 
 
 @pytest.fixture(scope="package")
@@ -26,3 +26,11 @@ def shared_site(tmp_path_factory):
         rc = site.proc.stop()
         print(site.proc.log_tail(20, debug=False))
         assert rc == 0, f"sisock up exited with {rc}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the figures the reliability tests measured (recovery times, load, fuzz counts)."""
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for key, text in FIGURES.items():
+            terminalreporter.write_line(f"{key}: {text}")

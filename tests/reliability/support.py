@@ -37,6 +37,18 @@ HTTP_PASSWORD = "rel-http-J5hD8sF2gA7kL0qW4eR9tZ3x"
 JULY = {"from": "2017-07-13T00:00:00.000Z", "to": "2017-07-27T00:00:00.000Z"}
 
 
+# -- figures for the report ---------------------------------------------------------------------
+
+#: Figures measured by the suite, printed at the end of the run ("reliability figures").
+FIGURES: dict[str, str] = {}
+
+
+def record(key: str, text: str) -> None:
+    """Keep a measured figure for the end-of-run summary (and print it for ``-s`` runs)."""
+    FIGURES[key] = text
+    print(f"\n[reliability] {key}: {text}")
+
+
 # -- HTTP -----------------------------------------------------------------------------------
 
 
