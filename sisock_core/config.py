@@ -799,6 +799,8 @@ class _Loader:
             self.raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([_toml_error(self.source, text, exc)]) from None
+        except RecursionError:  # tomllib recurses per nesting level
+            raise ConfigError([f"{self.source}: arrays or tables nested too deeply to read"]) from None
 
         for key in self.raw:
             if key not in TOP_LEVEL_KEYS:

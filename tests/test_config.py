@@ -675,3 +675,10 @@ def test_describe_config() -> None:
     assert any(line.split()[:2] == ["c", "clock"] and "disabled" in line for line in lines)
     remote = describe_config(load("", {"CROSSBAR_HOST": "sisock-crossbar"}))
     assert "wss://sisock-crossbar:8080" in remote and "not started here" in remote
+
+
+def test_deeply_nested_toml_is_a_config_error() -> None:
+    deep = "a = " + "[" * 5000 + "]" * 5000
+    with pytest.raises(ConfigError) as err:
+        load_config_text(deep, "deep.toml", {})
+    assert err.value.problems == ["deep.toml: arrays or tables nested too deeply to read"]
