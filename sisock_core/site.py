@@ -57,8 +57,70 @@ async def start_router(reactor: Any, cfg: SiteConfig) -> Any:
     return router
 
 
+class RouterKeeper:
+    """Start crossbar again, with backoff, whenever it dies (``sisock up`` and ``sisock router``).
+
+    Nodes, hub and bridge reconnect on their own; without this, a killed router left
+    ``sisock up`` running with nothing to connect to.
+    """
+
+    def __init__(self, reactor: Any, router: Any) -> None:
+        from sisock_core.supervisor import BACKOFF, STABLE_AFTER
+
+        self.reactor = reactor
+        self.router = router
+        self.backoff = BACKOFF
+        self.stable_after = STABLE_AFTER
+        self.failures = 0
+        self.restarts = 0
+        self.started_at = reactor.seconds()
+        self._pending: Any = None
+        self._stopping = False
+        router.on_crash = self._crashed
+
+    def _crashed(self, exit_: Any) -> None:
+        if self._stopping:
+            return
+        if self.reactor.seconds() - self.started_at >= self.stable_after:
+            self.failures = 0
+        delay = self.backoff[min(self.failures, len(self.backoff) - 1)]
+        self.failures += 1
+        log.error("the router died ({how}); restarting it in {delay}s", how=exit_.how, delay=delay)
+        self._pending = self.reactor.callLater(delay, self._restart)
+
+    def _restart(self) -> None:
+        self._pending = None
+        if self._stopping:
+            return
+        self.started_at = self.reactor.seconds()
+        d = self.router.start()
+
+        def started(seconds: float) -> None:
+            self.restarts += 1
+            log.info("router restarted ({n} restarts so far), ready in {s:.2f}s; nodes, hub and bridge "
+                     "reconnect by themselves", n=self.restarts, s=seconds)
+
+        def failed(failure: Any) -> None:
+            if self._stopping:
+                return
+            log.error("restarting the router failed: {error}", error=str(failure.value))
+            if not self.router.running and self._pending is None:  # (not already rescheduled)
+                from sisock_core.router import RouterExit
+
+                self._crashed(RouterExit(code=None, signal=None, tail=""))
+
+        d.addCallbacks(started, failed)
+
+    def stop(self) -> Any:
+        """Stop crossbar for good (no more restarts); fires when it has exited."""
+        self._stopping = True
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        return self.router.stop()
+
+
 async def run_router_only(reactor: Any, cfg: SiteConfig) -> None:
-    router = await start_router(reactor, cfg)
+    router = RouterKeeper(reactor, await start_router(reactor, cfg))
     reactor.addSystemEventTrigger("before", "shutdown", router.stop)
     announce_ready("router")
     await _forever()
@@ -91,7 +153,7 @@ async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) ->
 
     if cfg.router.start:
         try:
-            router = await start_router(reactor, cfg)
+            router = RouterKeeper(reactor, await start_router(reactor, cfg))
         except Exception as exc:
             log.critical("cannot start the router: {error}", error=str(exc))
             raise SystemExit(2)
