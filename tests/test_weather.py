@@ -504,3 +504,27 @@ def test_example_data_day_markers():
     # Each marker sits right before the first sample of its UTC day.
     i = lines.index("# 2017-07-14")
     assert lines[i + 1].split()[0] == str(int(START) + 86400)
+
+
+def test_directory_gone_for_a_while_keeps_and_then_rereads(tmp_path):
+    """An unmounted (moved) data directory is not an empty one: what is loaded stays
+    served, and once it is back the directory is listed again, new files included,
+    although its own mtime did not change."""
+    import os
+    import shutil
+
+    from sisock_plugins.weather.plugin import WeatherStore, example_data_dir
+
+    data = tmp_path / "weather"
+    shutil.copytree(example_data_dir(), data)
+    store = WeatherStore(data)
+    store.load()
+    names = {f.name for f in store.list_fields(1, 2e9)}
+    away = tmp_path / "away"
+    os.rename(data, away)
+    assert {f.name for f in store.list_fields(1, 2e9)} == names
+    shutil.copy(away / "apex_humidity.dat", away / "apex_copy.dat")
+    stamp = os.stat(away).st_mtime_ns
+    os.rename(away, data)
+    os.utime(data, ns=(stamp, stamp))
+    assert {f.name for f in store.list_fields(1, 2e9)} == names | {"apex_copy"}

@@ -174,7 +174,9 @@ class WeatherStore:
         try:
             dir_stamp = os.stat(self.directory).st_mtime_ns
             if dir_stamp != self._dir_stamp:
-                paths = sorted(self.directory.glob("*.dat"))
+                # os.listdir, not Path.glob: glob reads an unreadable directory as an empty one
+                paths = sorted(self.directory / name for name in os.listdir(self.directory)
+                               if name.endswith(".dat") and not name.startswith("."))
                 self._dir_stamp = dir_stamp
                 known = {f.path for f in self._files.values()} | set(self._rejected)
                 for path in paths:
@@ -198,6 +200,10 @@ class WeatherStore:
                     directory=str(self.directory),
                     error=str(exc),
                 )
+            # list it again once it is back (its mtime may be unchanged), and keep what is
+            # loaded meanwhile: an unmounted or unreadable directory is not an empty one
+            self._dir_stamp = None
+            return
         for name, f in list(self._files.items()):
             try:
                 stamp = _stamp(os.stat(f.path))
