@@ -212,7 +212,7 @@ data_dir = {data_dir}
 
 [nodes.lakeshore]
 plugin = "datafeed"
-target = "fakels372"
+target = "fakels00"
 feed = "temperatures"
 description = "fake LS372"
 """
@@ -260,3 +260,81 @@ def wait_http_ready(url: str, timeout: float = 60.0) -> None:
             return False
 
     wait_until(ok, timeout=timeout, what=f"{url}/ to answer 200")
+
+
+# -- fake OCS agents --------------------------------------------------------------------------
+
+
+class Agents:
+    """:mod:`tests.reliability.ocs_agents` in a child process (real OCS-port publishers)."""
+
+    def __init__(self, ocs_port: int, agents: int, *, channels: int = 16, rate: float = 1.0,
+                 prefix: str = "agent", log_path: Path | None = None) -> None:
+        import subprocess
+        import sys
+
+        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.ocs_agents", "--port", str(ocs_port), "--agents",
+             str(agents), "--channels", str(channels), "--rate", str(rate), "--prefix", prefix],
+            stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True,
+            cwd=str(Path(__file__).resolve().parents[2]),
+        )
+        self.counts: dict | None = None
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 1.0)
+            if ready:
+                line = self.proc.stdout.readline()
+                if line.startswith("READY"):
+                    return
+                if not line and self.proc.poll() is not None:
+                    break
+        raise AssertionError(f"the fake OCS agents did not all join in {timeout}s (rc {self.proc.poll()})")
+
+    def stop(self) -> dict:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        self.counts = json.loads(lines[-1]) if lines else {}
+        if hasattr(self._log, "close"):
+            self._log.close()
+        return self.counts
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def router_pid(up_pid: int) -> int:
+    """The crossbar process ``sisock up`` (pid ``up_pid``) runs: its child that is not a
+    supervised sisock component (crossbar renames its process, so its command line
+    cannot be matched)."""
+    found = []
+    for pid in children_of(up_pid):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "--supervised" not in cmd:
+            found.append(pid)
+    assert len(found) == 1, f"expected one router child of {up_pid}, found {found}"
+    return found[0]
