@@ -6,8 +6,8 @@ the router's plain OCS WebSocket publishing one message per ``1/rate`` seconds o
 ``observatory.<id>.feeds.temperatures`` in the current OCS format (one block per
 channel, fields ``Channel_NN_T``), as a Lakeshore agent does. Sessions reconnect when
 the router goes away. It prints ``READY <n>`` once every agent has joined, and on
-SIGINT/SIGTERM (or after ``--duration``) a JSON line of counts:
-``{"published": ..., "skipped": ..., "joins": ...}``.
+SIGINT/SIGTERM (or after ``--duration``) a JSON line of counts since then:
+``{"published": ..., "skipped": ..., "joins": ...}`` (skipped: ticks without a session).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             counts["joins"] += 1
             joined_once.add(i)
             if len(joined_once) == args.agents and counts["joins"] == args.agents:
+                counts["published"] = counts["skipped"] = 0  # count from here on
                 print(f"READY {args.agents}", flush=True)
 
         def on_leave(session, details):
