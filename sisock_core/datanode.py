@@ -59,6 +59,55 @@ LIVE_PUSH_MAX_ROWS = 20_000
 LIVE_REPORT_INTERVAL = 600.0
 #: Distinct problem messages remembered for de-duplicated logging.
 MAX_REMEMBERED_PROBLEMS = 1000
+#: Seconds between summaries of repeated plugin failures (each distinct one is logged at once).
+FAILURE_SUMMARY_INTERVAL = 60.0
+
+
+class RepeatedFailures:
+    """Log each distinct failure message once, then how often it repeated (at most once per
+    ``interval`` seconds): a database that is down for an hour fails every dashboard refresh,
+    which must not write a log line per request."""
+
+    log = Logger()
+
+    def __init__(self, name: str, clock: Callable[[], float] = time.monotonic,
+                 interval: float = FAILURE_SUMMARY_INTERVAL) -> None:
+        self.name = name
+        self.clock = clock
+        self.interval = interval
+        self._seen: dict[str, float] = {}  # message -> when it was last logged
+        self._repeats: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, message: str) -> None:
+        now = self.clock()
+        with self._lock:
+            last = self._seen.get(message)
+            if last is not None and now - last < self.interval:
+                self._repeats[message] = self._repeats.get(message, 0) + 1
+                return
+            repeats = self._repeats.pop(message, 0)
+            if last is None and len(self._seen) >= MAX_REMEMBERED_PROBLEMS:
+                self._seen.clear()
+            self._seen[message] = now
+        if repeats:
+            self.log.error("{msg} (and {n} more times since it was last logged)", msg=message, n=repeats)
+        else:
+            self.log.error("{msg}", msg=message)
+
+
+def _node_session_factory() -> Any:
+    """autobahn's session, minus its warning for every ApplicationError our procedures
+    raise on purpose (a consumer's bad arguments, a plugin failure logged by us)."""
+    from autobahn.twisted.wamp import Session
+
+    class NodeSession(Session):
+        def onUserError(self, fail: Any, msg: str) -> None:
+            if isinstance(getattr(fail, "value", None), ApplicationError):
+                return
+            super().onUserError(fail, msg)
+
+    return NodeSession
 
 
 def live_topic(name: str) -> str:
@@ -272,8 +321,10 @@ class DataNodeServer:
         self._in_hub = False
         self._announced = False
         self.component: Any = None
+        self._failures = RepeatedFailures(self.name)
         if connect:
-            self.component = wamp.make_component(cfg, serializers=serializers)
+            self.component = wamp.make_component(cfg, serializers=serializers,
+                                                 session_factory=_node_session_factory())
             self.component.on("join", self._on_join)
             self.component.on("leave", self._on_leave)
 
@@ -335,7 +386,7 @@ class DataNodeServer:
             if isinstance(exc, RequestError):
                 raise ApplicationError(ERROR_INVALID_ARGUMENT, f"{self.name}: {exc}")
             if isinstance(exc, PluginFailure):
-                self.log.error("{msg}", msg=str(exc))
+                self._failures(str(exc))
                 raise ApplicationError(ERROR_PLUGIN_FAILED, str(exc))
             self.log.failure("unexpected error in node {name}", failure, name=self.name)
             raise ApplicationError(ERROR_PLUGIN_FAILED, f"{self.name}: internal error: {exc}")
