@@ -220,7 +220,8 @@ async def test_a_million_field_names(wamp):
     assert answer.error == "org.simonsobservatory.error.invalid_argument"
     assert "at most" in " ".join(map(str, answer.args))
     first = rss_mib(pids["node apex_archive"])
-    # the memory of decoding such a message (~10 MB of msgpack) is reused, not leaked
+    # each such request must be freed at once (it was not: a reference cycle through the
+    # worker thread's traceback kept ~70 MB per request until the cyclic GC ran)
     for _ in range(3):
         again = await _call(consumer, node_uri("apex_archive", "get_data"), [names, 1, 0], {})
         assert isinstance(again, ApplicationError)
@@ -229,10 +230,8 @@ async def test_a_million_field_names(wamp):
     after = rss_mib(pids["node apex_archive"])
     record("WAMP 10^6 field names", f"get_data refused in {took:.2f} s "
                                     f"({answer.args[0][:60]!r}...); node RSS {before:.0f} -> {first:.0f} MiB "
-                                    f"after the first call (decoding the 10 MB message), {after:.0f} MiB "
-                                    "after four more")
-    assert after - first < 20, (first, after)
-    assert after - before < 200, (before, after)
+                                    f"after the first call, {after:.0f} MiB after four more")
+    assert after - before < 40, (before, first, after)
     rss["node apex_archive"] += after - before  # the baseline of the last test
 
 
