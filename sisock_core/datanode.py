@@ -17,6 +17,7 @@ every reconnection.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from typing import Any, Callable, Mapping
@@ -96,6 +97,29 @@ class RepeatedFailures:
             self.log.error("{msg}", msg=message)
 
 
+def _get_fields_signature(start: Any = 1, end: Any = 0) -> None: ...
+
+
+def _get_data_signature(field: Any, start: Any, end: Any, min_stride: Any = None,
+                        max_points: Any = None) -> None: ...
+
+
+_GET_FIELDS = ("get_fields(start=1, end=0)", inspect.signature(_get_fields_signature))
+_GET_DATA = ("get_data(field, start, end, min_stride=None, max_points=None)",
+             inspect.signature(_get_data_signature))
+
+
+def _bind(procedure: tuple[str, inspect.Signature], args: tuple, kwargs: dict) -> tuple:
+    """The arguments of a WAMP call in the procedure's order (RequestError naming the problem)."""
+    usage, signature = procedure
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise RequestError(f"{usage}: {exc}") from None
+    bound.apply_defaults()
+    return tuple(bound.arguments.values())
+
+
 def _forget_traceback(failure: Any) -> None:
     """Drop the frames a Failure (and its exception, and the exceptions it chains) hold."""
     exc = failure.value
@@ -105,20 +129,6 @@ def _forget_traceback(failure: Any) -> None:
         exc.__traceback__ = None
         exc = exc.__cause__ or exc.__context__
         seen += 1
-
-
-def _node_session_factory() -> Any:
-    """autobahn's session, minus its warning for every ApplicationError our procedures
-    raise on purpose (a consumer's bad arguments, a plugin failure logged by us)."""
-    from autobahn.twisted.wamp import Session
-
-    class NodeSession(Session):
-        def onUserError(self, fail: Any, msg: str) -> None:
-            if isinstance(getattr(fail, "value", None), ApplicationError):
-                return
-            super().onUserError(fail, msg)
-
-    return NodeSession
 
 
 def live_topic(name: str) -> str:
@@ -335,7 +345,7 @@ class DataNodeServer:
         self._failures = RepeatedFailures(self.name)
         if connect:
             self.component = wamp.make_component(cfg, serializers=serializers,
-                                                 session_factory=_node_session_factory())
+                                                 session_factory=wamp.quiet_session_factory())
             self.component.on("join", self._on_join)
             self.component.on("leave", self._on_leave)
 
@@ -410,15 +420,23 @@ class DataNodeServer:
 
         return d.addErrback(translate)
 
-    def get_fields(self, start: Any = 1, end: Any = 0) -> defer.Deferred:
-        """WAMP ``get_fields(start, end)``."""
-        return self._run(self.engine.get_fields, start, end)
+    def get_fields(self, *args: Any, **kwargs: Any) -> defer.Deferred:
+        """WAMP ``get_fields(start=1, end=0)``."""
+        try:
+            bound = _bind(_GET_FIELDS, args, kwargs)
+        except RequestError as exc:
+            return defer.fail(ApplicationError(ERROR_INVALID_ARGUMENT, f"{self.name}: {exc}"))
+        return self._run(self.engine.get_fields, *bound)
 
-    def get_data(
-        self, field: Any, start: Any, end: Any, min_stride: Any = None, max_points: Any = None
-    ) -> defer.Deferred:
-        """WAMP ``get_data(field, start, end, min_stride=None)``."""
-        return self._run(self.engine.get_data, field, start, end, min_stride, max_points)
+    def get_data(self, *args: Any, **kwargs: Any) -> defer.Deferred:
+        """WAMP ``get_data(field, start, end, min_stride=None)``, and our keyword
+        ``max_points=None``. Wrong arguments are an ``invalid_argument`` error (not a
+        TypeError traceback in the log for every bad call)."""
+        try:
+            bound = _bind(_GET_DATA, args, kwargs)
+        except RequestError as exc:
+            return defer.fail(ApplicationError(ERROR_INVALID_ARGUMENT, f"{self.name}: {exc}"))
+        return self._run(self.engine.get_data, *bound)
 
     # -- WAMP subscriptions of the plugin (NodeContext.wamp_subscribe) -------
 

@@ -13,9 +13,11 @@ itself again, so a hub restart loses nothing.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import attrs
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 from twisted.logger import Logger
 
@@ -66,6 +68,24 @@ class Registry:
         return [e.public() for e in sorted(self.nodes.values(), key=lambda e: e.name)]
 
 
+def _usage(text: str, stub: Callable[..., None]) -> tuple[str, inspect.Signature]:
+    return text, inspect.signature(stub)
+
+
+_ADD = _usage("data_node.add(name, description, session_id)", lambda name, description, session_id: None)
+_SUBTRACT = _usage("data_node.subtract(name, session_id)", lambda name, session_id: None)
+_LIST = _usage("consumer.get_data_node()", lambda: None)
+
+
+def _arguments(procedure: tuple[str, inspect.Signature], args: tuple, kwargs: dict) -> tuple:
+    """A call's arguments in order, or an ``invalid_argument`` error saying what is wrong."""
+    usage, signature = procedure
+    try:
+        return tuple(signature.bind(*args, **kwargs).arguments.values())
+    except TypeError as exc:
+        raise ApplicationError("org.simonsobservatory.error.invalid_argument", f"{usage}: {exc}") from None
+
+
 class Hub:
     """The hub's WAMP side around a :class:`Registry`."""
 
@@ -75,7 +95,7 @@ class Hub:
         self.registry = Registry()
         self._session: Any = None
         self._on_ready = on_ready
-        self.component = wamp.make_component(cfg)
+        self.component = wamp.make_component(cfg, session_factory=wamp.quiet_session_factory())
         self.component.on("join", self._on_join)
         self.component.on("leave", self._on_leave)
 
@@ -91,12 +111,12 @@ class Hub:
 
     # -- procedures ----------------------------------------------------------------
 
-    def add(self, name: Any, description: Any, session_id: Any) -> bool:
+    def add(self, *args: Any, **kwargs: Any) -> bool:
+        """``data_node.add(name, description, session_id)``."""
+        name, description, session_id = _arguments(_ADD, args, kwargs)
         try:
             ok = self.registry.add(name, description, session_id)
         except ValueError as exc:
-            from autobahn.wamp.exception import ApplicationError
-
             raise ApplicationError("org.simonsobservatory.error.invalid_argument", str(exc))
         if ok:
             entry = self.registry.nodes[name]
@@ -109,13 +129,17 @@ class Hub:
             )
         return ok
 
-    def subtract(self, name: Any, session_id: Any) -> None:
+    def subtract(self, *args: Any, **kwargs: Any) -> None:
+        """``data_node.subtract(name, session_id)``."""
+        name, session_id = _arguments(_SUBTRACT, args, kwargs)
         entry = self.registry.subtract(name, session_id)
         if entry is not None:
             self.log.info("data node {name} subtracted", name=name)
             self._publish(wamp.HUB_SUBTRACTED, entry)
 
-    def get_data_node(self) -> list[dict]:
+    def get_data_node(self, *args: Any, **kwargs: Any) -> list[dict]:
+        """``consumer.get_data_node()``."""
+        _arguments(_LIST, args, kwargs)
         return self.registry.listing()
 
     def _session_left(self, session_id: Any, *args: Any, **kwargs: Any) -> None:

@@ -34,6 +34,23 @@ def node_uri(name: str, method: str) -> str:
     return uri(f"consumer.{name}.{method}")
 
 
+def quiet_session_factory() -> Any:
+    """autobahn's Twisted session class minus its log line for every ``ApplicationError``
+    a procedure raises on purpose (bad arguments from a caller, a failure the component
+    logs itself): otherwise any caller could fill our logs. Other exceptions (bugs) are
+    still logged with their traceback."""
+    from autobahn.twisted.wamp import Session
+    from autobahn.wamp.exception import ApplicationError
+
+    class QuietSession(Session):
+        def onUserError(self, fail: Any, msg: str) -> None:
+            if isinstance(getattr(fail, "value", None), ApplicationError):
+                return
+            super().onUserError(fail, msg)
+
+    return QuietSession
+
+
 def router_url(cfg: SiteConfig) -> str:
     return f"wss://{cfg.router.host}:{cfg.router.tls_port}/"
 

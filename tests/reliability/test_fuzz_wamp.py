@@ -252,4 +252,8 @@ async def test_every_process_survived_and_the_hub_lists_what_it_did(wamp):
     assert isinstance(fields, dict)
     log = site.proc.log_text()
     assert "unexpected error in node" not in log
+    # wrong arity and unknown keywords are invalid_argument errors, not a traceback per call
+    node_lines = [ln for ln in log.splitlines() if "[node " in ln or "[hub]" in ln]
+    assert not [ln for ln in node_lines if "onUserError" in ln or "Traceback" in ln], "tracebacks logged"
+    assert "wamp.error.runtime_error" not in STATS["errors"], STATS["errors"]
     assert "stopped unexpectedly" not in log and "restarting in" not in log
