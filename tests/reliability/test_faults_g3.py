@@ -51,6 +51,12 @@ def _daemon() -> str:
                 pytrace=False)
 
 
+def _user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
 class PrivateMariaDB:
     """A mariadbd of our own: a data directory made with ``mariadb-install-db`` and a free port."""
 
@@ -64,7 +70,7 @@ class PrivateMariaDB:
             pytest.fail("no mariadb-install-db: scripts/setup.sh --test-mariadb installs mariadb-server",
                         pytrace=False)
         out = subprocess.run([installer, "--no-defaults", f"--datadir={self.data}",
-                              "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"],
+                              "--auth-root-authentication-method=normal", "--skip-test-db", f"--user={_user()}"],
                              capture_output=True, text=True, timeout=180)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
@@ -77,7 +83,7 @@ class PrivateMariaDB:
         self.proc = subprocess.Popen(
             [_daemon(), "--no-defaults", f"--datadir={self.data}", f"--port={self.port}",
              "--bind-address=127.0.0.1", f"--socket={self.dir / 'mysqld.sock'}",
-             f"--pid-file={self.dir / 'mysqld.pid'}", "--user=root", f"--log-error={self.dir / 'error.log'}",
+             f"--pid-file={self.dir / 'mysqld.pid'}", f"--user={_user()}", f"--log-error={self.dir / 'error.log'}",
              "--innodb-buffer-pool-size=16M", "--skip-name-resolve", "--max-connections=50"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
