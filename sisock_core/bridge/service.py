@@ -22,6 +22,7 @@ from typing import Any, Callable
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from sisock_core import wamp
 from sisock_core.bridge.catalog import CatalogError, FieldCatalog
@@ -44,6 +45,10 @@ class NotConnected(RuntimeError):
     """The bridge has no session on the router right now."""
 
 
+class RouterLost(RuntimeError):
+    """The session to the router was lost while a call was waiting for its answer."""
+
+
 def wamp_error_text(exc: BaseException, node: str | None = None) -> str:
     """A one-line message for a failed call, for logs and Grafana notices."""
     if isinstance(exc, ApplicationError):
@@ -53,6 +58,8 @@ def wamp_error_text(exc: BaseException, node: str | None = None) -> str:
         return f"{exc.error}: {text}" if exc.error not in text else text
     if isinstance(exc, defer.TimeoutError):
         return f"node {node!r} did not answer in time" if node else "timed out"
+    if isinstance(exc, (RouterLost, NotConnected)):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -90,6 +97,8 @@ class BridgeService:
         self.timeout = cfg.http.query_timeout
         self._session: Any = None
         self._on_join_cb = on_join
+        #: calls waiting for an answer (failed at once if the session is lost)
+        self._pending: set[defer.Deferred] = set()
         self._refreshing: dict[str, list[defer.Deferred]] = {}
         self._last_miss: dict[tuple[str, str | None], float] = {}
         #: nodes that refused the max_points keyword (sisock 0.2 data nodes)
@@ -132,6 +141,13 @@ class BridgeService:
         self._session = None
         self.log.warn("bridge left the router ({reason}); reconnecting",
                       reason=getattr(details, "reason", details))
+        # autobahn leaves calls made on a lost transport unanswered (and cannot cancel
+        # them): fail them now, or their queries hang until the client gives up
+        pending, self._pending = self._pending, set()
+        for d in pending:
+            if not d.called:
+                d.errback(RouterLost(f"lost the connection to the router at {self.router_url} "
+                                     "while waiting for the answer"))
 
     def _session_or_raise(self) -> Any:
         if not self.connected:
@@ -139,9 +155,34 @@ class BridgeService:
         return self._session
 
     def _call(self, timeout: float, uri: str, *args: Any, **kwargs: Any) -> defer.Deferred:
+        """``session.call`` with a timeout, failed at once if the session is lost.
+
+        The caller gets a Deferred of our own: cancelling autobahn's call after its
+        transport is gone raises inside autobahn (the call would then never fire)."""
         session = self._session_or_raise()
-        d = session.call(uri, *args, **kwargs)  # a Deferred; cancelled on timeout
-        return d.addTimeout(timeout, self.reactor)
+        inner = session.call(uri, *args, **kwargs)
+
+        def cancel(_: defer.Deferred) -> None:
+            try:
+                inner.cancel()
+            except Exception:  # no transport left to send the CANCEL on
+                pass
+
+        outer: defer.Deferred = defer.Deferred(canceller=cancel)
+
+        def settle(result: Any) -> None:
+            if not outer.called:
+                outer.callback(result) if not isinstance(result, Failure) else outer.errback(result)
+
+        inner.addBoth(settle)
+        self._pending.add(outer)
+
+        def done(result: Any) -> Any:
+            self._pending.discard(outer)
+            return result
+
+        outer.addBoth(done)
+        return outer.addTimeout(timeout, self.reactor)
 
     # -- hub and field cache -------------------------------------------------------
 
