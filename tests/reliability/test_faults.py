@@ -116,6 +116,15 @@ def _pids(site) -> dict:
     return {role: one_pid(site.path, role) for role in ("hub", "http", "node apex_archive", "node lakeshore")}
 
 
+def _whole(site) -> bool:
+    """The hub answers (through the bridge's health check) and lists both nodes."""
+    try:
+        r = http(site.url + "/", headers=basic(), timeout=5)
+    except OSError:
+        return False
+    return r.status == 200 and r.json["nodes"] == ["apex_archive", "lakeshore"]
+
+
 def _good(site, timeout: float = 10) -> bool:
     try:
         r = _query(site, APEX, timeout=timeout)
@@ -175,6 +184,7 @@ def test_router_killed_and_restarted_while_traffic_flows(site):
         return bool(pts) and pts[-1][1] / 1000 > t_back
 
     wait_until(fresh, timeout=30, what="new OCS samples through the datafeed node after the router restart")
+    wait_until(lambda: _whole(site), timeout=RECOVERY_BOUND, what="the hub to list both nodes again")
     router_ready = _router_ready_seconds(log)
     failed = sum(1 for t, ok in samples if killed_at < t < back and not ok)
     in_flight = max((d for t0, d in durations if t0 < killed_at < t0 + d), default=0.0)
@@ -221,7 +231,8 @@ def test_query_in_flight_when_the_router_dies_is_answered(site):
     assert slow_series["datapoints"] == []
     assert "lost the connection to the router" in slow_series["meta"]["notices"][0]["text"]
     assert len(apex["datapoints"]) == 14 * 24  # answered before the router died
-    wait_until(lambda: _good(site), timeout=RECOVERY_BOUND, what="queries to work after the second restart")
+    wait_until(lambda: _good(site) and _whole(site), timeout=RECOVERY_BOUND,
+               what="queries and the hub to work after the second restart")
     assert "error answering" not in site.proc.log_text()
     record("query in flight at router kill", f"answered {answered:.2f} s after the kill with a per-target "
                                              "notice (before: held until the client gave up, then a 500)")
@@ -243,6 +254,7 @@ async def test_killed_node_is_removed_restarted_and_its_fields_return(site):
     gone: defer.Deferred = defer.Deferred()
     await c.subscribe(lambda info: gone.callback(info) if info.get("name") == "apex_archive"
                       and not gone.called else None, HUB_SUBTRACTED)
+    await in_thread(wait_until, lambda: _whole(site), RECOVERY_BOUND, 0.2, "the site to be whole")
     old = one_pid(site.path, "node apex_archive")
     others = {r: one_pid(site.path, r) for r in ("hub", "http", "node lakeshore")}
     try:
