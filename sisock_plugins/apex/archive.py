@@ -24,6 +24,7 @@ import os
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Generic, Hashable, Iterable, TypeVar
 
 import attrs
@@ -376,3 +377,35 @@ def concat_columns(parts: list[Columns], t0: float, t1: float) -> tuple[np.ndarr
         keep[1:] = t[1:] != t[:-1]
         t, v = t[keep], v[keep]
     return t, v
+
+
+# -- node plumbing shared by the apex and radiometer plugins ---------------------
+
+
+def non_negative(instance, attribute, value) -> None:
+    """attrs validator: the option must be >= 0 (booleans refused)."""
+    if isinstance(value, bool) or value < 0:
+        raise ValueError(f"must be >= 0, got {value!r}")
+
+
+def resolve_data_subdir(plugin: str, data_dir: str, subdir: str, layout: str) -> Path:
+    """``<data_dir>/<subdir>`` as a Path; raise ``ValueError`` naming the path if unusable.
+
+    ``layout`` tells the operator what the data directory must hold (ends the message).
+    """
+    directory = Path(os.path.expanduser(data_dir))
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise ValueError(f"{plugin}: data directory {directory} {what}")
+    sub = directory / subdir
+    if not sub.is_dir():
+        raise ValueError(f"{plugin}: {sub} does not exist; the data directory must hold {layout}")
+    return sub
+
+
+def started_state(plugin: str, node: Any, key: str) -> Any:
+    """``node.state[key]``, or ``RuntimeError`` saying the node was not started."""
+    try:
+        return node.state[key]
+    except KeyError:
+        raise RuntimeError(f"{plugin}: node {node.name!r} was not started (node_start not called)") from None

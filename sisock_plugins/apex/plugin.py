@@ -42,17 +42,15 @@ from sisock_plugins.apex.archive import (
     SpanIndex,
     concat_columns,
     list_directory,
+    non_negative,
+    resolve_data_subdir,
+    started_state,
 )
 from sisock_plugins.apex.parser import FIELDS, TARGETS, parse_target_file, parse_target_name
 
 log = Logger(namespace="sisock_plugins.apex")
 
 STATE_KEY = "apex"
-
-
-def _non_negative(instance, attribute, value) -> None:
-    if isinstance(value, bool) or value < 0:
-        raise ValueError(f"must be >= 0, got {value!r}")
 
 
 @attrs.frozen
@@ -66,7 +64,7 @@ class Options:
 
     data_dir: str = attrs.field(default="/data", validator=attrs.validators.instance_of(str))
     cache_mb: float = attrs.field(
-        default=64, validator=[attrs.validators.instance_of((int, float)), _non_negative]
+        default=64, validator=[attrs.validators.instance_of((int, float)), non_negative]
     )
 
 
@@ -109,24 +107,13 @@ def read_range(
 
 def resolve_targets_dir(data_dir: str) -> Path:
     """``<data_dir>/targets``; raise ``ValueError`` naming the path if it is unusable."""
-    directory = Path(os.path.expanduser(data_dir))
-    if not directory.is_dir():
-        what = "is not a directory" if directory.exists() else "does not exist"
-        raise ValueError(f"apex: data directory {directory} {what}")
-    targets = directory / TARGETS
-    if not targets.is_dir():
-        raise ValueError(
-            f"apex: {targets} does not exist; the data directory must hold the archive in "
-            f"{TARGETS}/<prefix>_<field>_<start>_<end>.dat"
-        )
-    return targets
+    return resolve_data_subdir(
+        "apex", data_dir, TARGETS, f"the archive in {TARGETS}/<prefix>_<field>_<start>_<end>.dat"
+    )
 
 
 def _archive(node: NodeContext) -> "ApexArchive":
-    try:
-        return node.state[STATE_KEY]
-    except KeyError:
-        raise RuntimeError(f"apex: node {node.name!r} was not started (node_start not called)") from None
+    return started_state("apex", node, STATE_KEY)
 
 
 def field_info(name: str) -> Field:

@@ -42,6 +42,9 @@ from sisock_plugins.apex.archive import (
     SpanIndex,
     concat_columns,
     list_directory,
+    non_negative,
+    resolve_data_subdir,
+    started_state,
 )
 from sisock_plugins.radiometer.parser import DAY, PWV_DIR, day_start, parse_pwv_file, parse_pwv_name
 
@@ -61,11 +64,6 @@ PWV_FIELD = Field(
 )
 
 
-def _non_negative(instance, attribute, value) -> None:
-    if isinstance(value, bool) or value < 0:
-        raise ValueError(f"must be >= 0, got {value!r}")
-
-
 @attrs.frozen
 class Options:
     """Options of a radiometer node (its ``[nodes.<name>]`` table).
@@ -77,7 +75,7 @@ class Options:
 
     data_dir: str = attrs.field(default="/data", validator=attrs.validators.instance_of(str))
     cache_mb: float = attrs.field(
-        default=32, validator=[attrs.validators.instance_of((int, float)), _non_negative]
+        default=32, validator=[attrs.validators.instance_of((int, float)), non_negative]
     )
 
 
@@ -120,26 +118,14 @@ def read_range(
 
 def resolve_pwv_dir(data_dir: str) -> Path:
     """``<data_dir>/PWV``; raise ``ValueError`` naming the path if it is unusable."""
-    directory = Path(os.path.expanduser(data_dir))
-    if not directory.is_dir():
-        what = "is not a directory" if directory.exists() else "does not exist"
-        raise ValueError(f"radiometer: data directory {directory} {what}")
-    pwv = directory / PWV_DIR
-    if not pwv.is_dir():
-        raise ValueError(
-            f"radiometer: {pwv} does not exist; the data directory must hold the daily files "
-            f"in {PWV_DIR}/PWV_UCSC_<year>-<day of year>.txt"
-        )
-    return pwv
+    return resolve_data_subdir(
+        "radiometer", data_dir, PWV_DIR,
+        f"the daily files in {PWV_DIR}/PWV_UCSC_<year>-<day of year>.txt",
+    )
 
 
 def _archive(node: NodeContext) -> "PwvArchive":
-    try:
-        return node.state[STATE_KEY]
-    except KeyError:
-        raise RuntimeError(
-            f"radiometer: node {node.name!r} was not started (node_start not called)"
-        ) from None
+    return started_state("radiometer", node, STATE_KEY)
 
 
 class PwvArchive:
