@@ -17,26 +17,16 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from sisock_plugins.apex.plugin import ApexArchive
 from tests.archive_generators import utc, write_apex_archive
+from benchmarks._timing import median_time
 
 START = utc("2015-01-01T00:00")
 YEAR = 365 * 86400.0
-
-
-def median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def original_choice(targets: str, field: str, start: float, end: float) -> list[str]:

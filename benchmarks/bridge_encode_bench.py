@@ -16,22 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 
 from sisock_core.bridge import grafana as g
-
-
-def median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from benchmarks._timing import median_time
 
 
 def node_answer(n_fields: int, n: int, decimals: int | None = None) -> tuple[dict, list[g.Target]]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import tempfile
 import time
 import urllib.request
@@ -33,6 +32,7 @@ from sisock_core.engine import NodeEngine
 from sisock_core.model import NodeContext
 from sisock_core.plugins import load_plugin
 from sisock_core.testing import SisockProcess, free_ports, write_site
+from benchmarks._timing import timed
 
 DAY0 = 1500508800.0  # 2017-07-20T00:00:00Z
 N_FIELDS = 16
@@ -65,17 +65,6 @@ def grafana_body(fields: list[str]) -> dict:
                     for i, f in enumerate(fields)],
         "adhocFilters": [],
     }
-
-
-def timed(fn, repeat: int, warmup: int = 3) -> tuple[float, list[float]]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
 
 
 def in_process(data_dir: Path, fields: list[str]):

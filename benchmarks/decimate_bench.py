@@ -11,22 +11,11 @@ tsdownsample's MinMax when it is installed. Prints medians and ratios.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 from sisock_core.decimate import decimate_timeline
-
-
-def median_time(fn, repeat: int) -> float:
-    fn()  # warm up (page faults, caches)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from benchmarks._timing import median_time
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,6 @@ Prints medians and ratios.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 import tracemalloc
@@ -39,19 +38,10 @@ from sisock_core.livecache import LiveCache
 from sisock_core.model import NodeContext
 from sisock_core.plugins import make_plugin_manager
 from sisock_plugins.datafeed.ocs import parse_event
+from benchmarks._timing import median_time
 
 T0 = 1_700_000_000.0
 AGENT = "observatory.LSA22YE"
-
-
-def median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def field_names(channels: int) -> list[str]:
