@@ -12,37 +12,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any, Callable
 
 from twisted.internet import defer
 
 from sisock_core.config import RouterConfig, SiteConfig
-
-# --------------------------------------------------------------------------------------------
-# ports
-# --------------------------------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    return free_ports(1, host)[0]
-
-
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct free TCP ports (sockets held open together so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
+from sisock_core.testing import free_port, free_ports  # noqa: F401  (re-exported for the tests)
 
 # --------------------------------------------------------------------------------------------
 # the reactor (pytest-twisted runs it in a greenlet of the main thread)
