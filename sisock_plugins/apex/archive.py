@@ -88,7 +88,7 @@ def parse_columns(
     parsed = _parse_bulk(body)
     bad, first_bad = 0, None
     if parsed is None:
-        t, v, bad, first_bad = _parse_lines(body, first_line)
+        t, v, bad, first_bad = parse_lines(body, first_line)
     else:
         t, v = parsed
     dropped = 0
@@ -153,8 +153,16 @@ def _parse_bulk(body: str) -> tuple[np.ndarray, np.ndarray] | None:
     return arr[:, 0].copy(), arr[:, 1].copy()
 
 
-def _parse_lines(body: str, first_line: int):
-    """Slow path: line by line, skipping and counting malformed lines."""
+def parse_lines(
+    body: str, first_line: int
+) -> tuple[np.ndarray, np.ndarray, int, tuple[int, str] | None]:
+    """``<time> <value>`` lines, one by one, skipping and counting malformed lines.
+
+    Returns ``(t, values, bad, first_bad)``; ``first_bad`` is ``(line number, line)`` of
+    the first malformed line (numbered from ``first_line``) or ``None``. ``#`` starts a
+    comment; a line needs exactly two numbers and a finite time. Also used by the
+    weather parser.
+    """
     times: list[float] = []
     values: list[float] = []
     bad = 0

@@ -18,13 +18,14 @@ tells how many and where the first one is. A missing or short header raises
 from __future__ import annotations
 
 import io
-import math
 import os
 import warnings
 from pathlib import Path
 
 import attrs
 import numpy as np
+
+from sisock_plugins.apex.archive import parse_lines as _parse_lines  # slow path, shared
 
 HEADER_NAMES = ("description", "timeline name", "units")
 
@@ -170,38 +171,3 @@ def _parse_bulk(body: str) -> tuple[np.ndarray, np.ndarray] | None:
     if arr.shape[1] != 2 or not np.isfinite(arr[:, 0]).all():
         return None
     return np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])
-
-
-def _parse_lines(
-    body: str, first_lineno: int
-) -> tuple[np.ndarray, np.ndarray, int, tuple[int, str] | None]:
-    """Slow path: parse line by line, skipping and counting malformed lines."""
-    times: list[float] = []
-    values: list[float] = []
-    bad = 0
-    first_bad: tuple[int, str] | None = None
-    for lineno, raw in enumerate(body.split("\n"), start=first_lineno):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            t = float(parts[0])
-            v = float(parts[1])
-            if not math.isfinite(t):
-                raise ValueError
-        except ValueError:
-            bad += 1
-            if first_bad is None:
-                first_bad = (lineno, raw.strip())
-            continue
-        times.append(t)
-        values.append(v)
-    return (
-        np.array(times, dtype=np.float64),
-        np.array(values, dtype=np.float64),
-        bad,
-        first_bad,
-    )
