@@ -40,6 +40,7 @@ from sisock_core.engine import (
     PluginFailure,
     RequestError,
 )
+from sisock_core.logs import MAX_REMEMBERED_PROBLEMS, RepeatedFailures
 from sisock_core.livecache import (
     DEFAULT_BUFFER_TIME,
     DEFAULT_MAX_SAMPLES,
@@ -58,45 +59,6 @@ LIVE_PUSH_INTERVAL = 0.5
 LIVE_PUSH_MAX_ROWS = 20_000
 #: Seconds between log lines reporting the live cache's memory.
 LIVE_REPORT_INTERVAL = 600.0
-#: Distinct problem messages remembered for de-duplicated logging.
-MAX_REMEMBERED_PROBLEMS = 1000
-#: Seconds between summaries of repeated plugin failures (each distinct one is logged at once).
-FAILURE_SUMMARY_INTERVAL = 60.0
-
-
-class RepeatedFailures:
-    """Log each distinct failure message once, then how often it repeated (at most once per
-    ``interval`` seconds): a database that is down for an hour fails every dashboard refresh,
-    which must not write a log line per request."""
-
-    log = Logger()
-
-    def __init__(self, name: str, clock: Callable[[], float] = time.monotonic,
-                 interval: float = FAILURE_SUMMARY_INTERVAL) -> None:
-        self.name = name
-        self.clock = clock
-        self.interval = interval
-        self._seen: dict[str, float] = {}  # message -> when it was last logged
-        self._repeats: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, message: str) -> None:
-        now = self.clock()
-        with self._lock:
-            last = self._seen.get(message)
-            if last is not None and now - last < self.interval:
-                self._repeats[message] = self._repeats.get(message, 0) + 1
-                return
-            repeats = self._repeats.pop(message, 0)
-            if last is None and len(self._seen) >= MAX_REMEMBERED_PROBLEMS:
-                self._seen.clear()
-            self._seen[message] = now
-        if repeats:
-            self.log.error("{msg} (and {n} more times since it was last logged)", msg=message, n=repeats)
-        else:
-            self.log.error("{msg}", msg=message)
-
-
 def _get_fields_signature(start: Any = 1, end: Any = 0) -> None: ...
 
 

@@ -9,6 +9,11 @@ subtracting itself is removed (meta event ``wamp.session.on_leave``).
 The registry lives in memory. When the hub (re)joins the router it publishes
 ``org.simonsobservatory.hub.started``; every DataNodeServer answers by adding
 itself again, so a hub restart loses nothing.
+
+A node adds and subtracts only itself: the router discloses the caller's session
+(the server role's ``disclose.caller``), and a ``session_id`` that is not the
+caller's is refused with ``org.simonsobservatory.error.not_authorized``, so one
+trusted session cannot register a name on behalf of a session that never serves it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Callable
 
 import attrs
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import PublishOptions
+from autobahn.wamp.types import PublishOptions, RegisterOptions
 from twisted.logger import Logger
 
 from sisock_core import wamp
@@ -76,6 +81,19 @@ _ADD = _usage("data_node.add(name, description, session_id)", lambda name, descr
 _SUBTRACT = _usage("data_node.subtract(name, session_id)", lambda name, session_id: None)
 _LIST = _usage("consumer.get_data_node()", lambda: None)
 
+NOT_AUTHORIZED = "org.simonsobservatory.error.not_authorized"
+
+
+def _check_caller(usage: str, session_id: Any, details: Any) -> None:
+    """Refuse a ``session_id`` that is not the calling session's (when the router says who called)."""
+    caller = getattr(details, "caller", None)
+    if caller is not None and session_id != caller:
+        raise ApplicationError(
+            NOT_AUTHORIZED,
+            f"{usage}: session_id {session_id!r} is not the calling session ({caller}); "
+            "a data node adds and subtracts only itself",
+        )
+
 
 def _arguments(procedure: tuple[str, inspect.Signature], args: tuple, kwargs: dict) -> tuple:
     """A call's arguments in order, or an ``invalid_argument`` error saying what is wrong."""
@@ -111,9 +129,10 @@ class Hub:
 
     # -- procedures ----------------------------------------------------------------
 
-    def add(self, *args: Any, **kwargs: Any) -> bool:
+    def add(self, *args: Any, details: Any = None, **kwargs: Any) -> bool:
         """``data_node.add(name, description, session_id)``."""
         name, description, session_id = _arguments(_ADD, args, kwargs)
+        _check_caller(_ADD[0], session_id, details)
         try:
             ok = self.registry.add(name, description, session_id)
         except ValueError as exc:
@@ -129,9 +148,10 @@ class Hub:
             )
         return ok
 
-    def subtract(self, *args: Any, **kwargs: Any) -> None:
+    def subtract(self, *args: Any, details: Any = None, **kwargs: Any) -> None:
         """``data_node.subtract(name, session_id)``."""
         name, session_id = _arguments(_SUBTRACT, args, kwargs)
+        _check_caller(_SUBTRACT[0], session_id, details)
         entry = self.registry.subtract(name, session_id)
         if entry is not None:
             self.log.info("data node {name} subtracted", name=name)
@@ -151,8 +171,9 @@ class Hub:
 
     async def _on_join(self, session: Any, details: Any) -> None:
         self._session = session
-        await session.register(self.add, wamp.HUB_ADD)
-        await session.register(self.subtract, wamp.HUB_SUBTRACT)
+        own = RegisterOptions(details_arg="details")
+        await session.register(self.add, wamp.HUB_ADD, options=own)
+        await session.register(self.subtract, wamp.HUB_SUBTRACT, options=own)
         await session.register(self.get_data_node, wamp.HUB_LIST)
         await session.subscribe(self._session_left, "wamp.session.on_leave")
         # Nodes still connected re-add themselves when they hear this.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.logger import formatEvent, globalLogPublisher
 
-from sisock_core.datanode import RepeatedFailures
+from sisock_core.logs import RepeatedFailures
 
 
 def test_repeated_failures_are_logged_once_then_summarised():

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from sisock_core import wamp
@@ -34,6 +34,7 @@ from sisock_core.bridge.grafana import (
     series_from_answer,
 )
 from sisock_core.config import SiteConfig
+from sisock_core.logs import RepeatedFailures
 
 #: Seconds before the same unknown target may trigger another get_fields refresh.
 MISS_REFRESH_INTERVAL = 10.0
@@ -103,6 +104,10 @@ class BridgeService:
         self._last_miss: dict[tuple[str, str | None], float] = {}
         #: nodes that refused the max_points keyword (sisock 0.2 data nodes)
         self.old_nodes: set[str] = set()
+        #: a failed query logged once per distinct error, repeats counted (an outage of a
+        #: node fails every panel refresh)
+        self._query_failures = RepeatedFailures("bridge", clock=reactor.seconds, log=self.log,
+                                                level=LogLevel.warn)
         self.component = wamp.make_component(cfg, consumer=True, serializers=serializers)
         self.component.on("join", self._on_join)
         self.component.on("leave", self._on_leave)
@@ -290,7 +295,7 @@ class BridgeService:
             return [Series(t, error="cancelled") for t in targets]
         except Exception as exc:
             msg = wamp_error_text(exc, node)
-            self.log.warn("get_data on {node} failed: {error}", node=node, error=msg)
+            self._query_failures(f"get_data on {node} failed: {msg}")
             return [Series(t, error=msg) for t in targets]
         out = []
         refreshed = False

@@ -189,6 +189,9 @@ debounce = 0.3
         node_lines = [ln for ln in site.proc.log_text()[log_at:].splitlines()
                       if "[node g3_reader]" in ln and "unavailable" in ln]
         assert len(node_lines) <= 4, node_lines  # repeats are counted, not logged each time
+        bridge_lines = [ln for ln in site.proc.log_text()[log_at:].splitlines()
+                        if "[http]" in ln and "get_data on g3_reader failed" in ln]
+        assert 1 <= len(bridge_lines) <= 4, bridge_lines  # the bridge counts repeats too
 
         restarted = db.start()
         back_at = time.monotonic()
@@ -206,7 +209,7 @@ debounce = 0.3
         assert rc == 0, site.proc.log_tail(30, debug=False)
     record("MariaDB down", f"private mariadbd (started in {started:.1f} s) SIGKILLed for {down_for:.0f} s: "
                            f"{failed_queries} queries answered with a per-target notice ('...{notice[-70:]}'), "
-                           f"{len(node_lines)} node log lines; node and scanner kept their pids; restarted "
+                           f"{len(node_lines)} node and {len(bridge_lines)} bridge log lines; node and scanner kept their pids; restarted "
                            f"in {restarted:.1f} s, queries answered {answering:.1f} s later, the file written "
                            f"meanwhile indexed {caught_up:.1f} s after the restart")
 

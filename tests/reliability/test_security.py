@@ -160,6 +160,31 @@ async def test_server_role_cannot_steal_a_live_nodes_procedures(shared_site):
         await s.leave()
 
 
+@pytest_twisted.ensureDeferred
+async def test_server_role_cannot_add_or_subtract_on_another_sessions_behalf(shared_site):
+    """The hub takes ``session_id`` only from the session it belongs to (the caller is disclosed)."""
+    s = await shared_site.server()
+    try:
+        # the node's own session id, found the way an attacker with the server role could
+        registration = await s.call("wamp.registration.match", node_uri("apex_archive", "get_data"))
+        [node_session] = await s.call("wamp.registration.list_callees", registration)
+        assert node_session != s.details.session
+        results = {
+            "subtract a live node": await denied(s.call(HUB_SUBTRACT, "apex_archive", node_session)),
+            "add a name for another session": await denied(s.call(HUB_ADD, "ghost", "x", node_session)),
+            "add a name for a made-up session": await denied(s.call(HUB_ADD, "ghost", "x", 12345)),
+        }
+        assert results == dict.fromkeys(results, "org.simonsobservatory.error.not_authorized")
+        names = [n["name"] for n in await s.call(HUB_LIST)]
+        assert "apex_archive" in names and "ghost" not in names
+        # its own session id still works, as every data node uses it
+        assert await s.call(HUB_ADD, "ghost", "x", s.details.session) is True
+        await s.call(HUB_SUBTRACT, "ghost", s.details.session)
+        assert "ghost" not in [n["name"] for n in await s.call(HUB_LIST)]
+    finally:
+        await s.leave()
+
+
 # -- exposure ----------------------------------------------------------------------------------
 
 
