@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything sisock needs on a fresh Debian/Ubuntu machine (idempotent):
-# system packages for mysqlclient, a virtualenv in .venv, and the project with all
+# system packages (mysqlclient, lm-sensors), a virtualenv in .venv, and the project with all
 # plugins' extras and the test tools. Safe to run again; quick when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ need_apt=()
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || need_apt+=(libmariadb-dev)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+# the sensors plugin's first source (it falls back to /sys/class/hwmon without it)
+command -v sensors >/dev/null 2>&1 || need_apt+=(lm-sensors)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "setup: installing system packages: ${need_apt[*]}"

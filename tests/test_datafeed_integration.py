@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -252,8 +253,12 @@ def test_nodes_listed_and_sensors_node_runs_without_sensors(site):
     assert {"lakeshore", "old_ls240", "sensors"} <= names
     fields = sisock("fields", "sensors", "-c", cfg.path, "--json")
     assert fields.returncode == 0, fields.stderr
-    real = subprocess.run(["sensors", "-j"], capture_output=True, text=True)
-    if real.returncode != 0:  # a machine without sensors, like the build machines
+    try:
+        has_sensors = subprocess.run(["sensors", "-j"], capture_output=True, text=True).returncode == 0
+    except FileNotFoundError:  # lm-sensors not installed
+        has_sensors = False
+    if not has_sensors and not list(Path("/sys/class/hwmon").glob("*/*_input")):
+        # a machine without sensors, like the build machines
         assert json.loads(fields.stdout)["fields"] == {}
         assert proc.log_text().count("no sensors on this machine") == 1
     else:
