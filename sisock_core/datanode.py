@@ -304,7 +304,7 @@ class DataNodeServer:
         self._in_hub = False
         self._announced = False
         self.component: Any = None
-        self._failures = RepeatedFailures(self.name)
+        self._failures = RepeatedFailures()
         if connect:
             self.component = wamp.make_component(cfg, serializers=serializers,
                                                  session_factory=wamp.quiet_session_factory())

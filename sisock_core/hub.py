@@ -81,7 +81,8 @@ _ADD = _usage("data_node.add(name, description, session_id)", lambda name, descr
 _SUBTRACT = _usage("data_node.subtract(name, session_id)", lambda name, session_id: None)
 _LIST = _usage("consumer.get_data_node()", lambda: None)
 
-NOT_AUTHORIZED = "org.simonsobservatory.error.not_authorized"
+#: The error of a call naming a session other than the caller's.
+ERROR_NOT_AUTHORIZED = wamp.uri("error.not_authorized")
 
 
 def _check_caller(usage: str, session_id: Any, details: Any) -> None:
@@ -89,7 +90,7 @@ def _check_caller(usage: str, session_id: Any, details: Any) -> None:
     caller = getattr(details, "caller", None)
     if caller is not None and session_id != caller:
         raise ApplicationError(
-            NOT_AUTHORIZED,
+            ERROR_NOT_AUTHORIZED,
             f"{usage}: session_id {session_id!r} is not the calling session ({caller}); "
             "a data node adds and subtracts only itself",
         )

@@ -68,10 +68,9 @@ class RepeatedFailures:
 
     log = Logger()
 
-    def __init__(self, name: str, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
                  interval: float = FAILURE_SUMMARY_INTERVAL, *, log: Logger | None = None,
                  level: LogLevel = LogLevel.error) -> None:
-        self.name = name
         self.clock = clock
         self.interval = interval
         self.level = level

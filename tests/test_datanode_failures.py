@@ -12,7 +12,7 @@ def test_repeated_failures_are_logged_once_then_summarised():
     events: list[dict] = []
     globalLogPublisher.addObserver(events.append)
     try:
-        failures = RepeatedFailures("g3_reader", clock=lambda: now[0], interval=60.0)
+        failures = RepeatedFailures(clock=lambda: now[0], interval=60.0)
         for _ in range(500):  # a database down: every refresh fails the same way
             failures("node 'g3_reader': index database is unavailable")
             now[0] += 0.1

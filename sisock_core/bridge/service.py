@@ -106,8 +106,7 @@ class BridgeService:
         self.old_nodes: set[str] = set()
         #: a failed query logged once per distinct error, repeats counted (an outage of a
         #: node fails every panel refresh)
-        self._query_failures = RepeatedFailures("bridge", clock=reactor.seconds, log=self.log,
-                                                level=LogLevel.warn)
+        self._query_failures = RepeatedFailures(clock=reactor.seconds, log=self.log, level=LogLevel.warn)
         self.component = wamp.make_component(cfg, consumer=True, serializers=serializers)
         self.component.on("join", self._on_join)
         self.component.on("leave", self._on_leave)

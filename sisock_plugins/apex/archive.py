@@ -85,12 +85,7 @@ def parse_columns(
     ``time_of`` converts the first column to UNIX times (e.g. day of year).
     """
     body, first_line = _skip_lines(text, header_lines)
-    parsed = _parse_bulk(body)
-    bad, first_bad = 0, None
-    if parsed is None:
-        t, v, bad, first_bad = parse_lines(body, first_line)
-    else:
-        t, v = parsed
+    t, v, bad, first_bad = parse_pairs(body, first_line)
     dropped = 0
     if drop_nan and v.size:
         keep = ~np.isnan(v)
@@ -136,6 +131,17 @@ def _skip_lines(text: str, n: int) -> tuple[str, int]:
     return text[pos:], n + 1
 
 
+def parse_pairs(
+    body: str, first_line: int
+) -> tuple[np.ndarray, np.ndarray, int, tuple[int, str] | None]:
+    """``<time> <value>`` lines: all at once when every line is well formed, else
+    :func:`parse_lines` (same return value). Used by apex, radiometer and weather."""
+    parsed = _parse_bulk(body)
+    if parsed is None:
+        return parse_lines(body, first_line)
+    return parsed[0], parsed[1], 0, None
+
+
 def _parse_bulk(body: str) -> tuple[np.ndarray, np.ndarray] | None:
     """Fast path: every line well formed; None if any is not."""
     if not body.strip():
@@ -160,8 +166,7 @@ def parse_lines(
 
     Returns ``(t, values, bad, first_bad)``; ``first_bad`` is ``(line number, line)`` of
     the first malformed line (numbered from ``first_line``) or ``None``. ``#`` starts a
-    comment; a line needs exactly two numbers and a finite time. Also used by the
-    weather parser.
+    comment; a line needs exactly two numbers and a finite time.
     """
     times: list[float] = []
     values: list[float] = []

@@ -17,15 +17,13 @@ tells how many and where the first one is. A missing or short header raises
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from pathlib import Path
 
 import attrs
 import numpy as np
 
-from sisock_plugins.apex.archive import parse_lines as _parse_lines  # slow path, shared
+from sisock_plugins.apex.archive import parse_pairs
 
 HEADER_NAMES = ("description", "timeline name", "units")
 
@@ -93,13 +91,7 @@ def parse_file(path: str | os.PathLike[str]) -> ParsedFile:
 def parse_text(text: str, source: str = "<string>") -> ParsedFile:
     """Parse the text of a weather file; ``source`` names it in messages."""
     header, body, body_first_line = _split_header(text, source)
-    parsed = _parse_bulk(body)
-    bad = 0
-    first_bad: tuple[int, str] | None = None
-    if parsed is None:
-        t, values, bad, first_bad = _parse_lines(body, body_first_line)
-    else:
-        t, values = parsed
+    t, values, bad, first_bad = parse_pairs(body, body_first_line)
     reordered = False
     if t.size > 1 and np.any(np.diff(t) < 0):
         order = np.argsort(t, kind="stable")
@@ -154,20 +146,3 @@ def _split_header(text: str, source: str) -> tuple[FieldHeader, str, int]:
     if not found[1]:
         raise WeatherFileError(f"{source}: empty timeline name in header line 2 (expected e.g. '# hourly')")
     return FieldHeader(*found), text[pos:], lineno + 1
-
-
-def _parse_bulk(body: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Fast path: parse all data lines at once; None if any line is malformed."""
-    if not body.strip():
-        return np.empty(0), np.empty(0)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data" for comment-only bodies
-            arr = np.loadtxt(io.StringIO(body), dtype=np.float64, comments="#", ndmin=2)
-    except ValueError:
-        return None
-    if arr.size == 0:
-        return np.empty(0), np.empty(0)
-    if arr.shape[1] != 2 or not np.isfinite(arr[:, 0]).all():
-        return None
-    return np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])

@@ -211,7 +211,6 @@ def test_query_in_flight_when_the_router_dies_is_answered(site):
         out: dict = {}
 
         def ask() -> None:
-            t0 = time.monotonic()
             out["reply"] = _query(site, ["slow_node::x", "apex_archive::apex_humidity"], timeout=120)
             out["done"] = time.monotonic()
 

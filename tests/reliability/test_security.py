@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
+from sisock_core.hub import ERROR_NOT_AUTHORIZED
 from sisock_core.wamp import HUB_ADD, HUB_ADDED, HUB_LIST, HUB_SUBTRACT, HUB_SUBTRACTED, node_uri
 from tests.helpers_router import SessionRefused
 
@@ -174,7 +175,7 @@ async def test_server_role_cannot_add_or_subtract_on_another_sessions_behalf(sha
             "add a name for another session": await denied(s.call(HUB_ADD, "ghost", "x", node_session)),
             "add a name for a made-up session": await denied(s.call(HUB_ADD, "ghost", "x", 12345)),
         }
-        assert results == dict.fromkeys(results, "org.simonsobservatory.error.not_authorized")
+        assert results == dict.fromkeys(results, ERROR_NOT_AUTHORIZED)
         names = [n["name"] for n in await s.call(HUB_LIST)]
         assert "apex_archive" in names and "ghost" not in names
         # its own session id still works, as every data node uses it
