@@ -122,25 +122,34 @@ def test_parse_query_simpod_payload_and_filters():
         ],
         "filters": [{"key": "node", "operator": "=", "value": "apex_archive"}],
     }
-    q = g.parse_query(body)
+    q = g.resolve_query(g.parse_query(body), ["apex_archive", "other"], lambda node: None)
     assert [(t.ref_id, t.format) for t in q.targets] == [("A", "dataframe"), ("B", "table")]
     assert q.interval == 30.0 and q.max_points == 550
     assert q.by_node() == {"apex_archive": ["apex_humidity", "apex_pressure"]}
 
 
 def test_adhoc_filter_operators():
-    def kept(op, value):
+    def kept(op, value, **extra):
         body = dict(SIMPLEJSON_QUERY, targets=[{"target": "a::x"}, {"target": "b::y"}],
-                    adhocFilters=[{"key": "node", "operator": op, "value": value}])
-        return [t.text for t in g.parse_query(body).targets]
+                    adhocFilters=[{"key": "node", "operator": op, "value": value, **extra}])
+        q = g.resolve_query(g.parse_query(body), ["a", "b"], lambda node: None)
+        return [t.text for t in q.targets], q.notices
 
-    assert kept("=", "a") == ["a::x"]
-    assert kept("!=", "a") == ["b::y"]
-    assert kept("=~", "^b") == ["b::y"]
-    assert kept("!~", "^b") == ["a::x"]
-    assert kept("<", "a") == ["a::x", "b::y"]  # unknown operator filters nothing
-    with pytest.raises(g.BadRequest, match=r"adhocFilters\[0\].value is not a regular expression"):
-        kept("=~", "(")
+    assert kept("=", "a") == (["a::x"], [])
+    assert kept("!=", "a") == (["b::y"], [])
+    assert kept("=~", "^b") == (["b::y"], [])
+    assert kept("!~", "^b") == (["a::x"], [])
+    # Grafana 11's one of / not one of carry "values" (and the first as "value")
+    assert kept("=|", "a", values=["a", "c"]) == (["a::x"], [])
+    assert kept("!=|", "a", values=["a", "b"]) == ([], [])
+    assert kept("=|", "b") == (["b::y"], [])  # no values: the value alone
+    # what cannot be applied filters nothing, and says so
+    targets, notices = kept("<", "a")
+    assert targets == ["a::x", "b::y"]
+    assert notices == ["ad hoc filter 'node < a' ignored: operator '<' is not supported here "
+                       "(use =, !=, =~, !~, =|, !=|)"]
+    targets, notices = kept("=~", "(")
+    assert targets == ["a::x", "b::y"] and "'(' is not a regular expression" in notices[0]
 
 
 @pytest.mark.parametrize("item,error", [
@@ -307,17 +316,20 @@ def test_variable_payloads():
     assert g.parse_variable({"payload": {"target": "rad"}}) == g.VariableRequest(text="rad")
     assert g.parse_variable({"payload": "nodes"}).list == "nodes"
     assert g.parse_variable({"payload": {"list": "fields", "node": "a"}}) == \
-        g.VariableRequest(list="fields", node="a")
+        g.VariableRequest(list="fields", node=("a",))
     with pytest.raises(g.BadRequest, match="payload.list must be one of"):
         g.parse_variable({"payload": {"list": "everything"}})
-    assert g.variable_answer(["a"]) == [{"__text": "a", "__value": "a"}]
+    with pytest.raises(g.BadRequest, match="payload.node must be a string or an array of strings, got a number"):
+        g.parse_variable({"payload": {"list": "fields", "node": 5}})
+    # the JSON plugin's parser reads __text/__value; other readers text/value
+    assert g.variable_answer(["a"]) == [{"__text": "a", "__value": "a", "text": "a", "value": "a"}]
 
 
 def test_tags_and_annotations():
     assert g.tag_keys_answer() == [{"type": "string", "text": "node"}, {"type": "string", "text": "field"}]
-    assert g.tag_values_key({"key": "node"}) == "node"
+    assert g.parse_tag_values({"key": "node"}) == g.TagValuesRequest("node")
     with pytest.raises(g.BadRequest, match="missing key: key"):
-        g.tag_values_key({})
+        g.parse_tag_values({})
     body = {"range": SIMPLEJSON_QUERY["range"],
             "annotation": {"name": "a", "query": "n::f", "enable": True, "iconColor": "red"}}
     req = g.parse_annotations(body)
@@ -435,10 +447,12 @@ _json = st.recursive(
     max_leaves=15)
 _keys = st.sampled_from(["range", "targets", "from", "to", "target", "maxDataPoints", "intervalMs",
                          "interval", "adhocFilters", "filters", "key", "operator", "value", "payload",
-                         "annotation", "query", "name", "data", "timeline", "t", "f", "list", "node"])
+                         "annotation", "query", "name", "data", "timeline", "t", "f", "list", "node",
+                         "values"])
 _shaped = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 10**13) | st.floats() |
-    st.sampled_from(["2017-07-20T00:00:00.000Z", "n::f", "f", "1y", "=~", "(", "table", "dataframe"]),
+    st.sampled_from(["2017-07-20T00:00:00.000Z", "n::f", "f", "1y", "=~", "(", "table", "dataframe",
+                     "=|", "!=|", "<", "n::(f|g)", "(n|a\\.b)::.*", "n::\\", "(::)"]),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=4), max_leaves=25)
 
 
@@ -446,11 +460,14 @@ _shaped = st.recursive(
 @given(body=_json | _shaped)
 def test_parsers_raise_only_bad_request(body):
     for parse in (g.parse_query, g.parse_annotations, g.parse_variable, g.search_text,
-                  g.metrics_request, g.payload_options, g.tag_values_key):
+                  g.metrics_request, g.payload_options, g.parse_tag_values, g.tag_keys_request):
         try:
-            parse(body)
+            parsed = parse(body)
         except g.BadRequest as exc:
             assert str(exc)
+            continue
+        if parse is g.parse_query:  # expanding names never raises either
+            g.resolve_query(parsed, ["n", "a.b"], lambda node: ["f", "g"] if node == "n" else None)
 
 
 @settings(max_examples=300, deadline=None)
