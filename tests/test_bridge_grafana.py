@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sisock_core.bridge import grafana as g
 from sisock_core.bridge.auth import (
@@ -150,6 +152,89 @@ def test_adhoc_filter_operators():
                        "(use =, !=, =~, !~, =|, !=|)"]
     targets, notices = kept("=~", "(")
     assert targets == ["a::x", "b::y"] and "'(' is not a regular expression" in notices[0]
+
+
+# -- template variables in Grafana's regex format ----------------------------------------------
+
+
+@pytest.mark.parametrize("text,choices", [
+    ("apex_radiometer", ["apex_radiometer"]),
+    (r"a\.b", ["a.b"]),
+    (r"c\(1\)\/x", ["c(1)/x"]),
+    ("(apex_radiometer|apex_windspeed)", ["apex_radiometer", "apex_windspeed"]),
+    (r"(a\.b|a\|b|a)", ["a.b", "a|b", "a"]),
+    ("(x|x)", ["x"]),
+    ("a-b c", ["a-b c"]),  # Grafana does not escape - or space
+])
+def test_name_choices_of_interpolated_variables(text, choices):
+    assert g.name_choices(text) == choices
+
+
+@pytest.mark.parametrize("text", [".*", "apex_.*ure", "(a|b.*)", "a.b", "x{2}"])
+def test_name_choices_patterns(text):
+    assert g.name_choices(text).pattern == text
+
+
+@pytest.mark.parametrize("text", ["(", "a\\", "[z-a]", "x" * 600 + ".*"])
+def test_name_choices_not_a_pattern_is_a_name(text):
+    assert g.name_choices(text) == [text]
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4, unique=True))
+def test_grafana_regex_format_round_trips(names):
+    """Whatever Grafana's regex format makes of one or several values reads back as them."""
+    from .grafana11 import TemplateSrv
+
+    text = TemplateSrv().format(names if len(names) > 1 else names[0], "regex")
+    assert g.name_choices(text) == names
+
+
+def test_resolve_targets():
+    fields = {"n": ["a.b", "a_b", "x"], "m": ["x", "y"]}
+    live = ["m", "n", "gone"]
+
+    def resolve(*texts):
+        targets = [g.parse_target({"target": t, "refId": "A"}, 0) for t in texts]
+        return [(t.text, t.error) for t in g.resolve_targets(targets, live, fields.get)]
+
+    assert resolve("n::x") == [("n::x", None)]
+    assert resolve(r"n::a\.b", "n::(a\\.b|x)") == [("n::a.b", None), ("n::a.b", None), ("n::x", None)]
+    assert resolve("n::.*") == [("n::a.b", None), ("n::a_b", None), ("n::x", None)]
+    assert resolve("(m|n)::x") == [("m::x", None), ("n::x", None)]
+    assert resolve("(m|n)::(y|a_b)") == [("m::y", None), ("n::a_b", None)]  # combinations that exist
+    # a node whose fields are unknown keeps the name (its own error shows on the panel)
+    assert resolve(".*::y") == [("m::y", None), ("gone::y", None)]
+    assert resolve("gone::.*") == [("gone::.*", None)]
+    assert resolve("n::z.*") == [("n::z.*", "no field of node 'n' matches 'z.*'")]
+    assert resolve("(m|n)::z") == [("(m|n)::z", "no field of nodes m, n matches 'z'")]
+    assert resolve("q.*::x") == [("q.*::x", "no live node matches 'q.*'")]
+
+
+def test_text_matcher_reads_regex_format():
+    targets = ["n::a.b", "n::a_b", "m::x", "lab::X"]
+    assert g.filter_targets(targets, r"a\.b", 10) == ["n::a.b"]
+    assert g.filter_targets(targets, "(m|lab)::", 10) == ["lab::X", "m::x"]
+    assert g.filter_targets(targets, "a.b", 10) == ["n::a.b", "n::a_b"]
+    assert g.filter_targets(targets, "x", 10) == ["lab::X", "m::x"]
+    assert g.filter_targets(targets, "(", 10) == []
+    assert g.filter_targets(targets, ["a_b", "::x"], 10) == ["lab::X", "m::x", "n::a_b"]
+
+
+def test_tag_values_keep_what_the_other_filters_keep():
+    targets = ["m::x", "m::y", "n::x", "n::z"]
+    req = g.parse_tag_values({"key": "field", "filters": [
+        {"key": "node", "operator": "=|", "value": "n", "values": ["n"]},
+        {"key": "field", "operator": "=", "value": "ignored: the key asked for"}]})
+    assert g.tag_values(req, targets, 10) == ["x", "z"]
+    assert g.tag_values(g.parse_tag_values({"key": "node"}), targets, 1) == ["m"]
+    assert g.tag_values(g.parse_tag_values({"key": "site"}), targets, 10) == []
+
+
+def test_error_object():
+    assert g.error_object("no", "bad_request") == {"error": {"code": "bad_request", "message": "no"},
+                                                   "code": "bad_request", "message": "no"}
+    assert json.loads(g.error_body("gone", 404)) == g.error_object("gone", "not_found")
 
 
 @pytest.mark.parametrize("item,error", [
@@ -438,8 +523,6 @@ def test_cors_headers():
 
 # -- anything in, only BadRequest / AnswerError out ----------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=10),

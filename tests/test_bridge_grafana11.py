@@ -1,19 +1,6 @@
 """The bridge's HTTP handling in process, with request bodies built the way Grafana 11 and
-the JSON data source plugin (simPod ``GrafanaJsonDatasource``) build them.
+the JSON data source plugin build them (:mod:`tests.grafana11`, written from their source).
 
-What the plugin sends, from its source: ``src/DataSource.ts`` posts Grafana's whole
-``DataQueryRequest`` to ``/query`` after ``processTargets`` (each ``target`` through
-``templateSrv.replace(target, scopedVars, 'regex')``, ``payload`` through
-``processPayload``: a code-mode ``""`` becomes ``{}``); ``src/variable/VariableSupport.ts``
-posts ``{"payload", "range"}`` to ``/variable``, the payload being
-``JSON.parse(replace(query, scopedVars, 'json'))`` in raw-JSON mode or
-``{"target": replace(query, scopedVars, 'regex')}``; ``getTagKeys``/``getTagValues``
-post Grafana's options (``{filters, timeRange, queries}``, plus ``key``) as they are;
-``testDatasource`` shows ``statusText: error.code. error.message`` of an error body.
-Grafana's ``toDataQueryError`` shows ``data.message`` on the panel.
-
-:class:`TemplateSrv` below interpolates as Grafana does (``escapeRegex`` and the
-``regex``/``json`` formats of ``@grafana/data``/scenes, custom "All" values unformatted).
 The bridge runs as a Klein resource under ``treq.testing.StubTreq``; its WAMP session is
 replaced by one answering ``get_fields``/``get_data`` from the APEX example files (the
 weather plugin's own parser), since the router is not the point here (the whole site is
@@ -23,7 +10,6 @@ in ``test_bridge_http.py``).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import jsonschema
@@ -41,103 +27,19 @@ from sisock_core.config import load_config_text
 from sisock_plugins.weather.parser import parse_file
 from sisock_plugins.weather.plugin import example_data_dir
 
+from .grafana11 import (
+    JULY,
+    TemplateSrv,
+    button_text,
+    grafana_filter,
+    panel_error_text,
+    query_request,
+    variable_request,
+)
+
 APEX = ["apex_humidity", "apex_pressure", "apex_radiometer", "apex_temperature", "apex_windspeed"]
 LAB = ["a.b", "a_b", "c(1)"]  # names with regex syntax in them
-JULY = {"from": "2017-07-20T00:00:00.000Z", "to": "2017-07-21T00:00:00.000Z",
-        "raw": {"from": "2017-07-20T00:00:00.000Z", "to": "2017-07-21T00:00:00.000Z"}}
 JULY_START, JULY_END = 1500508800.0, 1500595200.0
-
-
-# -- Grafana's side --------------------------------------------------------------------------
-
-
-def escape_regex(value: str) -> str:
-    """Grafana's ``escapeRegex``: a backslash before each of ``\\ ^ $ * + ? . ( ) | [ ] { } /``."""
-    return re.sub(r"([\\^$*+?.()|\[\]{}/])", r"\\\1", value)
-
-
-class TemplateSrv:
-    """Grafana's template interpolation for custom/query variables, ``regex`` and ``json``
-    formats. ``variables``: name -> dict(value=str | list, options=[...], all_value=None|str,
-    where value ``"$__all"`` (or ``["$__all"]``) selects "All")."""
-
-    def __init__(self, **variables: dict) -> None:
-        self.variables = variables
-
-    def _value(self, var: dict) -> tuple[Any, bool]:
-        value = var["value"]
-        if value == "$__all" or value == ["$__all"]:
-            if var.get("all_value"):
-                return var["all_value"], True  # a custom All value is inserted unformatted
-            return list(var["options"]), False
-        return value, False
-
-    def format(self, value: Any, fmt: str) -> str:
-        if fmt == "regex":
-            if isinstance(value, str):
-                return escape_regex(value)
-            escaped = [escape_regex(str(v)) for v in value]
-            return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
-        if fmt == "json":
-            return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        raise ValueError(fmt)
-
-    def replace(self, text: str, fmt: str) -> str:
-        def one(m: re.Match) -> str:
-            var = self.variables.get(m.group(1) or m.group(2))
-            if var is None:
-                return m.group(0)
-            value, raw = self._value(var)
-            return value if raw else self.format(value, fmt)
-
-        return re.sub(r"\$(\w+)|\$\{(\w+)\}", one, text)
-
-
-def query_request(targets: list[str], srv: TemplateSrv | None = None, *, filters: list | None = None,
-                  max_points: int = 5000, rng: dict = JULY) -> dict:
-    """Grafana 11's DataQueryRequest as the JSON plugin posts it to /query."""
-    srv = srv or TemplateSrv()
-    body = {
-        "app": "dashboard", "requestId": "SQR101", "timezone": "browser",
-        "range": rng, "rangeRaw": rng["raw"],
-        "interval": "20s", "intervalMs": 20000, "maxDataPoints": max_points,
-        "targets": [{"refId": chr(65 + i), "datasource": {"type": "simpod-json-datasource", "uid": "sisock"},
-                     "editorMode": "code", "payload": {}, "target": srv.replace(t, "regex")}
-                    for i, t in enumerate(targets)],
-        "scopedVars": {"__interval": {"text": "20s", "value": "20s"},
-                       "__interval_ms": {"text": "20000", "value": 20000}},
-        "startTime": 1500595200000, "dashboardUID": "sisock-apex", "panelId": 2,
-    }
-    if filters is not None:
-        body["filters"] = filters
-    return body
-
-
-def variable_request(query: str, srv: TemplateSrv, raw_json: bool) -> dict:
-    """What VariableSupport.query posts to /variable."""
-    payload = json.loads(srv.replace(query, "json")) if raw_json else {"target": srv.replace(query, "regex")}
-    return {"payload": payload, "range": JULY}
-
-
-def panel_error_text(status: int, status_text: str, body: dict) -> str:
-    """The panel's error text: Grafana's toDataQueryError of the failed fetch."""
-    if isinstance(body.get("message"), str) and body["message"]:
-        return body["message"]
-    if body.get("error"):
-        return body["error"]  # an object here is what shows as nothing useful
-    return f"Query error: {status} {status_text}"
-
-
-def test_button_text(status_text: str, body: dict) -> str:
-    """The JSON plugin's testDatasource message for a failed GET /."""
-    message = status_text
-    err = body.get("error")
-    if isinstance(err, dict) and err.get("code") is not None:
-        message += f": {err['code']}. {err['message']}"
-    return message
-
-
-test_button_text.__test__ = False  # a helper, not a test
 
 
 # -- the bridge, in process ------------------------------------------------------------------
@@ -305,6 +207,24 @@ async def test_multi_value_node_and_no_match(bridge):
 
 
 @pytest_twisted.ensureDeferred
+async def test_readme_dashboard_node_and_channel(bridge):
+    """README's dashboard: $node and $channel from /variable, metric $node::$channel."""
+    srv = TemplateSrv(node=dict(options=["apex_archive", "lab", "second_archive"], value=["apex_archive", "lab"]))
+    _, _, nodes = await send(bridge, "/variable", variable_request('{"list": "nodes"}', srv, raw_json=True))
+    assert [n["value"] for n in nodes] == ["apex_archive", "lab", "second_archive"]
+    _, _, channels = await send(bridge, "/variable",
+                                variable_request('{"list": "fields", "node": $node}', srv, raw_json=True))
+    srv.variables["channel"] = dict(options=[c["value"] for c in channels], value=["apex_humidity", "a.b"])
+    body = query_request(["$node::$channel"], srv)
+    assert body["targets"][0]["target"] == r"(apex_archive|lab)::(apex_humidity|a\.b)"
+    _, _, answer = await send(bridge, "/query", body)
+    # the combinations that exist; none of the empty "has no field" ones
+    assert [(s["target"], len(s["datapoints"])) for s in answer] == [
+        ("apex_archive::apex_humidity", apex_points("apex_humidity")[0].size), ("lab::a.b", 24)]
+    assert all("meta" not in s for s in answer)
+
+
+@pytest_twisted.ensureDeferred
 async def test_variable_raw_json_with_a_multi_value_node_is_an_array(bridge):
     srv = TemplateSrv(node=dict(options=["apex_archive", "lab"], value=["apex_archive", "lab"]))
     body = variable_request('{"list": "fields", "node": $node}', srv, raw_json=True)
@@ -337,15 +257,6 @@ async def test_variable_regex_mode_text(bridge):
 
 
 # -- 2. ad hoc filters -----------------------------------------------------------------------------
-
-
-def grafana_filter(key: str, operator: str, *values: str) -> dict:
-    """An AdHocFilterWithLabels as Grafana 11 puts it in request.filters."""
-    f = {"key": key, "operator": operator, "value": values[0] if values else "", "condition": ""}
-    if operator in ("=|", "!=|"):
-        f["values"] = list(values)
-        f["valueLabels"] = list(values)
-    return f
 
 
 @pytest_twisted.ensureDeferred
@@ -406,7 +317,7 @@ async def test_error_bodies_show_on_the_panel_and_the_test_button(bridge):
     api.service._session = None
     status, reason, body = await send(bridge, "/", method="GET")
     assert status == 503 and body["code"] == body["error"]["code"] == "no_router"
-    assert test_button_text(reason, body) == (
+    assert button_text(reason, body) == (
         f"Service Unavailable: no_router. not connected to the router at {api.service.router_url}")
     status, reason, body = await send(bridge, "/nope", {})
     assert (status, body["code"], panel_error_text(status, reason, body)) == (404, "not_found",

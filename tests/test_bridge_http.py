@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor, threads
 
+from sisock_core.bridge.grafana import error_object
 from sisock_core.client import with_session
 from sisock_core.config import load_config
 from sisock_core.wamp import node_uri
@@ -158,7 +159,7 @@ def test_simpod_metrics_payload_options_and_variable(bridge):
              {"metric": "apex_archive::apex_humidity", "payload": {}, "name": "format"})
     assert [o["value"] for o in r.body] == ["timeseries", "table", "dataframe"]
     r = post(bridge, "/variable", {"payload": {"target": "temperature"}, "range": JULY})
-    assert r.body == [{"__text": t, "__value": t} for t in
+    assert r.body == [{"__text": t, "__value": t, "text": t, "value": t} for t in
                       ["apex_archive::apex_temperature", "second_archive::apex_temperature"]]
     r = post(bridge, "/variable", {"payload": {"list": "nodes"}, "range": JULY})
     assert [v["__value"] for v in r.body] == ["apex_archive", "second_archive"]
@@ -618,8 +619,8 @@ def test_health_503_names_the_missing_hub(bridge):
 
     r = wait_until(down, timeout=30, interval=0.05, what="health to report the hub missing")
     assert set(seen) <= {200, 503}
-    assert r.body == {"error": {"message": f"connected to wss://127.0.0.1:{bridge.tls_port}/, "
-                                           "but the hub is not running"}}
+    assert r.body == error_object(f"connected to wss://127.0.0.1:{bridge.tls_port}/, but the hub is "
+                                  "not running", "no_hub")
     wait_until(lambda: request(bridge.url + "/").status == 200, timeout=60, what="the hub to return")
     # nodes re-add themselves when the hub returns
     wait_until(lambda: request(bridge.url + "/").body.get("nodes") == ["apex_archive", "second_archive"],
@@ -684,7 +685,7 @@ def test_basic_auth(bridge, tmp_path):
         url = f"http://127.0.0.1:{port}"
         r = request(url + "/")
         assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
-        assert r.body == {"error": {"message": "authentication required"}}
+        assert r.body == error_object("authentication required", "unauthorized")
         wrong = "Basic " + base64.b64encode(b"grafana:wrong").decode()
         assert request(url + "/search", {"target": ""}, headers={"Authorization": wrong}).status == 401
         # preflights carry no credentials
@@ -713,7 +714,7 @@ def test_health_503_without_router(bridge, tmp_path):
 
         r = wait_until(answer, timeout=60, what="the bridge to listen")
         assert r.status == 503
-        assert r.body == {"error": {"message": f"not connected to the router at wss://127.0.0.1:{dead}/"}}
+        assert r.body == error_object(f"not connected to the router at wss://127.0.0.1:{dead}/", "no_router")
         r = request(f"http://127.0.0.1:{port}/query", query_body([{"target": "apex_archive::apex_humidity"}]))
         assert r.status == 200 and r.body[0]["datapoints"] == []
         assert r.body[0]["meta"]["notices"][0]["text"] == f"not connected to the router at wss://127.0.0.1:{dead}/"

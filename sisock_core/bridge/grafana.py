@@ -376,9 +376,10 @@ def resolve_targets(
 ) -> list[Target]:
     """Each target expanded to one target per matched ``node::field`` (see
     :func:`name_choices`), in order; a target that matches nothing becomes one
-    carrying the error. ``fields_of(node)`` is None when the node's fields are not
-    known: a field pattern on such a node is then taken as a name (the node's own
-    error tells the rest). A target naming a plain ``node::field`` is kept as is."""
+    carrying the error. Of several combinations (``(a|b)::(x|y)``) those a node is known
+    not to have are left out. ``fields_of(node)`` is None when the node's fields are not
+    known: a field pattern on such a node is then taken as a name (the node's own error
+    tells the rest). A target naming a plain ``node::field`` is kept as is."""
     out: list[Target] = []
     for t in targets:
         if t.error is not None or t.node is None or t.field is None:
@@ -395,12 +396,15 @@ def resolve_targets(
                 out.append(attrs.evolve(t, node=None, field=None,
                                         error=f"no live node matches {t.node[:80]!r}"))
                 continue
+        several = len(nodes) > 1 or not isinstance(fields, list) or len(fields) > 1
         expanded: list[Target] = []
         for node in nodes:
+            known = fields_of(node)
             if isinstance(fields, list):
-                names: Sequence[str] = fields
+                # of several combinations, those the node is known not to have are left out
+                names: Sequence[str] = fields if known is None or not several else \
+                    [f for f in fields if f in known]
             else:
-                known = fields_of(node)
                 names = [t.field] if known is None else [f for f in known if fields.fullmatch(f)]
             for field in names:
                 expanded.append(attrs.evolve(t, text=f"{node}{TARGET_SEP}{field}", node=node, field=field))
