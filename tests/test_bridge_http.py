@@ -165,6 +165,74 @@ def test_simpod_metrics_payload_options_and_variable(bridge):
     assert [v["__value"] for v in r.body] == ["apex_archive", "second_archive"]
 
 
+def test_readme_dashboard_with_multi_value_variables(bridge):
+    """README's dashboard against the whole site: $node and $channel variables (raw JSON
+    queries, multi-value), a panel with metric $node::$channel, as Grafana 11 and the JSON
+    plugin send them (tests/grafana11.py)."""
+    from .grafana11 import TemplateSrv, query_request, variable_request
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    node_query, channel_query, metric = '{"list": "nodes"}', '{"list": "fields", "node": $node}', "$node::$channel"
+    for text in (node_query, channel_query, metric):
+        assert f"`{text}`" in readme, text
+    srv = TemplateSrv(node=dict(options=[], value=["$__all"]))
+    srv.variables["node"]["options"] = [v["value"] for v in post(bridge, "/variable", variable_request(
+        node_query, srv, raw_json=True)).body]
+    assert srv.variables["node"]["options"] == ["apex_archive", "second_archive"]
+    channels = post(bridge, "/variable", variable_request(channel_query, srv, raw_json=True)).body
+    assert [c["value"] for c in channels] == APEX_FIELDS
+    srv.variables["node"]["value"] = ["apex_archive"]
+    srv.variables["channel"] = dict(options=APEX_FIELDS, value=["apex_radiometer", "apex_windspeed"])
+    body = query_request([metric], srv, rng=JULY, max_points=100)
+    assert body["targets"][0]["target"] == "apex_archive::(apex_radiometer|apex_windspeed)"
+    r = post(bridge, "/query", body)
+    assert r.status == 200
+    assert [s["target"] for s in r.body] == ["apex_archive::apex_radiometer", "apex_archive::apex_windspeed"]
+    for s in r.body:
+        assert 0 < len(s["datapoints"]) <= 100 and "meta" not in s
+    # All, over both nodes: every field of each, one series each
+    srv.variables["node"]["value"] = srv.variables["channel"]["value"] = ["$__all"]
+    r = post(bridge, "/query", query_request([metric], srv, rng=JULY, max_points=100))
+    assert [s["target"] for s in r.body] == [f"{n}::{f}" for n in ("apex_archive", "second_archive")
+                                             for f in APEX_FIELDS]
+    assert all(s["datapoints"] for s in r.body)
+
+
+def test_nodes_with_another_state_dir_says_which_certificate(bridge, tmp_path):
+    """``sisock nodes -c SITE`` under another SISOCK_STATE_DIR, one that has a certificate
+    and secrets of its own (from another site run there): it names the certificate it
+    tried and where the running site keeps its own; with an empty one, where the site
+    keeps its state."""
+    from sisock_core.router import load_secrets
+    from sisock_core.tls import ensure_site_certificate
+
+    def nodes(state_dir: Path) -> str:
+        env = dict(os.environ, SISOCK_STATE_DIR=str(state_dir))
+        run = subprocess.run([sys.executable, "-m", "sisock_core.cli", "nodes", "-c", str(bridge.path)],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert run.returncode == 1, run
+        return run.stderr
+
+    site_dir = bridge.state_dir.resolve()
+    other = tmp_path / "other-state"
+    other_cfg = load_config(str(bridge.path), env=dict(os.environ, SISOCK_STATE_DIR=str(other)))
+    ensure_site_certificate(other_cfg)
+    load_secrets(other_cfg, create=True)
+    err = nodes(other)
+    assert err == (
+        f"sisock: cannot connect to the router at 127.0.0.1:{bridge.tls_port}: the router at "
+        f"127.0.0.1:{bridge.tls_port} presents a certificate that is not signed by "
+        f"{other_cfg.state_dir / 'tls' / 'server_cert.pem'} (state directory {other_cfg.state_dir}). "
+        f"The site there keeps its own certificate in {site_dir / 'tls' / 'server_cert.pem'} (state "
+        f"directory {site_dir}): run the command with SISOCK_STATE_DIR={site_dir}, the state directory "
+        "the site was started with (it also holds the site's WAMP secrets), or set [router] ca_cert = "
+        f'"{site_dir / "tls" / "server_cert.pem"}"\n')
+    err = nodes(tmp_path / "empty-state")
+    assert err.startswith("sisock: no WAMP-CRA secrets"), err
+    assert err.endswith(f"; the site running at 127.0.0.1:{bridge.tls_port} was started with state "
+                        f"directory {site_dir}: run the command with SISOCK_STATE_DIR={site_dir}\n"), err
+
+
 def test_tag_keys_and_values(bridge):
     assert post(bridge, "/tag-keys", {}).body == [{"type": "string", "text": "node"},
                                                   {"type": "string", "text": "field"}]
