@@ -152,6 +152,8 @@ def test_adhoc_filter_operators():
                        "(use =, !=, =~, !~, =|, !=|)"]
     targets, notices = kept("=~", "(")
     assert targets == ["a::x", "b::y"] and "'(' is not a regular expression" in notices[0]
+    targets, notices = kept("!~", "a{4294967296}")  # too large for re: OverflowError
+    assert targets == ["a::x", "b::y"] and "is not a regular expression" in notices[0]
 
 
 # -- template variables in Grafana's regex format ----------------------------------------------
@@ -175,7 +177,8 @@ def test_name_choices_patterns(text):
     assert g.name_choices(text).pattern == text
 
 
-@pytest.mark.parametrize("text", ["(", "a\\", "[z-a]", "x" * 600 + ".*"])
+@pytest.mark.parametrize("text", ["(", "a\\", "[z-a]", "x" * 600 + ".*", "a{4294967296}",
+                                  "x{99999999999999999999}"])
 def test_name_choices_not_a_pattern_is_a_name(text):
     assert g.name_choices(text) == [text]
 
@@ -218,6 +221,7 @@ def test_text_matcher_reads_regex_format():
     assert g.filter_targets(targets, "a.b", 10) == ["n::a.b", "n::a_b"]
     assert g.filter_targets(targets, "x", 10) == ["lab::X", "m::x"]
     assert g.filter_targets(targets, "(", 10) == []
+    assert g.filter_targets(targets, "x{4294967296}", 10) == []
     assert g.filter_targets(targets, ["a_b", "::x"], 10) == ["lab::X", "m::x", "n::a_b"]
 
 

@@ -304,6 +304,15 @@ GRAFANA_REGEX_ESCAPED = frozenset("\\^$*+?.()|[]{}/")
 MAX_PATTERN = 500
 
 
+def compile_pattern(text: str, flags: int = 0) -> re.Pattern[str] | str:
+    """``re.compile(text)``, or why it is not a pattern (never raises: a repeat count too
+    large for ``re`` is an ``OverflowError``, deep nesting a ``RecursionError``)."""
+    try:
+        return re.compile(text, flags)
+    except (re.error, OverflowError, RecursionError) as exc:
+        return str(exc) or type(exc).__name__
+
+
 def unescape_literal(text: str) -> str | None:
     """The name Grafana's regex escaping turned into ``text`` (``a\\.b`` -> ``a.b``);
     None when ``text`` holds regex syntax that is not escaped."""
@@ -352,12 +361,8 @@ def name_choices(text: str) -> list[str] | re.Pattern[str]:
         names = [unescape_literal(p) for p in _alternatives(text[1:-1])]
         if all(n is not None for n in names):
             return list(dict.fromkeys(n for n in names if n is not None))
-    if len(text) > MAX_PATTERN:
-        return [text]
-    try:
-        return re.compile(text)
-    except re.error:
-        return [text]
+    pattern = compile_pattern(text) if len(text) <= MAX_PATTERN else text
+    return [text] if isinstance(pattern, str) else pattern
 
 
 def needs_listing(targets: Iterable[Target]) -> bool:
@@ -495,12 +500,12 @@ def parse_filters(body: Mapping[str, Any]) -> tuple[list[AdhocFilter], list[str]
                 continue
             pattern = None
             if op in ("=~", "!~"):
-                try:
-                    pattern = re.compile(value)
-                except re.error as exc:
+                compiled = compile_pattern(value)
+                if isinstance(compiled, str):
                     notices.append(f"ad hoc filter '{shown}' ignored: {value[:60]!r} is not a "
-                                   f"regular expression ({exc})")
+                                   f"regular expression ({compiled})")
                     continue
+                pattern = compiled
             out.append(AdhocFilter(k, op, value, values, pattern))
     return out, notices
 
@@ -829,10 +834,9 @@ def text_matcher(text: str) -> Callable[[str], bool]:
     text = text.strip()
     literal = unescape_literal(text)
     if literal is None and len(text) <= MAX_PATTERN:
-        try:
-            return re.compile(text, re.IGNORECASE).search  # type: ignore[return-value]
-        except re.error:
-            pass
+        pattern = compile_pattern(text, re.IGNORECASE)
+        if not isinstance(pattern, str):
+            return pattern.search  # type: ignore[return-value]
     needle = (text if literal is None else literal).lower()
     return lambda name: needle in name.lower()
 
