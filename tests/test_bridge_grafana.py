@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sisock_core.bridge import grafana as g
+from sisock_core.bridge import variables as v
 from sisock_core.bridge.auth import (
     BridgeSecurityError,
     Credentials,
@@ -169,18 +170,18 @@ def test_adhoc_filter_operators():
     ("a-b c", ["a-b c"]),  # Grafana does not escape - or space
 ])
 def test_name_choices_of_interpolated_variables(text, choices):
-    assert g.name_choices(text) == choices
+    assert v.name_choices(text) == choices
 
 
 @pytest.mark.parametrize("text", [".*", "apex_.*ure", "(a|b.*)", "a.b", "x{2}"])
 def test_name_choices_patterns(text):
-    assert g.name_choices(text).pattern == text
+    assert v.name_choices(text).pattern == text
 
 
 @pytest.mark.parametrize("text", ["(", "a\\", "[z-a]", "x" * 600 + ".*", "a{4294967296}",
                                   "x{99999999999999999999}"])
 def test_name_choices_not_a_pattern_is_a_name(text):
-    assert g.name_choices(text) == [text]
+    assert v.name_choices(text) == [text]
 
 
 @settings(max_examples=200, deadline=None)
@@ -190,7 +191,7 @@ def test_grafana_regex_format_round_trips(names):
     from .grafana11 import TemplateSrv
 
     text = TemplateSrv().format(names if len(names) > 1 else names[0], "regex")
-    assert g.name_choices(text) == names
+    assert v.name_choices(text) == names
 
 
 def test_resolve_targets():

@@ -21,11 +21,9 @@ Per-target problems (malformed target, unknown node, a node error) never fail th
 request: that series comes back empty with ``meta.notices`` carrying the message,
 which Grafana shows on the panel.
 
-Template variables arrive interpolated in Grafana's *regex* format: a value is
-regex-escaped (``a\\.b``), several values become ``(a|b)``, and a custom "All" value
-(``.*``) is sent as typed. :func:`name_choices` reads each side of ``node::field``
-that way and :func:`resolve_targets` expands it against the live fields, one series
-per matched field.
+Template variables arrive interpolated in Grafana's *regex* format
+(:mod:`sisock_core.bridge.variables`): :func:`resolve_targets` expands each side of
+``node::field`` against the live fields, one series per matched field.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ import attrs
 import numpy as np
 import orjson
 
+from sisock_core.bridge.variables import compile_pattern, name_choices, text_matcher
 from sisock_core.decimate import decimate_timeline
 
 #: Separator between node and field in a Grafana target.
@@ -295,74 +294,6 @@ def parse_target(item: Any, index: int) -> Target | None:
     except ValueError as exc:
         return Target(text=text, ref_id=ref_id, format=fmt, error=str(exc))
     return Target(text=text, ref_id=ref_id, format=fmt, node=node, field=field)
-
-
-#: Characters Grafana's regex format escapes with a backslash (``escapeRegex`` of
-#: ``@grafana/data``: ``\\ ^ $ * + ? . ( ) | [ ] { } /``).
-GRAFANA_REGEX_ESCAPED = frozenset("\\^$*+?.()|[]{}/")
-#: Longest name pattern compiled (a custom "All" value, a typed regex).
-MAX_PATTERN = 500
-
-
-def compile_pattern(text: str, flags: int = 0) -> re.Pattern[str] | str:
-    """``re.compile(text)``, or why it is not a pattern (never raises: a repeat count too
-    large for ``re`` is an ``OverflowError``, deep nesting a ``RecursionError``)."""
-    try:
-        return re.compile(text, flags)
-    except (re.error, OverflowError, RecursionError) as exc:
-        return str(exc) or type(exc).__name__
-
-
-def unescape_literal(text: str) -> str | None:
-    """The name Grafana's regex escaping turned into ``text`` (``a\\.b`` -> ``a.b``);
-    None when ``text`` holds regex syntax that is not escaped."""
-    out = []
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            if i + 1 < len(text) and text[i + 1] in GRAFANA_REGEX_ESCAPED:
-                out.append(text[i + 1])
-                i += 2
-                continue
-            return None
-        if c in GRAFANA_REGEX_ESCAPED:
-            return None
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-def _alternatives(text: str) -> list[str]:
-    """``text`` split at each ``|`` that is not escaped."""
-    parts, start, i = [], 0, 0
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == "|":
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
-    return parts
-
-
-def name_choices(text: str) -> list[str] | re.Pattern[str]:
-    """The names one side of ``node::field`` stands for, as Grafana interpolates a
-    template variable in regex format: a plain or escaped name (``a\\.b``) is that name;
-    ``(a|b)`` (a multi-value or "All" variable) is those names; anything else with regex
-    syntax (a custom "All" value such as ``.*``) is a pattern the whole name must match.
-    Text that is not a valid pattern is taken as a name."""
-    literal = unescape_literal(text)
-    if literal is not None:
-        return [literal]
-    if len(text) > 2 and text[0] == "(" and text[-1] == ")":
-        names = [unescape_literal(p) for p in _alternatives(text[1:-1])]
-        if all(n is not None for n in names):
-            return list(dict.fromkeys(n for n in names if n is not None))
-    pattern = compile_pattern(text) if len(text) <= MAX_PATTERN else text
-    return [text] if isinstance(pattern, str) else pattern
 
 
 def needs_listing(targets: Iterable[Target]) -> bool:
@@ -825,20 +756,6 @@ def search_text(body: Any) -> str:
     if not isinstance(text, str):
         raise BadRequest(f"target must be a string, got {_json_kind(text)}")
     return text
-
-
-def text_matcher(text: str) -> Callable[[str], bool]:
-    """Whether a name contains ``text``, case-insensitive. The text comes interpolated in
-    Grafana's regex format: an escaped name (``a\\.b``) is that name; text with regex
-    syntax (``(a|b)::``, ``.*``) is searched as a regular expression."""
-    text = text.strip()
-    literal = unescape_literal(text)
-    if literal is None and len(text) <= MAX_PATTERN:
-        pattern = compile_pattern(text, re.IGNORECASE)
-        if not isinstance(pattern, str):
-            return pattern.search  # type: ignore[return-value]
-    needle = (text if literal is None else literal).lower()
-    return lambda name: needle in name.lower()
 
 
 def filter_targets(targets: Iterable[str], text: str | Sequence[str], limit: int) -> list[str]:
