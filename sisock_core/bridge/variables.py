@@ -17,6 +17,7 @@ from typing import Callable
 #: Characters Grafana's regex format escapes with a backslash (``escapeRegex`` of
 #: ``@grafana/data``: ``\\ ^ $ * + ? . ( ) | [ ] { } /``).
 GRAFANA_REGEX_ESCAPED = frozenset("\\^$*+?.()|[]{}/")
+_SPECIAL = re.compile("[" + re.escape("".join(sorted(GRAFANA_REGEX_ESCAPED))) + "]")
 #: Longest name pattern compiled (a custom "All" value, a typed regex).
 MAX_PATTERN = 500
 
@@ -33,6 +34,8 @@ def compile_pattern(text: str, flags: int = 0) -> re.Pattern[str] | str:
 def unescape_literal(text: str) -> str | None:
     """The name Grafana's regex escaping turned into ``text`` (``a\\.b`` -> ``a.b``);
     None when ``text`` holds regex syntax that is not escaped."""
+    if _SPECIAL.search(text) is None:  # the common case: a plain name
+        return text
     out = []
     i = 0
     while i < len(text):
