@@ -4,6 +4,8 @@ It speaks both Grafana JSON data-source plugins (SimpleJSON and simPod's JSON da
 source) on ``http://127.0.0.1:5000/`` by default; targets are ``node::field``.
 
 * :mod:`~sisock_core.bridge.grafana` - request parsing and answer building (pure);
+* :mod:`~sisock_core.bridge.variables` - template variables as Grafana interpolates them (pure);
+* :mod:`~sisock_core.bridge.openapi` - the OpenAPI document, from a registry of routes;
 * :mod:`~sisock_core.bridge.catalog` - the field cache (pure);
 * :mod:`~sisock_core.bridge.auth` - basic auth and CORS (pure);
 * :mod:`~sisock_core.bridge.service` - the WAMP session, field cache upkeep, queries;

@@ -10,7 +10,7 @@ huge and negative numbers, unicode (emoji, right-to-left, NUL, lone surrogates),
 long strings, deep nesting, huge time ranges, and a million targets in one request.
 
 Every answer must be a clear one: 200 matching the document's response schema, or a
-4xx with ``{"error": {"message": ...}}``; never a 5xx, and the bridge process stays the
+4xx with ``{"error": {"code", "message"}, "code", "message"}``; never a 5xx, and the bridge process stays the
 same process (no crash, no restart) with its memory bounded.
 """
 
