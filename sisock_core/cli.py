@@ -43,7 +43,12 @@ def _config_args(arg: str | None) -> list[str]:
 
 
 def parse_time(text: str) -> float:
-    """A sisock time: a UNIX time, a number <= 0 (seconds before now), or ISO-8601 UTC."""
+    """A sisock time: a UNIX time, a number <= 0 (seconds before now), or ISO-8601 UTC.
+
+    An ISO time is absolute whatever its value: one at or before the epoch becomes
+    :data:`~sisock_core.timeutil.EARLIEST_ABSOLUTE_TIME`, never "seconds before now"."""
+    from sisock_core.timeutil import absolute
+
     try:
         return float(text)
     except ValueError:
@@ -56,7 +61,7 @@ def parse_time(text: str) -> float:
         )
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
+    return absolute(when.timestamp())
 
 
 def _run_reactor(main: Any, *args: Any) -> None:
