@@ -295,6 +295,7 @@ def cmd_http(args: argparse.Namespace) -> None:
     from sisock_core.bridge.app import run_bridge
     from sisock_core.bridge.auth import BridgeSecurityError, bridge_credentials
     from sisock_core.logs import announce_ready, setup_logging
+    from sisock_core.oslimits import raise_open_files_limit
 
     cfg = _load(args.config)
     overrides = {k: v for k, v in (("listen", args.listen), ("port", args.port)) if v is not None}
@@ -306,6 +307,7 @@ def cmd_http(args: argparse.Namespace) -> None:
         sys.stderr.write(f"sisock http: {exc}\n")
         raise SystemExit(2)
     setup_logging(cfg.log_level)
+    raise_open_files_limit()
 
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
@@ -335,11 +337,13 @@ def cmd_scan(args: argparse.Namespace) -> None:
 
 def cmd_up(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
+    from sisock_core.oslimits import raise_open_files_limit
     from sisock_core.site import run_site
 
     path = args.config_file or args.config
     cfg = _load(path)
     setup_logging(cfg.log_level)
+    raise_open_files_limit()
     _run_reactor(run_site, cfg, _config_args(path))
 
 
