@@ -211,10 +211,15 @@ class GrafanaAPI:
         return grafana.variable_answer(values[: self.limit])
 
 
+#: Connections the kernel queues for the bridge to accept (Twisted's default, 50, drops
+#: new clients' SYNs during a burst of connections: a 1 s retransmit for each).
+LISTEN_BACKLOG = 1024
+
+
 def _endpoint(reactor: Any, host: str, port: int) -> Any:
     if ":" in host:
-        return endpoints.TCP6ServerEndpoint(reactor, port, interface=host.strip("[]"))
-    return endpoints.TCP4ServerEndpoint(reactor, port, interface=host)
+        return endpoints.TCP6ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=host.strip("[]"))
+    return endpoints.TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=host)
 
 
 async def run_bridge(

@@ -5,11 +5,12 @@
 * **Connections** are capped (``[http] max_connections``, lowered to fit the process's
   open-file limit). When the cap is reached, a new connection takes the place of the
   oldest one that is not being answered (an idle keep-alive socket or one still
-  sending its request); only when every connection is being answered is the new one
-  refused, with a 503.
+  sending its request; see :meth:`GuardedSite._victim`); when there is none, the new
+  connection is refused with a 503.
 * **Request deadline**: a request's headers and body must arrive within
   ``[http] request_deadline`` seconds of its first byte (of the connection, for the
-  first request). Twisted's idle timeout restarts at every byte, so a client
+  first request); each connection gets a deadline between half and all of it, so
+  that a flood's sockets do not all expire, and get replaced, at once. Twisted's idle timeout restarts at every byte, so a client
   trickling a byte every few seconds (slowloris) would otherwise hold its socket for
   ever.
 * **Requests per client**: at most ``[http] max_client_requests`` requests of one
@@ -21,7 +22,9 @@ flood the log).
 
 from __future__ import annotations
 
+import random
 import resource as rlimit
+import socket
 from typing import Any, Callable
 
 import attrs
@@ -31,6 +34,8 @@ from twisted.web.server import Request, Site
 
 #: File descriptors kept free for the bridge's own needs (router session, logs, files).
 RESERVED_FDS = 64
+#: Seconds a new connection is safe from being replaced by a newer one.
+GRACE = 0.5
 #: Seconds between two log lines of the same guard.
 REPORT_INTERVAL = 60.0
 
@@ -77,13 +82,17 @@ class GuardedChannel(HTTPChannel):
 
     site: "GuardedSite"
     _deadline: Any = None
+    #: whether any byte arrived on this connection
+    received = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.opened = self.site.reactor.seconds()
         if self.site.admit(self):
             self._arm()
 
     def dataReceived(self, data: bytes) -> None:
+        self.received = True
         if self._deadline is None and not self._handlingRequest:
             self._arm()  # the first byte of the next request on a kept-alive connection
         super().dataReceived(data)
@@ -103,7 +112,10 @@ class GuardedChannel(HTTPChannel):
         return bool(self._handlingRequest)
 
     def _arm(self) -> None:
-        self._deadline = self.callLater(self.site.limits.request_deadline, self._too_slow)
+        # spread over the last half of the allowed time: connections opened together (a
+        # flood) must not all close, and be replaced, at the same instant
+        delay = self.site.limits.request_deadline * random.uniform(0.5, 1.0)
+        self._deadline = self.callLater(delay, self._too_slow)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -171,7 +183,7 @@ class GuardedSite(Site):
     def admit(self, channel: GuardedChannel) -> bool:
         """Register a new connection, making room or refusing it when at the cap."""
         if len(self.open) >= self.max_connections:
-            victim = next((c for c in self.open if not c.answering), None)
+            victim = self._victim()
             if victim is None:
                 self.report_refused(cap=self.max_connections)
                 body = _error_json("too many connections are being answered; try again")
@@ -185,6 +197,27 @@ class GuardedSite(Site):
             victim.transport.abortConnection()
         self.open[channel] = None
         return True
+
+    def _victim(self) -> GuardedChannel | None:
+        """The connection to close to make room, or None.
+
+        Never one being answered, nor one whose bytes wait in the kernel (a client whose
+        request is on its way while the reactor is busy with a burst of connections).
+        Of the others: the oldest that has had :data:`GRACE` seconds to send its request;
+        else the oldest younger one that sent part of a request; else the oldest younger
+        one that sent nothing."""
+        settled = self.reactor.seconds() - GRACE
+        partial = silent = None
+        for channel in self.open:  # oldest first
+            if channel.answering or _has_unread_bytes(channel):
+                continue  # being answered, or its bytes are waiting for a busy reactor
+            if channel.opened <= settled:
+                return channel
+            if partial is None and channel.received:
+                partial = channel
+            elif silent is None and not channel.received:
+                silent = channel
+        return partial or silent
 
     def forget(self, channel: GuardedChannel) -> None:
         self.open.pop(channel, None)
@@ -205,6 +238,19 @@ class GuardedSite(Site):
             self.in_flight[host] = n
         else:
             self.in_flight.pop(host, None)
+
+
+def _has_unread_bytes(channel: HTTPChannel) -> bool:
+    """Whether bytes wait in the kernel for this connection (peeked, not read)."""
+    sock = getattr(channel.transport, "socket", None)
+    if sock is None:
+        return False
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return False
+    except OSError:
+        return False
 
 
 def _peer(channel: HTTPChannel) -> str:
