@@ -31,12 +31,13 @@ from typing import Any, Callable
 from klein import Klein
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
-from twisted.web.server import GzipEncoderFactory, Site
+from twisted.web.server import GzipEncoderFactory
 from twisted.web.resource import EncodingResourceWrapper
 
 from sisock_core.bridge import grafana
 from sisock_core.bridge.auth import Credentials, cors_headers
 from sisock_core.bridge.grafana import BadRequest, QueryRequest, encode, error_body
+from sisock_core.bridge.limits import BridgeLimits, GuardedSite
 from sisock_core.bridge.service import BridgeService
 from sisock_core.config import SiteConfig
 
@@ -215,10 +216,15 @@ class GrafanaAPI:
         return grafana.variable_answer(values[: self.limit])
 
 
+#: Connections the kernel queues for the bridge to accept (Twisted's default, 50, drops
+#: new clients' SYNs during a burst of connections: a 1 s retransmit for each).
+LISTEN_BACKLOG = 1024
+
+
 def _endpoint(reactor: Any, host: str, port: int) -> Any:
     if ":" in host:
-        return endpoints.TCP6ServerEndpoint(reactor, port, interface=host.strip("[]"))
-    return endpoints.TCP4ServerEndpoint(reactor, port, interface=host)
+        return endpoints.TCP6ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=host.strip("[]"))
+    return endpoints.TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=host)
 
 
 async def run_bridge(
@@ -235,8 +241,13 @@ async def run_bridge(
     joined: defer.Deferred = defer.Deferred()
     service = BridgeService(cfg, reactor=reactor, on_join=lambda: joined.callback(None))
     api = GrafanaAPI(service, cfg, credentials)
-    site = Site(api.resource())
+    http = cfg.http
+    site = GuardedSite(api.resource(), BridgeLimits(http.max_connections, http.request_deadline,
+                                                    http.max_client_requests), reactor=reactor)
     site.noisy = False
+    if site.max_connections < http.max_connections:
+        log.info("at most {cap} connections at once (the open-file limit allows no more than "
+                 "[http] max_connections = {wanted})", cap=site.max_connections, wanted=http.max_connections)
     port = await _endpoint(reactor, cfg.http.listen, cfg.http.port).listen(site)
     log.info("Grafana bridge listening on http://{host}:{port}/ ({auth})", host=cfg.http.listen,
              port=port.getHost().port,
