@@ -1,6 +1,8 @@
-"""The bridge's HTTP side: a Klein app serving Grafana's two JSON data-source plugins.
+"""The bridge's HTTP side: a Klein app serving Grafana's two JSON data-source plugins,
+the quick-look page and a plain data API.
 
-Routes (all answers ``application/json``; errors are ``{"error": {"message": ...}}``):
+Routes (answers ``application/json`` but for the page, CSV and SSE; errors are
+``{"error": {"message": ...}}``):
 
 ========================== ==================================================
 ``GET /``                  health: 200 when joined to the router and the hub
@@ -14,6 +16,10 @@ Routes (all answers ``application/json``; errors are ``{"error": {"message": ...
 ``POST /metric-payload-options``  options of that payload
 ``POST /variable``         JSON data source template variables
 ``GET /openapi.json``      an OpenAPI 3.1 description of these routes
+``GET /`` (Accept: html)   the quick-look page; ``GET /static/*`` its files
+``GET /api/fields``        plain data API (:mod:`~sisock_core.bridge.web`):
+``GET /api/data``          fields, data as JSON or CSV, live samples (SSE)
+``GET /api/live``
 ``OPTIONS *``              CORS preflight, answered without auth
 ========================== ==================================================
 
@@ -36,6 +42,7 @@ from sisock_core.bridge import grafana
 from sisock_core.bridge.auth import Credentials, cors_headers
 from sisock_core.bridge.grafana import BadRequest, QueryRequest, encode, error_body
 from sisock_core.bridge.service import BridgeService
+from sisock_core.bridge.web import WebRoutes
 from sisock_core.config import SiteConfig
 
 #: Largest request body accepted (bytes); Grafana's are a few kB.
@@ -59,6 +66,7 @@ class GrafanaAPI:
         self.credentials = credentials
         self.limit = cfg.http.max_targets
         self._openapi: bytes | None = None
+        self.web = WebRoutes(service, cfg)  # the quick-look page and /api/* (bridge/web.py)
         self._post = {
             "/search": self.search,
             "/query": self.query,
@@ -100,6 +108,10 @@ class GrafanaAPI:
                 request.setResponseCode(401)
                 request.setHeader(b"WWW-Authenticate", b'Basic realm="sisock", charset="UTF-8"')
                 return error_body("authentication required")
+            if self.web.handles(path, request):
+                if method not in ("GET", "HEAD"):
+                    return self._not_allowed(request, b"GET, OPTIONS")
+                return await self.web.render(path, request)
             if path == "/":
                 if method not in ("GET", "HEAD"):
                     return self._not_allowed(request, b"GET, OPTIONS")
