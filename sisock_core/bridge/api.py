@@ -49,7 +49,7 @@ DEFAULT_POINTS = 1000
 #: Range when ``from``/``to`` are not given.
 DEFAULT_FROM, DEFAULT_TO = "now-1h", "now"
 
-_NOW_RE = re.compile(r"^now\s*(?:([+-])\s*(.+))?$")
+_NOW_RE = re.compile(r"^now\s*(?:([+-])\s*(.*))?$")
 _DIGITS_RE = re.compile(r"^[+-]?\d+(\.\d*)?$")
 
 Params = Mapping[str, Sequence[str]]

@@ -149,6 +149,11 @@ class WebRoutes:
     async def fields(self, request: Any) -> bytes:
         params = self._params(request)
         node = api.one_param(params, "node")
+        try:  # a fresh list from the hub (cheap); the cached one if the hub does not answer
+            await self.service.load_listing()
+        except Exception as exc:
+            self.log.info("/api/fields: the hub did not list the nodes ({error}); using the cache",
+                          error=f"{type(exc).__name__}: {exc}")
         await self.service.ensure_loaded()
         if node is not None and node not in self.service.catalog.nodes:
             await self.service.refresh_on_miss(node)
