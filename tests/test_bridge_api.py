@@ -13,7 +13,9 @@ import csv
 import io
 import json
 import shutil
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import pytest_twisted
@@ -330,6 +332,10 @@ async def test_api_data_json_matches_query_and_keeps_the_spike(http, weather_dat
                          f"&target=junk&from={int(start * 1000)}&to=2017-07-22T00:00:00Z&points=300")
     assert r.code == 200 and r.headers.getRawHeaders("content-type") == ["application/json"]
     answer = json.loads(body)
+    r, doc = await _get(f"{url}/openapi.json")
+    doc = json.loads(doc)
+    ok = doc["paths"]["/api/data"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(answer, {**ok, "components": doc["components"]})
     series, nope, junk = answer["series"]
     assert 0 < len(series["t"]) <= 300 < inside.sum()
     assert series["units"] == "mm"
@@ -429,3 +435,60 @@ async def test_api_follows_auth_and_cors(sisock_node, weather_data, tmp_path):
         assert r.code == 204 and "GET" in r.headers.getRawHeaders("access-control-allow-methods")[0]
     finally:
         await port.stopListening()
+
+
+# -- examples/grafana: what a Grafana provisioned from them asks, answered like /query ----------
+
+GRAFANA = Path(__file__).resolve().parent.parent / "examples" / "grafana"
+
+
+def test_grafana_provisioning_points_at_a_local_bridge():
+    import yaml
+
+    sources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "sisock.yaml").read_text())
+    by_type = {d["type"]: d for d in sources["datasources"]}
+    assert set(by_type) == {"yesoreyeram-infinity-datasource", "simpod-json-datasource"}
+    for d in by_type.values():
+        assert d["url"] == "http://127.0.0.1:5000" and d["access"] == "proxy"
+    assert by_type["yesoreyeram-infinity-datasource"]["jsonData"]["allowedHosts"] == ["http://127.0.0.1:5000"]
+    providers = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "sisock.yaml").read_text())
+    assert providers["providers"][0]["options"]["path"] == "${SISOCK_GRAFANA_DIR}/dashboards"
+    uids = {d["uid"] for d in sources["datasources"]}
+    dash = json.loads((GRAFANA / "dashboards" / "apex-weather.json").read_text())
+    assert {t["datasource"]["uid"] for p in dash["panels"] for t in p["targets"]} == uids
+
+
+@pytest_twisted.ensureDeferred
+async def test_grafana_example_dashboard_queries_return_what_query_returns(http):
+    """Each Infinity panel's URL (Grafana's ${__from}/${__to} filled in, as Infinity does)
+    gives the same points as /query with the same target, range and maxDataPoints; each
+    JSON (simPod) panel's target answers with data."""
+    url, _service = http
+    dash = json.loads((GRAFANA / "dashboards" / "apex-weather.json").read_text())
+    start_ms, end_ms = 1499904000000, 1501113600000  # the dashboard's time range
+    assert (dash["time"]["from"], dash["time"]["to"]) == ("2017-07-13T00:00:00.000Z", "2017-07-27T00:00:00.000Z")
+    kinds = set()
+    for panel in dash["panels"]:
+        (target,) = panel["targets"]
+        kinds.add(target["datasource"]["type"])
+        if target["datasource"]["type"] == "yesoreyeram-infinity-datasource":
+            assert target["type"] == "csv" and target["parser"] == "backend"
+            path = target["url"].replace("${__from}", str(start_ms)).replace("${__to}", str(end_ms))
+            r, body = await _get(url + path)
+            assert r.code == 200, body
+            rows = list(csv.DictReader(io.StringIO(body.decode())))
+            assert {c["selector"] for c in target["columns"]} <= set(rows[0])
+            q = dict(p.split("=", 1) for p in path.split("?", 1)[1].split("&"))
+            name, points = q["target"], int(q["points"])
+        else:
+            name, points = target["target"], 1500
+            rows = None
+        grafana = await treq.post(f"{url}/query", json={
+            "range": {"from": dash["time"]["from"], "to": dash["time"]["to"]}, "maxDataPoints": points,
+            "targets": [{"target": name, "refId": "A", "payload": target.get("payload", {})}]})
+        datapoints = (await grafana.json())[0]["datapoints"]
+        assert 100 < len(datapoints) <= points
+        if rows is not None:
+            assert [float(r["value"]) for r in rows] == [p[0] for p in datapoints]
+            assert [api.iso_ms(p[1] / 1000) for p in datapoints] == [r["time"] for r in rows]
+    assert kinds == {"yesoreyeram-infinity-datasource", "simpod-json-datasource"}

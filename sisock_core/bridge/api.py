@@ -264,3 +264,115 @@ def sse_event(data: bytes, event: str | None = None) -> bytes:
     """One Server-Sent Event carrying ``data`` (one line of JSON)."""
     head = f"event: {event}\n".encode() if event else b""
     return head + b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n"
+
+
+# -- OpenAPI (merged into the bridge's document by sisock_core.bridge.openapi) ---------------------
+
+_TIME_PARAM_TEXT = "UNIX milliseconds, ISO-8601 (UTC unless an offset is given), or now, now-6h, now+5m"
+_TARGETS_PARAM = {"name": "target", "in": "query", "required": True, "explode": True,
+                  "description": "node::field; repeat for several (a malformed or unknown one gives only "
+                                 "its own series an error)",
+                  "schema": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_QUERY_TARGETS}}
+_POINTS_PARAM = {"name": "points", "in": "query",
+                 "description": f"points per series at most (the plot's width in pixels; each bucket keeps "
+                                f"its minimum and maximum); default {DEFAULT_POINTS}",
+                 "schema": {"type": "integer", "minimum": 1}}
+
+
+def _time_param(name: str, default: str | None) -> dict:
+    return {"name": name, "in": "query",
+            "description": _TIME_PARAM_TEXT + (f"; default {default}" if default else ""),
+            "schema": {"type": "string"}}
+
+
+def _answer(content: dict, description: str) -> dict:
+    return {"description": description, "content": content}
+
+
+_JSON_ERRORS = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "405": {"$ref": "#/components/responses/MethodNotAllowed"},
+}
+
+#: Schemas of the data API (``components.schemas``).
+OPENAPI_SCHEMAS: dict[str, dict] = {
+    "ApiSeries": {
+        "type": "object",
+        "required": ["target", "node", "field", "units", "t", "v"],
+        "properties": {
+            "target": {"type": "string"},
+            "node": {"type": ["string", "null"]},
+            "field": {"type": ["string", "null"]},
+            "units": {"type": ["string", "null"]},
+            "t": {"type": "array", "items": {"type": "number"}, "description": "epoch ms, ascending"},
+            "v": {"type": "array", "items": {"type": ["number", "string", "boolean", "null"]},
+                  "description": "values; null is no data"},
+            "error": {"type": "string", "description": "why this series is empty"},
+        },
+    },
+    "ApiData": {
+        "type": "object",
+        "required": ["from", "to", "points", "series"],
+        "properties": {
+            "from": {"type": "number", "description": "epoch ms"},
+            "to": {"type": "number", "description": "epoch ms"},
+            "points": {"type": "integer"},
+            "series": {"type": "array", "items": {"$ref": "#/components/schemas/ApiSeries"}},
+        },
+    },
+    "ApiFields": {
+        "type": "object",
+        "required": ["nodes"],
+        "properties": {"nodes": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "description", "live", "fields"],
+            "properties": {
+                "name": {"type": "string"}, "description": {"type": "string"}, "live": {"type": "boolean"},
+                "error": {"type": "string"},
+                "fields": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "target"],
+                    "properties": {k: {"type": ["string", "null"]} for k in
+                                   ("name", "target", "units", "description", "type", "timeline")},
+                }},
+            },
+        }}},
+    },
+}
+
+#: Paths of the data API and the page (``paths``).
+OPENAPI_PATHS: dict[str, dict] = {
+    "/api/fields": {"get": {
+        "summary": "live data nodes and their fields",
+        "description": "units, descriptions, types and timelines of every field of the live nodes",
+        "parameters": [{"name": "node", "in": "query", "description": "only this node",
+                        "schema": {"type": "string"}}],
+        "responses": {"200": _answer({"application/json": {"schema": {"$ref": "#/components/schemas/ApiFields"}}},
+                                     "the nodes"), **_JSON_ERRORS},
+    }},
+    "/api/data": {"get": {
+        "summary": "samples of node::field targets (for scripts, the page and Grafana's Infinity)",
+        "description": "each series reduced at the node to at most `points` samples, keeping each bucket's "
+                       "minimum and maximum (as /query with maxDataPoints); per-target problems are in the "
+                       "series' `error` (JSON) or the `Sisock-Errors` header (CSV)",
+        "parameters": [_TARGETS_PARAM, _time_param("from", DEFAULT_FROM), _time_param("to", DEFAULT_TO),
+                       _POINTS_PARAM,
+                       {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(DATA_FORMATS)},
+                        "description": "json (default) or csv: time,target,value rows, time ISO-8601 UTC"}],
+        "responses": {"200": _answer({
+            "application/json": {"schema": {"$ref": "#/components/schemas/ApiData"}},
+            "text/csv": {"schema": {"type": "string"}},
+        }, "the series"), **_JSON_ERRORS},
+    }},
+    "/api/live": {"get": {
+        "summary": "new samples as Server-Sent Events",
+        "description": "catches up from `since`, then forwards the samples the targets' nodes push on their "
+                       ".live topics (nodes that do not push are polled); each event's data is "
+                       '{"series": [ApiSeries, ...]} with only new samples',
+        "parameters": [_TARGETS_PARAM, _time_param("since", "now"), _POINTS_PARAM],
+        "responses": {"200": _answer({"text/event-stream": {"schema": {"type": "string"}}}, "the stream"),
+                      **_JSON_ERRORS,
+                      "503": _answer({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                                     "too many live streams open")},
+    }},
+}
