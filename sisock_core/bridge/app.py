@@ -245,7 +245,8 @@ async def run_bridge(
     site = Site(api.resource())
     site.noisy = False
     port = await _endpoint(reactor, cfg.http.listen, cfg.http.port).listen(site)
-    log.info("Grafana bridge listening on http://{host}:{port}/ ({auth})", host=cfg.http.listen,
+    log.info("HTTP bridge listening on http://{host}:{port}/ (open it in a browser for the quick-look "
+             "page; Grafana data source; {auth})", host=cfg.http.listen,
              port=port.getHost().port,
              auth=f"basic auth as {credentials.username!r}" if credentials else "no auth")
     done = service.start()

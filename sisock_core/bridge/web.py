@@ -191,6 +191,8 @@ class WebRoutes:
         request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"X-Accel-Buffering", b"no")
+        if request.method == b"HEAD":
+            return b""
         _flush_each_write(request)
         stream = LiveStream(self.topics, self.service, request.write, targets, since, points)
         self.streams.add(stream)

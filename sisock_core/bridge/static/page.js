@@ -236,7 +236,7 @@ function draw(from, to) {
     series.push({ label: s.target + (units ? ` [${units}]` : ""), scale: units || "_", stroke: COLORS[i % COLORS.length],
       width: 1.25, spanGaps: state.series.length > 1, points: { show: false } });
   });
-  const axes = [{ space: 80 }];
+  const axes = [{ space: 90, values: timeLabels }];
   scales.slice(0, 2).forEach((u, i) => axes.push({ scale: u || "_", side: i === 0 ? 3 : 1, label: u || "",
     grid: { show: i === 0 }, size: 70 }));
   const opts = {
@@ -256,6 +256,21 @@ function draw(from, to) {
   plotEl.dataset.state = total ? "ready" : "empty";
   setStatus(state.series.length ? `${state.series.length} series, ${total} points, ${formatUTC(from)} to ${formatUTC(to)} UTC` : "choose fields on the left");
   if (!total && state.series.length && !state.explicitRange) findLatest();
+}
+
+// Time axis labels in UTC, 24 h clock, as precise as the tick spacing needs.
+function timeLabels(u, splits, axisIdx, space, incr) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return splits.map((ts, i) => {
+    const d = new Date(ts * 1000);
+    const day = `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+    const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+    if (incr >= 86400) return day;
+    const prev = i > 0 ? new Date(splits[i - 1] * 1000) : null;
+    const newDay = !prev || prev.getUTCDate() !== d.getUTCDate();
+    const time = incr < 60 ? `${hm}:${pad(d.getUTCSeconds())}` : hm;
+    return newDay ? `${time}\n${day}` : time;
+  });
 }
 
 function markPlot(from, to) {
