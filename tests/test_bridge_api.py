@@ -210,6 +210,14 @@ def _stream(service, clock, targets, since):
     return s, topics, sent
 
 
+async def wait_for(predicate, what, timeout=30.0):
+    """Wait (on the reactor, not blocking it) until ``predicate()`` is true."""
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        assert reactor.seconds() < deadline, f"timed out waiting for {what}"
+        await task.deferLater(reactor, 0.05, lambda: None)
+
+
 def _events(sent):
     return [json.loads(chunk[len(b"data: "):]) for chunk in sent if chunk.startswith(b"data: ")]
 
@@ -492,3 +500,52 @@ async def test_grafana_example_dashboard_queries_return_what_query_returns(http)
             assert [float(r["value"]) for r in rows] == [p[0] for p in datapoints]
             assert [api.iso_ms(p[1] / 1000) for p in datapoints] == [r["time"] for r in rows]
     assert kinds == {"yesoreyeram-infinity-datasource", "simpod-json-datasource"}
+
+
+@pytest.mark.parametrize("gzip", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_api_live_streams_events_at_once_even_gzipped(sisock_node, weather_data, tmp_path, gzip):
+    """The stream catches up from `since` (a node without push is polled) and each event
+    leaves at once, also when http.gzip compresses answers."""
+    import zlib
+
+    node = sisock_node("weather", {"data_dir": str(weather_data)}, name="apex_archive")
+    cfg = load_config_text(f"[http]\ngzip = {str(gzip).lower()}\n", base_dir=tmp_path)
+    service = NodeBackedService(cfg, {"apex_archive": node})
+    app = GrafanaAPI(service, cfg)
+    port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+    url = f"http://127.0.0.1:{port.getHost().port}"
+    got = bytearray()
+    first_event: defer.Deferred = defer.Deferred()
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def collect(chunk: bytes) -> None:
+        got.extend(inflate.decompress(chunk) if gzip else chunk)
+        if b"\ndata: " in got and not first_event.called:
+            first_event.callback(None)
+
+    try:
+        from twisted.web.client import Agent
+        from twisted.web.http_headers import Headers
+
+        # a plain Agent: treq would inflate gzip itself and drop the header; the catch-up
+        # reaches from 2017 to now, so a budget that keeps hourly samples over nine years
+        r = await Agent(reactor).request(
+            b"GET", f"{url}/api/live?target=apex_archive::apex_humidity&since=2017-07-26T20:00:00Z"
+                    "&points=1000000".encode(), Headers({"Accept-Encoding": ["gzip"]}))
+        assert r.code == 200
+        assert r.headers.getRawHeaders("content-type") == ["text/event-stream; charset=utf-8"]
+        assert (r.headers.getRawHeaders("content-encoding") == ["gzip"]) == gzip
+        reading = treq.collect(r, collect)
+        await first_event.addTimeout(30, reactor)
+        event = json.loads(got.split(b"\ndata: ", 1)[1].split(b"\n\n", 1)[0])
+        (series,) = event["series"]
+        assert series["target"] == "apex_archive::apex_humidity"
+        assert series["t"] == [1501102800000.0, 1501106400000.0, 1501110000000.0]  # after 20:00
+        assert len(app.web.streams) == 1
+        reading.cancel()
+        reading.addErrback(lambda f: None)
+        r._transport.stopProducing()  # the browser goes away: the stream ends
+        await wait_for(lambda: not app.web.streams, "the stream to close")
+    finally:
+        await port.stopListening()

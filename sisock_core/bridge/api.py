@@ -20,7 +20,6 @@ query path (:meth:`BridgeService.query`) answers both APIs.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 from typing import Any, Iterable, Mapping, Sequence
@@ -192,9 +191,15 @@ def data_answer(req: QueryRequest, series: Iterable[Series]) -> dict:
     }
 
 
+def iso_times(t: np.ndarray) -> list[str]:
+    """``2017-07-20T00:00:00.000Z`` for each UNIX time (seconds), rounded to the millisecond."""
+    ms = np.round(np.asarray(t, dtype=np.float64) * 1000.0).astype("int64").astype("datetime64[ms]")
+    return [x + "Z" for x in np.datetime_as_string(ms, unit="ms").tolist()]
+
+
 def iso_ms(t: float) -> str:
     """``2017-07-20T00:00:00.000Z`` from UNIX seconds."""
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return iso_times(np.array([t]))[0]
 
 
 def _csv_cell(value: Any) -> str:
@@ -216,13 +221,15 @@ def data_csv(series: Sequence[Series]) -> bytes:
         if s.t.size == 0:
             continue
         name = _csv_cell(s.target.text)
-        times = [iso_ms(x) for x in s.t.tolist()]
         if s.numeric:
             vals = np.asarray(s.values, dtype=np.float64)
-            cells = [repr(x) if math.isfinite(x) else "" for x in vals.tolist()]
+            cells = [repr(x) for x in vals.tolist()]
+            if not np.isfinite(vals).all():
+                for i in np.flatnonzero(~np.isfinite(vals)).tolist():
+                    cells[i] = ""
         else:
             cells = [_csv_cell(x) for x in s.values.tolist()]
-        lines.extend(f"{when},{name},{cell}" for when, cell in zip(times, cells))
+        lines.extend(f"{when},{name},{cell}" for when, cell in zip(iso_times(s.t), cells))
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
