@@ -96,11 +96,12 @@ async function loadFields() {
   list.textContent = "";
   if (!state.nodes.length) list.textContent = "no live data nodes";
   for (const node of state.nodes) {
-    const box = document.createElement("div");
+    const box = document.createElement("details");
     box.className = "node";
     box.dataset.node = node.name;
-    const h = document.createElement("h2");
-    h.textContent = node.name;
+    box.open = node.fields.length <= 40 || node.fields.some((f) => state.targets.includes(f.target));
+    const h = document.createElement("summary");
+    h.append(el("h2", "", node.name), el("span", "count", ` ${node.fields.length} fields`));
     box.append(h);
     if (node.description) box.append(el("div", "desc", node.description));
     if (node.error) box.append(el("div", "error", node.error));
@@ -137,6 +138,11 @@ function applyFilter() {
   for (const label of document.querySelectorAll(".field")) {
     label.hidden = needle !== "" && !label.textContent.toLowerCase().includes(needle)
       && !label.dataset.target.toLowerCase().includes(needle);
+  }
+  if (needle) {  // open the nodes that have matches
+    for (const box of document.querySelectorAll(".node")) {
+      if (box.querySelector(".field:not([hidden])")) box.open = true;
+    }
   }
 }
 
@@ -208,7 +214,8 @@ function setStatus(text) {
 // -- the plot ------------------------------------------------------------------------------------
 
 function aligned() {
-  const tables = state.series.map((s) => [s.t.map((x) => x / 1000), s.v.map((y) => (y === null ? null : y))]);
+  // text fields cannot be drawn: their samples are in the CSV only
+  const tables = state.series.map((s) => [s.t.map((x) => x / 1000), s.v.map((y) => (typeof y === "number" ? y : null))]);
   if (!tables.length) return [[]];
   if (tables.length === 1) return tables[0];
   return uPlot.join(tables);
