@@ -18,6 +18,8 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest_twisted
 import treq
 from twisted.internet import defer, reactor, task, threads
@@ -95,6 +97,29 @@ def test_parse_data_request_is_what_query_parses():
 def test_parse_data_request_errors(params, msg):
     with pytest.raises(BadRequest, match=msg):
         api.parse_data_request(params, NOW)
+
+
+_PARAM_TEXT = st.one_of(st.text(max_size=30), st.sampled_from(
+    ["now", "now-6h", "now-", "now+1y", "0", "-5", "1e400", "nan", "1500508800000", "2017-07-20T00:00Z",
+     "9999-12-31T23:59:59Z", "0001-01-01", "a::b", "::", "csv", "json", "1000000000000", "2.5"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["target", "from", "to", "points", "format", "since", "x"]),
+                       st.lists(_PARAM_TEXT, min_size=1, max_size=3), max_size=6))
+def test_query_strings_give_a_request_or_a_bad_request(params):
+    """Whatever the query string, parsing gives a request or a 400 naming the problem."""
+    try:
+        req = api.parse_data_request(params, NOW)
+    except BadRequest as exc:
+        assert str(exc)
+    else:
+        assert 1.0 <= req.query.start <= req.query.end and 2 <= req.query.max_points
+        assert req.format in api.DATA_FORMATS and req.query.targets
+    try:
+        api.parse_since(params, NOW)
+    except BadRequest as exc:
+        assert str(exc)
 
 
 # -- answers --------------------------------------------------------------------------------------
