@@ -241,4 +241,6 @@ def test_live_mode_appends_pushed_samples(site, browser):
     assert float(p2["last-time"]) > float(p["last-time"])
     assert abs(float(p2["last-time"]) / 1000 - time.time()) < 30
     shot(browser, "live")
-    assert "live stream opened" in site.log_text()
+    log = site.log_text()
+    assert "live stream opened" in log
+    assert "sensors pushes live samples; forwarding them (no polling)" in log

@@ -105,6 +105,8 @@ class LiveTopics:
     def _event(self, node: str, payload: Any) -> None:
         if not isinstance(payload, dict):
             return
+        if not self.pushes(node):
+            self.log.info("{node} pushes live samples; forwarding them (no polling)", node=node)
         self.last_push[node] = self.clock.seconds()
         for listener in list(self.listeners.get(node, ())):
             try:

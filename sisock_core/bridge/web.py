@@ -86,7 +86,7 @@ class WebRoutes:
         self.assets = find_assets()
         if self.assets is None:
             self.log.warn("quick-look page: {message}", message=missing_assets_message())
-        self._routes: dict[str, Callable[[Any], Awaitable[bytes]]] = {
+        self.routes: dict[str, Callable[[Any], Awaitable[bytes]]] = {
             "/api/fields": self.fields,
             "/api/data": self.data,
             "/api/live": self.live,
@@ -96,7 +96,7 @@ class WebRoutes:
         """Whether this GET is one of ours (the page, a static file, an /api route)."""
         if path == "/":
             return wants_html(request)
-        return path in self._routes or path.startswith("/static/")
+        return path in self.routes or path.startswith("/static/")
 
     async def render(self, path: str, request: Any) -> bytes:
         """Answer a GET/HEAD that :meth:`handles` accepted; raises BadRequest for a 400."""
@@ -104,7 +104,7 @@ class WebRoutes:
             return self.page(request)
         if path.startswith("/static/"):
             return self.static(path[len("/static/"):], request)
-        return await self._routes[path](request)
+        return await self.routes[path](request)
 
     # -- the page --------------------------------------------------------------------
 
