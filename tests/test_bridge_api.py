@@ -574,3 +574,23 @@ async def test_api_live_streams_events_at_once_even_gzipped(sisock_node, weather
         await wait_for(lambda: not app.web.streams, "the stream to close")
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_uplot_the_page_says_what_to_run(sisock_node, weather_data, tmp_path, monkeypatch):
+    from sisock_core.bridge import web
+
+    monkeypatch.setattr(web, "find_assets", lambda env=None: None)
+    node = sisock_node("weather", {"data_dir": str(weather_data)}, name="apex_archive")
+    cfg = load_config_text("", base_dir=tmp_path)
+    app = GrafanaAPI(NodeBackedService(cfg, {"apex_archive": node}), cfg)
+    assert app.web.assets is None
+    port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+    url = f"http://127.0.0.1:{port.getHost().port}"
+    try:
+        r, body = await _get(url + "/", headers={"Accept": "text/html"})
+        assert r.code == 200 and b'id="missing-assets"' in body and b"run scripts/setup.sh" in body
+        r, body = await _get(url + "/static/uplot/uPlot.iife.min.js")
+        assert r.code == 404 and "run scripts/setup.sh" in json.loads(body)["error"]["message"]
+    finally:
+        await port.stopListening()
