@@ -16,7 +16,6 @@ and ``uPlot.min.css``). Without it the page says what to run.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import time
 import zlib
@@ -34,6 +33,9 @@ from sisock_core.bridge.live import MAX_STREAMS, LiveStream, LiveTopics
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Files the page needs from the uPlot npm package (``node_modules/uplot/dist``).
 UPLOT_FILES = ("uPlot.iife.min.js", "uPlot.min.css")
+#: Content types of the files served under /static/.
+CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+                 ".html": "text/html; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
 #: Environment variable naming a folder with :data:`UPLOT_FILES`.
 ENV_ASSETS = "SISOCK_WEB_ASSETS"
 
@@ -134,9 +136,7 @@ class WebRoutes:
         if "/" in name or not path.is_file() or path.parent != folder.resolve():
             request.setResponseCode(404)
             return error_body(f"no such file: /static/{name[:80]}")
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if kind.startswith("text/") or kind.endswith("javascript"):
-            kind += "; charset=utf-8"
+        kind = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         request.setHeader(b"Content-Type", kind.encode())
         request.setHeader(b"Cache-Control", b"no-cache")
         return path.read_bytes()
