@@ -1,7 +1,9 @@
-"""The bridge's HTTP side: a Klein app serving Grafana's two JSON data-source plugins.
+"""The bridge's HTTP side: a Klein app serving Grafana's two JSON data-source plugins,
+the quick-look page and a plain data API.
 
-Routes (all answers ``application/json``; errors are ``{"error": {"code", "message"},
-"code", "message"}``, see :func:`~sisock_core.bridge.grafana.error_object`):
+Routes (answers ``application/json`` but for the page, CSV and SSE; errors are
+``{"error": {"code", "message"}, "code", "message"}``, see
+:func:`~sisock_core.bridge.grafana.error_object`):
 
 ========================== ==================================================
 ``GET /``                  health: 200 when joined to the router and the hub
@@ -16,6 +18,10 @@ Routes (all answers ``application/json``; errors are ``{"error": {"code", "messa
 ``POST /variable``         JSON data source template variables
 ``GET /openapi.json``      an OpenAPI 3.1 description of these routes
                            (:mod:`sisock_core.bridge.openapi`)
+``GET /`` (Accept: html)   the quick-look page; ``GET /static/*`` its files
+``GET /api/fields``        plain data API (:mod:`~sisock_core.bridge.web`):
+``GET /api/data``          fields, data as JSON or CSV, live samples (SSE)
+``GET /api/live``
 ``OPTIONS *``              CORS preflight, answered without auth
 ========================== ==================================================
 
@@ -39,6 +45,7 @@ from sisock_core.bridge.auth import Credentials, cors_headers
 from sisock_core.bridge.grafana import BadRequest, QueryRequest, encode, error_body
 from sisock_core.bridge.limits import BridgeLimits, GuardedSite
 from sisock_core.bridge.service import BridgeService
+from sisock_core.bridge.web import WebRoutes
 from sisock_core.config import SiteConfig
 
 #: Largest request body accepted (bytes); Grafana's are a few kB.
@@ -62,6 +69,7 @@ class GrafanaAPI:
         self.credentials = credentials
         self.limit = cfg.http.max_targets
         self._openapi: bytes | None = None
+        self.web = WebRoutes(service, cfg)  # the quick-look page and /api/* (bridge/web.py)
         self._post = {
             "/search": self.search,
             "/query": self.query,
@@ -103,6 +111,10 @@ class GrafanaAPI:
                 request.setResponseCode(401)
                 request.setHeader(b"WWW-Authenticate", b'Basic realm="sisock", charset="UTF-8"')
                 return error_body("authentication required", 401)
+            if self.web.handles(path, request):
+                if method not in ("GET", "HEAD"):
+                    return self._not_allowed(request, b"GET, OPTIONS")
+                return await self.web.render(path, request)
             if path == "/":
                 if method not in ("GET", "HEAD"):
                     return self._not_allowed(request, b"GET, OPTIONS")
@@ -249,7 +261,8 @@ async def run_bridge(
         log.info("at most {cap} connections at once (the open-file limit allows no more than "
                  "[http] max_connections = {wanted})", cap=site.max_connections, wanted=http.max_connections)
     port = await _endpoint(reactor, cfg.http.listen, cfg.http.port).listen(site)
-    log.info("Grafana bridge listening on http://{host}:{port}/ ({auth})", host=cfg.http.listen,
+    log.info("HTTP bridge listening on http://{host}:{port}/ (open it in a browser for the quick-look "
+             "page; Grafana data source; {auth})", host=cfg.http.listen,
              port=port.getHost().port,
              auth=f"basic auth as {credentials.username!r}" if credentials else "no auth")
     done = service.start()

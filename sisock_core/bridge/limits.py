@@ -141,7 +141,7 @@ class GuardedRequest(Request):
             self.setHeader(b"Retry-After", b"1")
             text = (f"too many requests from {host} at once: at most "
                     f"{site.limits.max_client_requests} ([http] max_client_requests)")
-            self.write(_error_json(text))
+            self.write(_error_json(text, 429))
             self.finish()
             return
         self.notifyFinish().addBoth(lambda _: site.end(host))
@@ -186,7 +186,7 @@ class GuardedSite(Site):
             victim = self._victim()
             if victim is None:
                 self.report_refused(cap=self.max_connections)
-                body = _error_json("too many connections are being answered; try again")
+                body = _error_json("too many connections are being answered; try again", 503)
                 channel.transport.write(
                     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -262,7 +262,7 @@ def _host(request: Request) -> str:
     return str(getattr(request.getClientAddress(), "host", "unknown"))
 
 
-def _error_json(text: str) -> bytes:
+def _error_json(text: str, status: int) -> bytes:
     from sisock_core.bridge.grafana import error_body
 
-    return error_body(text)
+    return error_body(text, status)

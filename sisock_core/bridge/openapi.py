@@ -157,6 +157,10 @@ def openapi_document(server_url: str | None = None) -> dict:
             },
         },
     }
+    from sisock_core.bridge import api  # the plain data API's routes (bridge/api.py)
+
+    doc["paths"].update(api.OPENAPI_PATHS)
+    doc["components"]["schemas"].update(api.OPENAPI_SCHEMAS)
     if server_url:
         doc["servers"] = [{"url": server_url}]
     return doc

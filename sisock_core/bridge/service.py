@@ -119,6 +119,11 @@ class BridgeService:
     def connected(self) -> bool:
         return self._session is not None and self._session.is_attached()
 
+    @property
+    def session(self) -> Any:
+        """The current WAMP session (None while disconnected): live subscriptions use it."""
+        return self._session if self.connected else None
+
     def start(self) -> defer.Deferred:
         """Connect (and reconnect forever); fires when the component stops."""
         self._done = self.component.start(self.reactor)
