@@ -129,6 +129,9 @@ class HttpConfig:
     request_deadline: float = attrs.field(default=10.0, validator=lambda i, a, v: _above(0.0, v))
     #: requests of one client address answered at once; more get a 429
     max_client_requests: int = attrs.field(default=64, validator=lambda i, a, v: _at_least(1, v))
+    #: points per series at most (Grafana's maxDataPoints, the data API's points); a larger
+    #: budget is lowered with a notice on the panel
+    max_points: int = attrs.field(default=20_000, validator=lambda i, a, v: _at_least(2, v))
 
 
 @attrs.frozen
@@ -214,6 +217,7 @@ DEFAULT_SITE_TOML = """\
 # max_connections = 512     # open at most (and below the open-file limit)
 # request_deadline = 10.0   # seconds to send a request's headers and body
 # max_client_requests = 64  # answered at once per client address; more get a 429
+# max_points = 20000        # points per series at most (maxDataPoints above: a notice)
 
 # Data nodes: one [nodes.<name>] table each. The name (lowercase letters, digits,
 # '_', starting with a letter) is the node's name on the wire. Keys:

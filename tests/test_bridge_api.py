@@ -594,3 +594,31 @@ async def test_without_uplot_the_page_says_what_to_run(sisock_node, weather_data
         assert r.code == 404 and "run scripts/setup.sh" in json.loads(body)["error"]["message"]
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_point_budget_above_the_cap_is_lowered_with_a_notice(sisock_node, weather_data, tmp_path):
+    """``[http] max_points`` caps ``points`` (data API) and ``maxDataPoints`` (Grafana),
+    saying so; a budget within the cap is untouched."""
+    node = sisock_node("weather", {"data_dir": str(weather_data)}, name="apex_archive")
+    cfg = load_config_text("[http]\nmax_points = 50\n", base_dir=tmp_path)
+    service = NodeBackedService(cfg, {"apex_archive": node})
+    port = reactor.listenTCP(0, Site(GrafanaAPI(service, cfg).resource()), interface="127.0.0.1")
+    url = f"http://127.0.0.1:{port.getHost().port}"
+    try:
+        target = "target=apex_archive::apex_radiometer&from=2017-07-20T00:00Z&to=2017-07-22T00:00Z"
+        _r, body = await _get(f"{url}/api/data?{target}&points=5000")
+        answer = json.loads(body)
+        assert answer["points"] == 50 and 0 < len(answer["series"][0]["t"]) <= 50
+        assert answer["notices"] == ["5000 points per series asked; at most 50 are served ([http] max_points)"]
+        _r, body = await _get(f"{url}/api/data?{target}&points=40")
+        assert "notices" not in json.loads(body)
+        r = await treq.post(f"{url}/query", json={
+            "range": {"from": "2017-07-20T00:00:00.000Z", "to": "2017-07-22T00:00:00.000Z"},
+            "maxDataPoints": 5000, "targets": [{"target": "apex_archive::apex_radiometer"}]})
+        item = (await r.json())[0]
+        assert 0 < len(item["datapoints"]) <= 50
+        assert {"severity": "warning", "text": "5000 points per series asked; at most 50 are served "
+                "([http] max_points)"} in item["meta"]["notices"]
+    finally:
+        port.stopListening()

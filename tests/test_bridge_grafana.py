@@ -569,3 +569,13 @@ def test_answer_extraction_raises_only_answer_error(answer, hint, max_points, ki
         return
     for build in (g.timeserie, g.table, g.dataframe):
         json.loads(g.encode(build(s)))
+
+
+def test_query_budget_capped():
+    req = g.QueryRequest(start=1.0, end=2.0, targets=[], max_points=100)
+    assert req.capped(100) is req
+    lowered = req.capped(10)
+    assert lowered.max_points == 10 and lowered.notices == [
+        "100 points per series asked; at most 10 are served ([http] max_points)"]
+    silent = g.QueryRequest(start=1.0, end=2.0, targets=[]).capped(10)
+    assert silent.max_points == 10 and silent.notices == []

@@ -183,12 +183,15 @@ def series_item(series: Series, t_after: float | None = None) -> dict:
 
 def data_answer(req: QueryRequest, series: Iterable[Series]) -> dict:
     """The JSON answer of ``/api/data``: the range and budget asked, one item per target."""
-    return {
+    answer = {
         "from": req.start * 1000.0,
         "to": req.end * 1000.0,
         "points": req.max_points,
         "series": [series_item(s) for s in series],
     }
+    if req.notices:
+        answer["notices"] = list(req.notices)
+    return answer
 
 
 def iso_times(t: np.ndarray) -> list[str]:
@@ -324,8 +327,11 @@ OPENAPI_SCHEMAS: dict[str, dict] = {
         "properties": {
             "from": {"type": "number", "description": "epoch ms"},
             "to": {"type": "number", "description": "epoch ms"},
-            "points": {"type": "integer"},
+            "points": {"type": "integer", "description": "points per series at most (capped by the "
+                                                          "bridge's [http] max_points)"},
             "series": {"type": "array", "items": {"$ref": "#/components/schemas/ApiSeries"}},
+            "notices": {"type": "array", "items": {"type": "string"},
+                        "description": "problems of the whole request (a budget above the cap)"},
         },
     },
     "ApiFields": {

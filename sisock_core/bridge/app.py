@@ -179,6 +179,7 @@ class GrafanaAPI:
             await self.service.ensure_loaded()
         catalog = self.service.catalog
         req = grafana.resolve_query(req, catalog.live_nodes(), catalog.known_fields)
+        req = req.capped(self.cfg.http.max_points)
         series = await self.service.query(req)
         answer = grafana.query_answer(series, req.notices)
         self.log.debug("query: {n} targets, {points} points in {ms:.1f} ms", n=len(series),

@@ -468,6 +468,19 @@ class QueryRequest:
         stride = max(parts)
         return stride if stride > 0 else None
 
+    def capped(self, cap: int) -> "QueryRequest":
+        """This request with at most ``cap`` points per series (``[http] max_points``).
+
+        A budget above the cap is lowered with a notice shown on every series; a request
+        without one (an old SimpleJSON panel) gets the cap silently."""
+        if self.max_points is not None and self.max_points <= cap:
+            return self
+        notices = list(self.notices)
+        if self.max_points is not None:
+            notices.append(f"{self.max_points} points per series asked; at most {cap} are served "
+                           "([http] max_points)")
+        return attrs.evolve(self, max_points=cap, notices=notices)
+
     def by_node(self) -> dict[str, list[str]]:
         """Field names to fetch from each node (unique, in target order)."""
         out: dict[str, list[str]] = {}

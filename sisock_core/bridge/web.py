@@ -22,6 +22,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -161,6 +162,7 @@ class WebRoutes:
 
     async def data(self, request: Any) -> bytes:
         req = api.parse_data_request(self._params(request), time.time())
+        req = attrs.evolve(req, query=req.query.capped(self.cfg.http.max_points))
         if len(req.query.targets) > self.limit:
             raise BadRequest(f"target: at most {self.limit} per request (http.max_targets), "
                              f"got {len(req.query.targets)}")
