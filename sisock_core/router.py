@@ -2,7 +2,7 @@
 
 What a site gets (see ``shared/docs/wire-protocol.md``):
 
-- a TLS WebSocket (``router.listen:router.tls_port``, paths ``/`` and ``/ws``) with WAMP-CRA
+- a TLS WebSocket (``router.listen:router.tls_port``, paths ``/``, ``/ws`` and ``router.path``) with WAMP-CRA
   only, for two users: ``router.wamp_user`` (role ``server``: nodes and the hub) and
   ``simonsobs`` (role ``consumer``: may only call and subscribe under
   ``org.simonsobservatory.consumer``);
@@ -380,6 +380,12 @@ def _ws_options() -> dict[str, Any]:
     }
 
 
+def _extra_path(path: str, service: dict[str, Any]) -> dict[str, Any]:
+    """Crossbar's ``paths`` entry for a ``router.path`` other than ``/`` and ``/ws``."""
+    name = path.strip("/")
+    return {name: service} if name and name != "ws" else {}
+
+
 def crossbar_config(cfg: SiteConfig, secrets: Secrets) -> dict[str, Any]:
     """The crossbar (26.x) node configuration of a site, as a dict (``config.json``).
 
@@ -426,11 +432,11 @@ def crossbar_config(cfg: SiteConfig, secrets: Secrets) -> dict[str, Any]:
                 ],
                 "transports": [
                     {
-                        # sisock clients connect to wss://host:port/ws; "/" also works
+                        # sisock clients connect to wss://host:port/ws (router.path); "/" also works
                         "type": "web",
                         "id": "sisock_tls",
                         "endpoint": tls_endpoint,
-                        "paths": {"/": cra_ws, "ws": cra_ws},
+                        "paths": {"/": cra_ws, "ws": cra_ws, **_extra_path(r.path, cra_ws)},
                     },
                     {
                         # OCS agents: ws://localhost:8001/ws, HTTP calls at /call
@@ -547,7 +553,7 @@ def _join_once(
             # TLS or WebSocket failures never reach the session: report them at once
             finish(reason)
 
-    url = f"wss://{cfg.router.host}:{cfg.router.tls_port}/ws"
+    url = f"wss://{cfg.router.host}:{cfg.router.tls_port}{cfg.router.path}"
     factory = WampWebSocketClientFactory(
         lambda: OneShot(types.ComponentConfig(realm=cfg.router.realm)), url=url
     )

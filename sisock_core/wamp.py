@@ -52,7 +52,9 @@ def quiet_session_factory() -> Any:
 
 
 def router_url(cfg: SiteConfig) -> str:
-    return f"wss://{cfg.router.host}:{cfg.router.tls_port}/"
+    """``wss://host:tls_port/ws``: where components dial the router (``router.path``, ``/ws``
+    by default, is where the original sisock's crossbar served WAMP; ``/`` was a web page)."""
+    return f"wss://{cfg.router.host}:{cfg.router.tls_port}{cfg.router.path}"
 
 
 def make_component(

@@ -1,0 +1,150 @@
+"""The migration paths of docs/operating.md, each run as a site would run it.
+
+- our hub, node and bridge on a crossbar configured like the original sisock's
+  (WAMP-CRA only at ``/ws``, a static page at ``/``, crossbar's default message limit);
+- an original-style data node (anonymous, on the OCS port) registering on our router
+  when the site allows it (``router.allow_legacy_ocs_nodes``), and refused otherwise;
+- ``sisock check`` refusing what ``sisock up`` refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sisock_core.tls import ensure_certificate
+
+from .siteproc import SisockProcess, free_ports, wait_until
+
+pytestmark = pytest.mark.integration
+
+JULY_20 = (1500508800.0, 1500530400.0)  # 2017-07-20 00:00 .. 06:00 UTC
+
+_CROSSBAR = "import sys; sys.argv[0] = 'crossbar'; from crossbar import run; sys.exit(run())"
+
+
+def original_crossbar_config(tls_port: int, server_secret: str, consumer_secret: str) -> dict:
+    """The shape of sisock 0.2's crossbar config: ``/`` a static directory, WAMP-CRA only
+    at ``ws``, no WebSocket options (crossbar's defaults, a 16 MiB message limit)."""
+    def role(name: str, uri: str) -> dict:
+        return {"name": name, "permissions": [{
+            "uri": uri, "match": "prefix",
+            "allow": {"call": True, "register": True, "publish": True, "subscribe": True},
+            "disclose": {"caller": False, "publisher": False}, "cache": True}]}
+
+    return {
+        "version": 2,
+        "workers": [{
+            "type": "router",
+            "realms": [{"name": "test_realm",
+                        "roles": [role("server", ""), role("consumer", "org.simonsobservatory.consumer")]}],
+            "transports": [{
+                "type": "web",
+                "endpoint": {"type": "tcp", "port": tls_port, "interface": "127.0.0.1",
+                             "tls": {"key": "server_key.pem", "certificate": "server_cert.pem"}},
+                "paths": {
+                    "/": {"type": "static", "directory": "../www"},
+                    "ws": {"type": "websocket", "auth": {"wampcra": {"type": "static", "users": {
+                        "server": {"secret": server_secret, "role": "server"},
+                        "simonsobs": {"secret": consumer_secret, "role": "consumer"},
+                    }}}},
+                },
+            }],
+        }],
+    }
+
+
+@pytest.fixture(scope="module")
+def original_router(tmp_path_factory):
+    """A crossbar started from an original-shaped config; yields (tls_port, env, cert path)."""
+    tmp = tmp_path_factory.mktemp("original-router")
+    cbdir = tmp / ".crossbar"
+    cbdir.mkdir()
+    (tmp / "www").mkdir()
+    (tmp / "www" / "index.html").write_text("<html><body>sisock</body></html>\n")
+    ensure_certificate(cbdir / "server_cert.pem", cbdir / "server_key.pem", ["127.0.0.1", "localhost"])
+    (tls_port,) = free_ports(1)
+    env = {"WAMP_SECRET": secrets.token_urlsafe(24), "WAMP_CONSUMER_SECRET": secrets.token_urlsafe(24)}
+    (cbdir / "config.json").write_text(json.dumps(
+        original_crossbar_config(tls_port, env["WAMP_SECRET"], env["WAMP_CONSUMER_SECRET"])))
+    log = open(tmp / "crossbar.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", _CROSSBAR, "start", "--cbdir", str(cbdir)],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True)
+    try:
+        wait_until(lambda: b"NODE_BOOT_COMPLETE" in (tmp / "crossbar.log").read_bytes()
+                   or proc.poll() is not None, timeout=90, what="crossbar to boot")
+        assert proc.poll() is None, (tmp / "crossbar.log").read_text(errors="replace")[-3000:]
+        yield tls_port, env, cbdir / "server_cert.pem"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        log.close()
+
+
+def _post(url: str, body: dict) -> object:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_our_hub_node_and_bridge_on_an_original_router(original_router, tmp_path):
+    tls_port, env, cert = original_router
+    (http_port,) = free_ports(1)
+    site = tmp_path / "nodes.toml"
+    site.write_text(f"""\
+state_dir = "state"
+log_level = "debug"
+
+[router]
+start = false
+host = "127.0.0.1"
+tls_port = {tls_port}
+ca_cert = "{cert}"
+
+[hub]
+start = true
+
+[http]
+port = {http_port}
+
+[nodes.apex_archive]
+plugin = "weather"
+""")
+    up = SisockProcess(["up", str(site)], tmp_path / "up.log", env=env)
+    try:
+        up.wait_ready("site", timeout=120)
+        cli_env = {**os.environ, **env}
+        out = subprocess.run([sys.executable, "-m", "sisock_core.cli", "nodes", "--json", "-c", str(site)],
+                             capture_output=True, text=True, timeout=60, env=cli_env)
+        assert out.returncode == 0, out.stderr
+        assert "apex_archive" in {n["name"] for n in json.loads(out.stdout)}
+
+        url = f"http://127.0.0.1:{http_port}"
+        targets = wait_until(lambda: [t for t in _post(url + "/search", {"target": ""})
+                                      if t.startswith("apex_archive::")],
+                             timeout=30, what="the bridge to list apex_archive's fields")
+        assert "apex_archive::apex_temperature" in targets
+        answer = _post(url + "/query", {
+            "range": {"from": "2017-07-20T00:00:00Z", "to": "2017-07-20T06:00:00Z"},
+            "targets": [{"target": "apex_archive::apex_temperature", "type": "timeserie"}],
+            "maxDataPoints": 100})
+        assert [p[1] for p in answer[0]["datapoints"]] == [
+            (JULY_20[0] + 3600 * i) * 1000 for i in range(6)]
+    finally:
+        rc = up.stop()
+        print(up.log_tail(40, debug=False))
+    assert rc == 0
