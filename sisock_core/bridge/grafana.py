@@ -17,7 +17,9 @@ Python list is built on the hot path.
 
 Per-target problems (malformed target, unknown node, a node error) never fail the
 request: that series comes back empty with ``meta.notices`` carrying the message,
-which Grafana shows on the panel.
+which Grafana shows on the panel. A field whose length differs from its timeline's
+(an original weather node's ``apex_windspeed``) is served for the overlapping samples,
+as the original bridge did, with a warning notice.
 """
 
 from __future__ import annotations
@@ -396,13 +398,15 @@ def parse_query(body: Any) -> QueryRequest:
 @attrs.define
 class Series:
     """The data of one target: ``t`` in UNIX seconds, ``values`` numeric (float64) or
-    an object array (strings); ``error`` makes it an empty series carrying the message."""
+    an object array (strings); ``error`` makes it an empty series carrying the message;
+    ``warning`` is shown on the panel next to the data (served with a caveat)."""
 
     target: Target
     t: np.ndarray = attrs.field(factory=lambda: np.empty(0))
     values: np.ndarray = attrs.field(factory=lambda: np.empty(0))
     units: str | None = None
     error: str | None = None
+    warning: str | None = None
 
     @property
     def numeric(self) -> bool:
@@ -495,11 +499,14 @@ def series_from_answer(
     if name is None:
         raise AnswerError(f"no timeline in the node's answer matches field {target.field!r}")
     t_raw = answer["timeline"][name].get("t") if isinstance(answer["timeline"][name], dict) else None
-    if not isinstance(t_raw, (list, tuple, np.ndarray)) or len(t_raw) != n:
-        raise AnswerError(
-            f"field {target.field!r} has {n} values but timeline {name!r} has "
-            f"{len(t_raw) if isinstance(t_raw, (list, tuple, np.ndarray)) else 'no'} times"
-        )
+    if not isinstance(t_raw, (list, tuple, np.ndarray)) or len(t_raw) == 0:
+        raise AnswerError(f"field {target.field!r} has {n} values but timeline {name!r} has no times")
+    warning = None
+    if len(t_raw) != n:
+        # An original node can send a field one value longer than its shared timeline; the
+        # original bridge zipped the two: serve the overlap, and say so on the panel.
+        warning = (f"field {target.field!r} has {n} values but timeline {name!r} has "
+                   f"{len(t_raw)} times; showing the first {min(n, len(t_raw))}")
     t = times.get(name) if times is not None else None
     if t is None:
         try:
@@ -509,14 +516,19 @@ def series_from_answer(
         if times is not None:
             times[name] = t
     values = as_values(raw, field_type)
+    if warning is not None:
+        k = min(t.size, values.size)
+        t, values = t[:k], values[:k]
     if max_points and t.size > max_points:
         t, reduced = decimate_timeline(t, {"v": values}, max_points=max_points)
         values = reduced["v"]
-    return Series(target, t=t, values=values, units=units)
+    return Series(target, t=t, values=values, units=units, warning=warning)
 
 
-def _notices(error: str | None) -> dict:
-    return {"notices": [{"severity": "error", "text": error}]} if error else {}
+def _notices(series: Series) -> dict:
+    notices = [{"severity": severity, "text": text}
+               for severity, text in (("error", series.error), ("warning", series.warning)) if text]
+    return {"notices": notices} if notices else {}
 
 
 def _epoch_ms(t: np.ndarray) -> np.ndarray:
@@ -536,8 +548,8 @@ def timeserie(series: Series) -> dict:
                                                                  _epoch_ms(series.t).tolist())]
     if series.target.ref_id is not None:
         item["refId"] = series.target.ref_id
-    if series.error:
-        item["meta"] = _notices(series.error)
+    if series.error or series.warning:
+        item["meta"] = _notices(series)
     return item
 
 
@@ -558,8 +570,8 @@ def table(series: Series) -> dict:
                                                            series.values.tolist())]
     if series.target.ref_id is not None:
         item["refId"] = series.target.ref_id
-    if series.error:
-        item["meta"] = _notices(series.error)
+    if series.error or series.warning:
+        item["meta"] = _notices(series)
     return item
 
 
@@ -578,8 +590,8 @@ def dataframe(series: Series) -> dict:
     }
     if series.target.ref_id is not None:
         item["refId"] = series.target.ref_id
-    if series.error:
-        item["meta"] = _notices(series.error)
+    if series.error or series.warning:
+        item["meta"] = _notices(series)
     return item
 
 

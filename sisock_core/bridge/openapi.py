@@ -42,7 +42,8 @@ _ERRORS = {
 
 _NOTICES = {
     "type": "object",
-    "description": "per-target problems (the series is then empty), shown on the panel",
+    "description": "per-target notices shown on the panel: an error (the series is then empty) "
+                   "or a warning (data served with a caveat)",
     "properties": {"notices": _array({
         "type": "object", "required": ["severity", "text"],
         "properties": {"severity": {"type": "string"}, "text": {"type": "string"}},
