@@ -105,6 +105,10 @@ class RouterConfig:
     ocs_listen: str = "127.0.0.1"  #: interface of the OCS port; keep it on loopback
     #: let ``ocs_listen`` be a non-loopback interface (the OCS port has no authentication)
     allow_public_ocs: bool = False
+    #: migration only: let sisock 0.2 data nodes on the OCS port (anonymous, like the original
+    #: data-feed server) register ``org.simonsobservatory.consumer.*`` and join the hub;
+    #: refused unless ``ocs_listen`` is loopback
+    allow_legacy_ocs_nodes: bool = False
     realm: str = "test_realm"  #: WAMP realm of every component (the original's)
     tls_cert: str | None = None  #: PEM certificate; generated under state_dir when unset
     tls_key: str | None = None  #: PEM private key; generated with the certificate
@@ -198,6 +202,8 @@ DEFAULT_SITE_TOML = """\
 # path = "/ws"              # URL path of the WebSocket, as the original's (env CROSSBAR_PATH)
 # ocs_listen = "127.0.0.1"  # keep it on loopback: anyone reaching it may publish
 # allow_public_ocs = false  # true lets ocs_listen be another interface (trusted networks)
+# allow_legacy_ocs_nodes = false  # migration only: sisock 0.2 data nodes on the OCS port
+#                           # may register and join the hub (ocs_listen must be loopback)
 # realm = "test_realm"
 # tls_cert = "server_cert.pem"  # default: generated under state_dir/tls
 # tls_key = "server_key.pem"
@@ -1219,7 +1225,9 @@ def describe_config(config: SiteConfig) -> str:
         f"log level: {config.log_level}",
         f"router:    wss://{r.host}:{r.tls_port}{r.path} realm {r.realm!r} as {r.wamp_user!r} ({where}"
         + (f", listening on {r.listen}:{r.tls_port}" if r.start else "")
-        + f"); OCS ws://{r.ocs_listen}:{r.ocs_port}",
+        + f"); OCS ws://{r.ocs_listen}:{r.ocs_port}"
+        + (" (legacy data nodes may register there: router.allow_legacy_ocs_nodes; turn it off "
+           "once they are replaced)" if r.allow_legacy_ocs_nodes else ""),
         f"hub:       {'started here' if hub.start else 'not started here'}",
         f"http:      "
         + (f"http://{http.listen}:{http.port}" if http.start else "not started here"),

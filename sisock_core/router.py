@@ -9,6 +9,9 @@ What a site gets (see ``shared/docs/wire-protocol.md``):
 - a plain WebSocket for OCS agents (``router.ocs_listen:router.ocs_port``, paths ``/`` and
   ``/ws``, plus the HTTP caller bridge at ``/call``), anonymous, role ``iocs_agent``
   (everything under ``observatory.``).  It stays on loopback unless explicitly allowed.
+  With ``router.allow_legacy_ocs_nodes`` (migrations; loopback only) the role may also
+  register ``org.simonsobservatory.consumer.*`` and call the hub's ``data_node.add`` and
+  ``data_node.subtract``, as the original data-feed server does there.
 
 Secrets come from the environment, a secrets file, or a file generated on first run
 (:func:`load_secrets`); :func:`check_secrets_for_interfaces` refuses to expose the router
@@ -49,7 +52,10 @@ ROLE_SERVER = "server"
 ROLE_CONSUMER = "consumer"
 ROLE_OCS_AGENT = "iocs_agent"
 ROLE_OCS_CONTROLLER = "iocs_controller"
+#: the OCS port's anonymous role with ``router.allow_legacy_ocs_nodes``
+ROLE_LEGACY_NODE = "iocs_agent_and_legacy_node"
 CONSUMER_PREFIX = "org.simonsobservatory.consumer"
+HUB_PROCEDURES = ("org.simonsobservatory.data_node.add", "org.simonsobservatory.data_node.subtract")
 OCS_PREFIX = "observatory."
 
 #: environment variables holding the secrets
@@ -295,6 +301,13 @@ def check_secrets_for_interfaces(
             "publish anything under 'observatory.' (fake OCS feeds, fake agents). Keep it on "
             "127.0.0.1, or set router.allow_public_ocs = true if the network is trusted"
         )
+    if r.allow_legacy_ocs_nodes and not is_loopback(r.ocs_listen):
+        problems.append(
+            f"router.allow_legacy_ocs_nodes lets anonymous sessions on the OCS port register data "
+            f"nodes, but router.ocs_listen = {r.ocs_listen!r} is not loopback: anyone reaching it "
+            "could serve fake data under a node's name. Keep ocs_listen on 127.0.0.1 (legacy nodes "
+            "on this machine), or turn allow_legacy_ocs_nodes off"
+        )
     if problems:
         raise RouterSecurityError("refusing to start the router:\n- " + "\n- ".join(problems))
 
@@ -305,10 +318,10 @@ def check_secrets_for_interfaces(
 
 
 def _permission(uri: str, *, call: bool, register: bool, publish: bool, subscribe: bool,
-                disclose_caller: bool = False) -> dict[str, Any]:
+                disclose_caller: bool = False, match: str = "prefix") -> dict[str, Any]:
     return {
         "uri": uri,
-        "match": "prefix",
+        "match": match,
         "allow": {"call": call, "register": register, "publish": publish, "subscribe": subscribe},
         "disclose": {"caller": disclose_caller, "publisher": False},
         "cache": True,
@@ -345,6 +358,19 @@ def _roles() -> list[dict[str, Any]]:
             "name": ROLE_OCS_CONTROLLER,
             "permissions": [
                 _permission(OCS_PREFIX, call=True, register=False, publish=True, subscribe=True)
+            ],
+        },
+        {
+            # router.allow_legacy_ocs_nodes: an OCS agent that may also be a sisock 0.2 data
+            # node (register get_fields/get_data, add and subtract itself at the hub, which
+            # sees who calls and accepts only the caller's own session)
+            "name": ROLE_LEGACY_NODE,
+            "permissions": [
+                _permission(OCS_PREFIX, call=True, register=True, publish=True, subscribe=True),
+                _permission(CONSUMER_PREFIX + ".", call=False, register=True, publish=False,
+                            subscribe=False),
+                *[_permission(uri, call=True, register=False, publish=False, subscribe=False,
+                              disclose_caller=True, match="exact") for uri in HUB_PROCEDURES],
             ],
         },
     ]
@@ -412,7 +438,8 @@ def crossbar_config(cfg: SiteConfig, secrets: Secrets) -> dict[str, Any]:
         "type": "websocket",
         "serializers": list(SERIALIZERS),
         "options": _ws_options(),
-        "auth": {"anonymous": {"type": "static", "role": ROLE_OCS_AGENT}},
+        "auth": {"anonymous": {"type": "static",
+                               "role": ROLE_LEGACY_NODE if r.allow_legacy_ocs_nodes else ROLE_OCS_AGENT}},
     }
     tls_endpoint = _endpoint(r.listen, r.tls_port)
     tls_endpoint["tls"] = {"certificate": str(Path(cert).resolve()), "key": str(Path(key).resolve())}

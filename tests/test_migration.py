@@ -18,7 +18,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import attrs
 import pytest
+import pytest_twisted
 
 from sisock_core.tls import ensure_certificate
 
@@ -148,3 +150,117 @@ plugin = "weather"
         rc = up.stop()
         print(up.log_tail(40, debug=False))
     assert rc == 0
+
+
+# -- sisock 0.2 data nodes on our router's OCS port ----------------------------------------------
+
+
+async def _original_data_feed_node(cfg, name: str):
+    """What sisock 0.2's data-feed server does on joining: anonymous on the OCS port at
+    ``/ws``, registers its two procedures, then asks the hub to add it."""
+    from sisock_core.wamp import HUB_ADD, node_uri
+
+    from .helpers_router import open_session
+
+    session = await open_session(cfg, ocs=True, serializer="json", path="/ws")
+    await session.register(lambda start, end: [{"channel_01_t": {
+        "description": None, "timeline": "observatory.LS1.channel_01_t", "type": "number", "units": None}},
+        {"observatory.LS1.channel_01_t": {"interval": None, "field": ["channel_01_t"]}}],
+        node_uri(name, "get_fields"))
+    await session.register(lambda field, start, end, min_stride=None: {
+        "data": {"channel_01_t": [0.1, 0.2]},
+        "timeline": {"observatory.LS1.channel_01_t": {"t": [1.0e9, 1.0e9 + 1], "finalized_until": None}}},
+        node_uri(name, "get_data"))
+    added = await session.call(HUB_ADD, name, "an original data-feed node", session.details.session)
+    return session, added
+
+
+async def _router_and_hub(state_dir, **router):
+    from sisock_core.hub import Hub
+    from sisock_core.router import RouterProcess, load_secrets
+
+    from .helpers_router import site_config, wait_until as wait_async
+
+    cfg = site_config(state_dir, **router)
+    secrets = load_secrets(cfg, env={})
+    process = RouterProcess(cfg, secrets, ready_timeout=60)
+    await process.start()
+    hub = Hub(cfg)
+    hub.start(_reactor())
+    assert await wait_async(lambda: hub._session is not None and hub._session.is_attached(), 30)
+    return cfg, secrets, process, hub
+
+
+def _reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
+@pytest_twisted.ensureDeferred
+async def test_original_data_node_on_the_ocs_port_joins_only_when_the_site_allows_it(tmp_path):
+    from autobahn.wamp.exception import ApplicationError
+
+    from sisock_core.wamp import HUB_ADD, HUB_LIST, node_uri
+
+    from .helpers_router import open_session
+
+    # the secure default: the OCS port's anonymous sessions cannot register nodes
+    cfg, secrets, process, hub = await _router_and_hub(tmp_path / "default")
+    try:
+        with pytest.raises(ApplicationError, match="not_authorized|not authorized"):
+            await _original_data_feed_node(cfg, "legacy_feed")
+    finally:
+        await hub.stop()
+        await process.stop()
+
+    cfg, secrets, process, hub = await _router_and_hub(tmp_path / "allowed", allow_legacy_ocs_nodes=True)
+    legacy = consumer = None
+    try:
+        legacy, added = await _original_data_feed_node(cfg, "legacy_feed")
+        assert added is True
+        consumer = await open_session(cfg, authid="simonsobs", secret=secrets.consumer)
+        assert {"name": "legacy_feed", "description": "an original data-feed node"} in \
+            await consumer.call(HUB_LIST)
+        answer = await consumer.call(node_uri("legacy_feed", "get_data"), ["channel_01_t"], 1, 0)
+        assert answer["data"]["channel_01_t"] == [0.1, 0.2]
+        # it adds only itself, and can do nothing more on our side of the router
+        with pytest.raises(ApplicationError, match="not the calling session"):
+            await legacy.call(HUB_ADD, "other", "x", legacy.details.session + 1)
+        with pytest.raises(ApplicationError, match="not_authorized|not authorized"):
+            await legacy.call(node_uri("legacy_feed", "get_fields"), 1, 0)
+        with pytest.raises(ApplicationError, match="not_authorized|not authorized"):
+            await legacy.register(lambda: None, "org.simonsobservatory.hub.started")
+        await legacy.leave()
+        legacy = None
+        assert await _wait_listing(consumer, lambda names: "legacy_feed" not in names)
+    finally:
+        for s in (legacy, consumer):
+            if s is not None:
+                await s.leave()
+        await hub.stop()
+        await process.stop()
+
+
+async def _wait_listing(consumer, predicate) -> bool:
+    from twisted.internet import task
+
+    from sisock_core.wamp import HUB_LIST
+
+    for _ in range(100):
+        if predicate({n["name"] for n in await consumer.call(HUB_LIST)}):
+            return True
+        await task.deferLater(_reactor(), 0.1, lambda: None)
+    return False
+
+
+def test_legacy_ocs_nodes_need_a_loopback_ocs_port(tmp_path):
+    from sisock_core.config import RouterConfig, SiteConfig
+    from sisock_core.router import RouterSecurityError, Secrets, check_secrets_for_interfaces
+
+    s = Secrets("a" * 32, "b" * 32, "env")
+    cfg = SiteConfig(path="<test>", state_dir=tmp_path, router=RouterConfig(
+        allow_legacy_ocs_nodes=True, ocs_listen="0.0.0.0", allow_public_ocs=True))
+    with pytest.raises(RouterSecurityError, match="allow_legacy_ocs_nodes"):
+        check_secrets_for_interfaces(cfg, s)
+    check_secrets_for_interfaces(attrs.evolve(cfg, router=attrs.evolve(cfg.router, ocs_listen="127.0.0.1")), s)
