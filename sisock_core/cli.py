@@ -244,9 +244,15 @@ def print_data_table(answer: dict, fields: Sequence[str], limit: int | None = No
 
 def cmd_check(args: argparse.Namespace) -> None:
     from sisock_core.config import describe_config
+    from sisock_core.preflight import startup_problems
 
     cfg = _load(args.config_file or args.config)
     print(describe_config(cfg))
+    problems = startup_problems(cfg)
+    for problem in problems:
+        sys.stderr.write(f"{cfg.path}: {problem}\n")
+    if problems:
+        raise SystemExit(2)
     print("configuration OK")
 
 
@@ -398,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("up", "run the site: router, hub and every configured node (Ctrl-C stops all)",
         cmd_up, positional_config=True)
-    add("check", "validate a site file and print what it would run; starts nothing",
+    add("check", "validate a site file, print what it would run, and report everything "
+        "`sisock up` would refuse (exposed ports, default secrets, TLS files); starts nothing",
         cmd_check, positional_config=True)
     add("router", "run only the crossbar router of a site", cmd_router, positional_config=True)
 

@@ -268,16 +268,24 @@ def weak_secret_reason(value: str) -> str | None:
 def check_secrets_for_interfaces(
     cfg: SiteConfig, secrets: Secrets, allow_public_ocs: bool = False
 ) -> None:
-    """Refuse a router configuration that would expose it.
+    """Raise :class:`RouterSecurityError` listing every problem of
+    :func:`exposure_problems`, if any."""
+    problems = exposure_problems(cfg, secrets, allow_public_ocs)
+    if problems:
+        raise RouterSecurityError("refusing to start the router:\n- " + "\n- ".join(problems))
+
+
+def exposure_problems(cfg: SiteConfig, secrets: Secrets, allow_public_ocs: bool = False) -> list[str]:
+    """Why starting the router this way would expose it (empty: it would not).
 
     - TLS port on a non-loopback interface (``router.listen``) with a default secret: one
       read from the generated file, empty, shorter than 16 characters, or well known;
     - OCS port (anonymous, full permission under ``observatory.``) on a non-loopback
-      ``router.ocs_listen`` unless ``allow_public_ocs``.
-
-    Raises :class:`RouterSecurityError` listing every problem.
+      ``router.ocs_listen`` unless ``allow_public_ocs`` (or ``router.allow_public_ocs``);
+    - ``router.allow_legacy_ocs_nodes`` with a non-loopback ``router.ocs_listen``.
     """
     r = cfg.router
+    allow_public_ocs = allow_public_ocs or r.allow_public_ocs
     problems: list[str] = []
     if not is_loopback(r.listen):
         users = {"server": (r.wamp_user, ENV_SERVER_SECRET), "consumer": (CONSUMER_USER, ENV_CONSUMER_SECRET)}
@@ -308,8 +316,7 @@ def check_secrets_for_interfaces(
             "could serve fake data under a node's name. Keep ocs_listen on 127.0.0.1 (legacy nodes "
             "on this machine), or turn allow_legacy_ocs_nodes off"
         )
-    if problems:
-        raise RouterSecurityError("refusing to start the router:\n- " + "\n- ".join(problems))
+    return problems
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,8 +335,8 @@ def _permission(uri: str, *, call: bool, register: bool, publish: bool, subscrib
     }
 
 
-def _roles() -> list[dict[str, Any]]:
-    return [
+def _roles(legacy_nodes: bool = False) -> list[dict[str, Any]]:
+    roles = [
         {
             # nodes and the hub: everything, including the WAMP meta API (wamp.session.*,
             # wamp.registration.*), which is what lets the hub follow sessions leaving
@@ -360,7 +367,9 @@ def _roles() -> list[dict[str, Any]]:
                 _permission(OCS_PREFIX, call=True, register=False, publish=True, subscribe=True)
             ],
         },
-        {
+    ]
+    if legacy_nodes:
+        roles.append({
             # router.allow_legacy_ocs_nodes: an OCS agent that may also be a sisock 0.2 data
             # node (register get_fields/get_data, add and subtract itself at the hub, which
             # sees who calls and accepts only the caller's own session)
@@ -372,8 +381,8 @@ def _roles() -> list[dict[str, Any]]:
                 *[_permission(uri, call=True, register=False, publish=False, subscribe=False,
                               disclose_caller=True, match="exact") for uri in HUB_PROCEDURES],
             ],
-        },
-    ]
+        })
+    return roles
 
 
 def _endpoint(host: str, port: int) -> dict[str, Any]:
@@ -454,7 +463,7 @@ def crossbar_config(cfg: SiteConfig, secrets: Secrets) -> dict[str, Any]:
                     {
                         "name": r.realm,
                         "options": {"enable_meta_api": True},
-                        "roles": _roles(),
+                        "roles": _roles(r.allow_legacy_ocs_nodes),
                     }
                 ],
                 "transports": [
@@ -834,8 +843,7 @@ class RouterProcess:
             self._exit = None
             self._stopping = False
             self.ready_seconds = None
-        check_secrets_for_interfaces(self.cfg, self.secrets,
-                                     allow_public_ocs=self.allow_public_ocs or self.cfg.router.allow_public_ocs)
+        check_secrets_for_interfaces(self.cfg, self.secrets, allow_public_ocs=self.allow_public_ocs)
         ensure_site_certificate(self.cfg)
         config_path = write_crossbar_config(self.cfg, self.secrets)
         env = dict(os.environ)
