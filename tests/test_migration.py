@@ -264,3 +264,47 @@ def test_legacy_ocs_nodes_need_a_loopback_ocs_port(tmp_path):
     with pytest.raises(RouterSecurityError, match="allow_legacy_ocs_nodes"):
         check_secrets_for_interfaces(cfg, s)
     check_secrets_for_interfaces(attrs.evolve(cfg, router=attrs.evolve(cfg.router, ocs_listen="127.0.0.1")), s)
+
+
+# -- the original's example weather files ---------------------------------------------------------
+
+
+def _original_weather_file(path: Path, description: str, timeline: str, units: str, t, values) -> None:
+    """A .dat file in the original sisock's example_data shape: four header comments
+    (description, timeline, units, the day) and ``<unix time with .0> <value>`` lines."""
+    lines = [f"# {description}", f"# {timeline}", f"# {units}", "# 2017-07-14"]
+    lines += [f"{ti:.1f} {v}" for ti, v in zip(t, values)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_weather_node_serves_the_original_example_files_unchanged(tmp_path, monkeypatch):
+    """``data_dir`` (or ``DATA_DIRECTORY``, as the original container) at files shaped like
+    the original's ``example_data``, whose ``apex_windspeed`` has one sample more than the
+    ``apex_radiometer`` sharing its ``minutely`` timeline."""
+    from sisock_core.testing import start_node
+
+    t0 = 1499990400.0  # 2017-07-14 00:00 UTC
+    minutes = [t0 + 60 * i for i in range(600)]
+    hours = [t0 + 3600 * i for i in range(10)]
+    _original_weather_file(tmp_path / "apex_windspeed.dat", "APEX weather station windspeed.", "minutely",
+                           "km/h", minutes + [t0 + 600 * 60], [4.1 + (i % 9) / 10 for i in range(601)])
+    _original_weather_file(tmp_path / "apex_radiometer.dat", "APEX radiometer.", "minutely", "mm",
+                           minutes, [0.5 + (i % 5) / 100 for i in range(600)])
+    _original_weather_file(tmp_path / "apex_temperature.dat", "APEX temperature.", "hourly", "C",
+                           hours, [-3.5 + i for i in range(10)])
+    for how in ("option", "env"):
+        if how == "option":
+            node = start_node("weather", {"data_dir": str(tmp_path)})
+        else:
+            node = start_node("weather", env={"DATA_DIRECTORY": str(tmp_path)})
+        with node:
+            fields, timelines = node.get_fields(t0, t0 + 86400)
+            assert set(fields) == {"apex_windspeed", "apex_radiometer", "apex_temperature"}
+            assert (fields["apex_windspeed"]["units"], fields["apex_temperature"]["timeline"]) == ("km/h", "hourly")
+            answer = node.get_data(["apex_windspeed", "apex_radiometer", "apex_temperature"], t0, t0 + 86400)
+            wind_tl = fields["apex_windspeed"]["timeline"]
+            assert len(answer["data"]["apex_windspeed"]) == len(answer["timeline"][wind_tl]["t"]) == 601
+            rad_tl = fields["apex_radiometer"]["timeline"]
+            assert answer["timeline"][rad_tl]["t"] == minutes
+            assert answer["data"]["apex_radiometer"][:2] == [0.5, 0.51]
+            assert answer["data"]["apex_temperature"] == [-3.5 + i for i in range(10)]
