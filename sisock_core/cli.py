@@ -171,10 +171,9 @@ async def _get_data(session: Any, args: argparse.Namespace) -> dict:
 
     from autobahn.wamp.exception import ApplicationError
 
-    from sisock_core.bridge.service import _rejects_max_points
     from sisock_core.client import get_data_in_pieces
     from sisock_core.timeutil import resolve_range
-    from sisock_core.wamp import node_uri
+    from sisock_core.wamp import node_uri, rejects_max_points
 
     uri, fields = node_uri(args.node, "get_data"), list(args.field)
     if args.all:
@@ -190,7 +189,7 @@ async def _get_data(session: Any, args: argparse.Namespace) -> dict:
         return await session.call(uri, fields, args.start, args.end, args.min_stride,
                                   max_points=args.max_points)
     except ApplicationError as exc:
-        if not _rejects_max_points(exc):
+        if not rejects_max_points(exc):
             raise
     start, end = resolve_range(args.start, args.end, time.time)
     stride = args.min_stride or (end - start) / args.max_points

@@ -378,6 +378,9 @@ def _roles(legacy_nodes: bool = False) -> list[dict[str, Any]]:
                 _permission(OCS_PREFIX, call=True, register=True, publish=True, subscribe=True),
                 _permission(CONSUMER_PREFIX + ".", call=False, register=True, publish=False,
                             subscribe=False),
+                # ... but never the hub's own list of nodes
+                _permission(CONSUMER_PREFIX + ".get_data_node", call=False, register=False,
+                            publish=False, subscribe=False, match="exact"),
                 *[_permission(uri, call=True, register=False, publish=False, subscribe=False,
                               disclose_caller=True, match="exact") for uri in HUB_PROCEDURES],
             ],

@@ -234,11 +234,18 @@ async def test_original_data_node_on_the_ocs_port_joins_only_when_the_site_allow
         await legacy.leave()
         legacy = None
         assert await _wait_listing(consumer, lambda names: "legacy_feed" not in names)
+        # nor can it stand in for the hub's list of nodes while the hub is away
+        await hub.stop()
+        hub = None
+        legacy = await open_session(cfg, ocs=True, serializer="json")
+        with pytest.raises(ApplicationError, match="not_authorized|not authorized"):
+            await legacy.register(lambda: [], HUB_LIST)
     finally:
         for s in (legacy, consumer):
             if s is not None:
                 await s.leave()
-        await hub.stop()
+        if hub is not None:
+            await hub.stop()
         await process.stop()
 
 
