@@ -659,7 +659,7 @@ def test_health_503_names_the_missing_hub(bridge):
 
     r = wait_until(down, timeout=30, interval=0.05, what="health to report the hub missing")
     assert set(seen) <= {200, 503}
-    assert r.body == {"error": {"message": f"connected to wss://127.0.0.1:{bridge.tls_port}/, "
+    assert r.body == {"error": {"message": f"connected to wss://127.0.0.1:{bridge.tls_port}/ws, "
                                            "but the hub is not running"}}
     wait_until(lambda: request(bridge.url + "/").status == 200, timeout=60, what="the hub to return")
     # nodes re-add themselves when the hub returns
@@ -754,9 +754,9 @@ def test_health_503_without_router(bridge, tmp_path):
 
         r = wait_until(answer, timeout=60, what="the bridge to listen")
         assert r.status == 503
-        assert r.body == {"error": {"message": f"not connected to the router at wss://127.0.0.1:{dead}/"}}
+        assert r.body == {"error": {"message": f"not connected to the router at wss://127.0.0.1:{dead}/ws"}}
         r = request(f"http://127.0.0.1:{port}/query", query_body([{"target": "apex_archive::apex_humidity"}]))
         assert r.status == 200 and r.body[0]["datapoints"] == []
-        assert r.body[0]["meta"]["notices"][0]["text"] == f"not connected to the router at wss://127.0.0.1:{dead}/"
+        assert r.body[0]["meta"]["notices"][0]["text"] == f"not connected to the router at wss://127.0.0.1:{dead}/ws"
     finally:
         proc.stop()
