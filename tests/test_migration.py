@@ -315,3 +315,40 @@ def test_weather_node_serves_the_original_example_files_unchanged(tmp_path, monk
             assert answer["timeline"][rad_tl]["t"] == minutes
             assert answer["data"]["apex_radiometer"][:2] == [0.5, 0.51]
             assert answer["data"]["apex_temperature"] == [-3.5 + i for i in range(10)]
+
+
+# -- the WebSocket path --------------------------------------------------------------------------
+
+
+def test_router_path_is_checked_and_read_from_the_environment(tmp_path):
+    from sisock_core.config import ConfigError, load_config_text
+    from sisock_core.wamp import router_url
+
+    assert router_url(load_config_text("", env={})) == "wss://127.0.0.1:8080/ws"
+    assert router_url(load_config_text('[router]\npath = "/"\n', env={})) == "wss://127.0.0.1:8080/"
+    assert router_url(load_config_text("", env={"CROSSBAR_PATH": "/sisock"})) == "wss://127.0.0.1:8080/sisock"
+    with pytest.raises(ConfigError, match=r"router\.path.*'ws'"):
+        load_config_text('[router]\npath = "ws"\n', env={})
+    with pytest.raises(ConfigError, match="CROSSBAR_PATH"):
+        load_config_text("", env={"CROSSBAR_PATH": "/a/b"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_our_router_serves_a_configured_path_too(tmp_path):
+    """Components and the readiness probe dial ``router.path``; our crossbar serves it
+    next to ``/`` and ``/ws``."""
+    from sisock_core.router import RouterProcess, crossbar_config, load_secrets
+
+    from .helpers_router import open_session, site_config
+
+    cfg = site_config(tmp_path / "state", path="/sisock")
+    secrets = load_secrets(cfg, env={})
+    paths = crossbar_config(cfg, secrets)["workers"][0]["transports"][0]["paths"]
+    assert set(paths) == {"/", "ws", "sisock"}
+    process = RouterProcess(cfg, secrets, ready_timeout=60)
+    await process.start()  # its readiness probe joined at /sisock
+    try:
+        session = await open_session(cfg, authid="simonsobs", secret=secrets.consumer, path="/sisock")
+        await session.leave()
+    finally:
+        await process.stop()
