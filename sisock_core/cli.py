@@ -155,19 +155,58 @@ def _fmt_time(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
-def cmd_get(args: argparse.Namespace) -> None:
-    from sisock_core.wamp import node_uri
+#: Points per field ``sisock get`` asks for unless told otherwise (a wide Grafana panel's).
+DEFAULT_GET_POINTS = 2000
 
+
+def _points(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 2, got {text!r}")
+    return n
+
+
+async def _get_data(session: Any, args: argparse.Namespace) -> dict:
+    """``sisock get``'s call(s): ``--max-points`` per field (retried as a ``min_stride`` for a
+    sisock 0.2 node, which has no such keyword), or with ``--all`` every sample, in pieces."""
+    import time
+
+    from autobahn.wamp.exception import ApplicationError
+
+    from sisock_core.client import get_data_in_pieces
+    from sisock_core.timeutil import resolve_range
+    from sisock_core.wamp import node_uri, rejects_max_points
+
+    uri, fields = node_uri(args.node, "get_data"), list(args.field)
+    if args.all:
+        start, end = resolve_range(args.start, args.end, time.time)
+
+        def progress(done: int, known: int, t0: float, t1: float) -> None:
+            if known > 1:
+                sys.stderr.write(f"sisock get: piece {done} of {known} ({_fmt_time(t0)} to {_fmt_time(t1)})\n")
+
+        return await get_data_in_pieces(lambda t0, t1: session.call(uri, fields, t0, t1, args.min_stride),
+                                        start, end, on_piece=progress)
+    try:
+        return await session.call(uri, fields, args.start, args.end, args.min_stride,
+                                  max_points=args.max_points)
+    except ApplicationError as exc:
+        if not rejects_max_points(exc):
+            raise
+    start, end = resolve_range(args.start, args.end, time.time)
+    stride = args.min_stride or (end - start) / args.max_points
+    return await session.call(uri, fields, start, end, stride)
+
+
+def cmd_get(args: argparse.Namespace) -> None:
     cfg = _load(args.config)
 
     async def main(reactor: Any) -> None:
         try:
-            answer = await _with_consumer(
-                reactor, cfg,
-                lambda s: s.call(node_uri(args.node, "get_data"), list(args.field), args.start,
-                                 args.end, args.min_stride),
-                timeout=args.timeout,
-            )
+            answer = await _with_consumer(reactor, cfg, lambda s: _get_data(s, args), timeout=args.timeout)
         except Exception as exc:
             _fail(f"{args.node}: {_wamp_error_text(exc)}")
         if args.json:
@@ -209,9 +248,15 @@ def print_data_table(answer: dict, fields: Sequence[str], limit: int | None = No
 
 def cmd_check(args: argparse.Namespace) -> None:
     from sisock_core.config import describe_config
+    from sisock_core.preflight import startup_problems
 
     cfg = _load(args.config_file or args.config)
     print(describe_config(cfg))
+    problems = startup_problems(cfg)
+    for problem in problems:
+        sys.stderr.write(f"{cfg.path}: {problem}\n")
+    if problems:
+        raise SystemExit(2)
     print("configuration OK")
 
 
@@ -367,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("up", "run the site: router, hub and every configured node (Ctrl-C stops all)",
         cmd_up, positional_config=True)
-    add("check", "validate a site file and print what it would run; starts nothing",
+    add("check", "validate a site file, print what it would run, and report everything "
+        "`sisock up` would refuse (exposed ports, default secrets, TLS files); starts nothing",
         cmd_check, positional_config=True)
     add("router", "run only the crossbar router of a site", cmd_router, positional_config=True)
 
@@ -399,9 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--end", type=parse_time, default=0.0, help="as --start (default: now)")
     sp.add_argument("--min-stride", type=float, default=None,
                     help="seconds between samples; min and max per bucket are kept")
+    amount = sp.add_mutually_exclusive_group()
+    amount.add_argument("--max-points", type=_points, default=DEFAULT_GET_POINTS, metavar="N",
+                        help=f"at most N points per field, reduced keeping peaks (default: {DEFAULT_GET_POINTS})")
+    amount.add_argument("--all", action="store_true",
+                        help="every sample at full resolution, asked in as many pieces as the node needs")
     sp.add_argument("--limit", type=int, default=40,
                     help="rows shown per timeline in the table (first and last half; 0: all)")
-    sp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
+    sp.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds to wait for the answer (with --all: for all the pieces)")
     sp.add_argument("--json", action="store_true", help="print the raw get_data answer as JSON")
 
     sp = add("hub", "run only the hub (the list of live data nodes)", cmd_hub)

@@ -1,7 +1,9 @@
-"""One-shot WAMP sessions for commands and tests: join, do some work, leave."""
+"""One-shot WAMP sessions for commands and tests: join, do some work, leave; and
+fetching a ``get_data`` answer too large for one message in consecutive pieces."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Awaitable, Callable, Sequence
 
 from twisted.internet import defer, threads
@@ -85,3 +87,60 @@ async def with_session(
                 done.addBoth(lambda r: waiter.called or waiter.callback(None))
                 reactor.callLater(2.0, lambda: waiter.called or waiter.callback(None))
                 await waiter
+
+
+#: Pieces ``get_data_in_pieces`` cuts a range into at most (a runaway guard).
+MAX_PIECES = 100_000
+
+
+def merge_answers(answers: Sequence[dict]) -> dict:
+    """One ``get_data`` answer from the answers for consecutive time ranges (in order):
+    each field's values and each timeline's times concatenated, ``finalized_until`` of
+    the last piece holding the timeline."""
+    merged: dict[str, Any] = {"data": {}, "timeline": {}}
+    for answer in answers:
+        for name, values in answer.get("data", {}).items():
+            merged["data"].setdefault(name, []).extend(values)
+        for name, tl in answer.get("timeline", {}).items():
+            out = merged["timeline"].setdefault(name, {"t": [], "finalized_until": None})
+            out["t"].extend(tl.get("t", []))
+            out["finalized_until"] = tl.get("finalized_until")
+    return merged
+
+
+async def get_data_in_pieces(
+    call: Callable[[float, float], Awaitable[dict]],
+    start: float,
+    end: float,
+    *,
+    on_piece: Callable[[int, int, float, float], None] | None = None,
+) -> dict:
+    """A whole ``get_data`` answer for ``[start, end)`` (UNIX times), asked in as many
+    consecutive pieces as the node needs: ``call(t0, t1)`` asks for one piece; a piece
+    the node refuses as too large (``org.simonsobservatory.error.answer_too_large``) is cut
+    into smaller ones, sized from the estimate the node sends. ``on_piece(done, known,
+    t0, t1)`` reports progress."""
+    from autobahn.wamp.exception import ApplicationError
+
+    from sisock_core.answersize import ERROR_ANSWER_TOO_LARGE
+
+    todo = [(float(start), float(end))]
+    answers: list[dict] = []
+    while todo:
+        t0, t1 = todo.pop(0)
+        try:
+            answer = await call(t0, t1)
+        except ApplicationError as exc:
+            if exc.error != ERROR_ANSWER_TOO_LARGE or len(answers) + len(todo) > MAX_PIECES:
+                raise
+            ratio = exc.kwargs.get("estimated_bytes", 2) / max(1, exc.kwargs.get("limit_bytes", 1))
+            n = max(2, math.ceil(ratio * 1.25))
+            edges = [t0 + (t1 - t0) * i / n for i in range(n)] + [t1]
+            if edges[1] <= t0:  # too small to cut: cannot be answered in pieces
+                raise
+            todo[0:0] = list(zip(edges[:-1], edges[1:]))
+            continue
+        answers.append(answer)
+        if on_piece is not None:
+            on_piece(len(answers), len(answers) + len(todo), t0, t1)
+    return merge_answers(answers)

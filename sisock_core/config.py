@@ -78,6 +78,18 @@ def _above(low: float, value: float) -> None:
         raise ValueError(f"must be > {low}, got {value}")
 
 
+#: what ``[router] path`` may be: ``/`` or one path segment
+WS_PATH_RE = re.compile(r"^/[A-Za-z0-9._~-]*$")
+
+
+def _check_ws_path(value: str) -> None:
+    if not WS_PATH_RE.match(value):
+        raise ValueError(
+            f"must be '/' or '/' and one path segment (letters, digits, '.', '_', '~', '-'), "
+            f"e.g. '/ws'; got {value!r}"
+        )
+
+
 @attrs.frozen
 class RouterConfig:
     """``[router]``: the crossbar WAMP router, and how every component reaches it."""
@@ -87,9 +99,16 @@ class RouterConfig:
     listen: str = "127.0.0.1"  #: interface the TLS WebSocket binds to
     tls_port: int = 8080  #: TLS WebSocket with WAMP-CRA (env CROSSBAR_TLS_PORT)
     ocs_port: int = 8001  #: plain WebSocket for OCS agents (env CROSSBAR_OCS_PORT)
+    #: URL path of the router's WebSocket, where components connect; ``/ws`` like the
+    #: original's crossbar, which serves a static page at ``/`` (env CROSSBAR_PATH)
+    path: str = attrs.field(default="/ws", validator=lambda i, a, v: _check_ws_path(v))
     ocs_listen: str = "127.0.0.1"  #: interface of the OCS port; keep it on loopback
     #: let ``ocs_listen`` be a non-loopback interface (the OCS port has no authentication)
     allow_public_ocs: bool = False
+    #: migration only: let sisock 0.2 data nodes on the OCS port (anonymous, like the original
+    #: data-feed server) register ``org.simonsobservatory.consumer.*`` and join the hub;
+    #: refused unless ``ocs_listen`` is loopback
+    allow_legacy_ocs_nodes: bool = False
     realm: str = "test_realm"  #: WAMP realm of every component (the original's)
     tls_cert: str | None = None  #: PEM certificate; generated under state_dir when unset
     tls_key: str | None = None  #: PEM private key; generated with the certificate
@@ -190,8 +209,11 @@ DEFAULT_SITE_TOML = """\
 # listen = "127.0.0.1"      # interface of the TLS WebSocket
 # tls_port = 8080           # TLS WebSocket with WAMP-CRA (env CROSSBAR_TLS_PORT)
 # ocs_port = 8001           # plain WebSocket for OCS agents (env CROSSBAR_OCS_PORT)
+# path = "/ws"              # URL path of the WebSocket, as the original's (env CROSSBAR_PATH)
 # ocs_listen = "127.0.0.1"  # keep it on loopback: anyone reaching it may publish
 # allow_public_ocs = false  # true lets ocs_listen be another interface (trusted networks)
+# allow_legacy_ocs_nodes = false  # migration only: sisock 0.2 data nodes on the OCS port
+#                           # may register and join the hub (ocs_listen must be loopback)
 # realm = "test_realm"
 # tls_cert = "server_cert.pem"  # default: generated under state_dir/tls
 # tls_key = "server_key.pem"
@@ -1078,6 +1100,14 @@ class _Loader:
                 router[field] = port
         if "WAMP_USER" in self.env:
             router["wamp_user"] = self.env["WAMP_USER"]
+        if "CROSSBAR_PATH" in self.env:
+            path = self.env["CROSSBAR_PATH"].strip()
+            try:
+                _check_ws_path(path)
+            except ValueError as exc:
+                self.env_problem("CROSSBAR_PATH", str(exc))
+            else:
+                router["path"] = path
         http_port = self._env_int("PORT", _check_port)
         max_points = self._env_int(
             "MAX_POINTS", lambda n: f"must be >= 0, got {n}" if n < 0 else None
@@ -1207,9 +1237,11 @@ def describe_config(config: SiteConfig) -> str:
         f"config:    {config.path}",
         f"state dir: {config.state_dir}",
         f"log level: {config.log_level}",
-        f"router:    wss://{r.host}:{r.tls_port} realm {r.realm!r} as {r.wamp_user!r} ({where}"
+        f"router:    wss://{r.host}:{r.tls_port}{r.path} realm {r.realm!r} as {r.wamp_user!r} ({where}"
         + (f", listening on {r.listen}:{r.tls_port}" if r.start else "")
-        + f"); OCS ws://{r.ocs_listen}:{r.ocs_port}",
+        + f"); OCS ws://{r.ocs_listen}:{r.ocs_port}"
+        + (" (legacy data nodes may register there: router.allow_legacy_ocs_nodes; turn it off "
+           "once they are replaced)" if r.allow_legacy_ocs_nodes else ""),
         f"hub:       {'started here' if hub.start else 'not started here'}",
         f"http:      "
         + (f"http://{http.listen}:{http.port}" if http.start else "not started here"),

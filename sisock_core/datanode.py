@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from sisock_core import wamp
+from sisock_core.answersize import ERROR_ANSWER_TOO_LARGE, AnswerTooLarge
 from sisock_core.config import NodeConfig, SiteConfig
 from sisock_core.engine import (
     ERROR_INVALID_ARGUMENT,
@@ -303,6 +304,7 @@ class DataNodeServer:
         self._session: Any = None
         self._in_hub = False
         self._announced = False
+        self._stop_called = False
         self.component: Any = None
         self._failures = RepeatedFailures()
         if connect:
@@ -357,6 +359,11 @@ class DataNodeServer:
             self.pool.stop()
 
     def stop(self) -> defer.Deferred:
+        """Leave the hub and the router and stop the plugin (once: later calls, like the
+        reactor's shutdown trigger after an explicit stop, do nothing)."""
+        if self._stop_called:
+            return defer.succeed(None)
+        self._stop_called = True
         return defer.Deferred.fromCoroutine(self._stop())
 
     # -- WAMP procedures -----------------------------------------------------
@@ -367,6 +374,8 @@ class DataNodeServer:
         def translate(failure):
             exc = failure.value
             try:
+                if isinstance(exc, AnswerTooLarge):
+                    raise ApplicationError(ERROR_ANSWER_TOO_LARGE, f"{self.name}: {exc}", **exc.details)
                 if isinstance(exc, RequestError):
                     raise ApplicationError(ERROR_INVALID_ARGUMENT, f"{self.name}: {exc}")
                 if isinstance(exc, PluginFailure):

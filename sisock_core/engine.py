@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pluggy
 
+from sisock_core.answersize import bound_answer_size
 from sisock_core.decimate import decimate_timeline
 from sisock_core.model import Field, NodeContext, Timeline
 from sisock_core.timeutil import TimeRangeError, resolve_range
@@ -173,6 +174,7 @@ class NodeEngine:
                 self.live_cache.read_range(names, t0, t1) if self.live_cache is not None else {}
             )
         wanted = set(names)
+        answer_bytes = 0
         for tl_name, tl in dict(timelines).items():
             if not isinstance(tl, Timeline):
                 raise PluginFailure(
@@ -188,6 +190,7 @@ class NodeEngine:
             t = tl.t[lo:hi]
             cols = {k: v[lo:hi] for k, v in cols.items()}
             t, cols = decimate_timeline(t, cols, max_points=limit, min_stride=stride)
+            answer_bytes = bound_answer_size(answer_bytes, t, cols)
             for k, v in cols.items():
                 result["data"][k] = to_wire_list(v)
             result["timeline"][tl_name] = {

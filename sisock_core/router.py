@@ -2,13 +2,16 @@
 
 What a site gets (README, "Wire compatibility"):
 
-- a TLS WebSocket (``router.listen:router.tls_port``, paths ``/`` and ``/ws``) with WAMP-CRA
+- a TLS WebSocket (``router.listen:router.tls_port``, paths ``/``, ``/ws`` and ``router.path``) with WAMP-CRA
   only, for two users: ``router.wamp_user`` (role ``server``: nodes and the hub) and
   ``simonsobs`` (role ``consumer``: may only call and subscribe under
   ``org.simonsobservatory.consumer``);
 - a plain WebSocket for OCS agents (``router.ocs_listen:router.ocs_port``, paths ``/`` and
   ``/ws``, plus the HTTP caller bridge at ``/call``), anonymous, role ``iocs_agent``
   (everything under ``observatory.``).  It stays on loopback unless explicitly allowed.
+  With ``router.allow_legacy_ocs_nodes`` (migrations; loopback only) the role may also
+  register ``org.simonsobservatory.consumer.*`` and call the hub's ``data_node.add`` and
+  ``data_node.subtract``, as the original data-feed server does there.
 
 Secrets come from the environment, a secrets file, or a file generated on first run
 (:func:`load_secrets`); :func:`check_secrets_for_interfaces` refuses to expose the router
@@ -49,7 +52,10 @@ ROLE_SERVER = "server"
 ROLE_CONSUMER = "consumer"
 ROLE_OCS_AGENT = "iocs_agent"
 ROLE_OCS_CONTROLLER = "iocs_controller"
+#: the OCS port's anonymous role with ``router.allow_legacy_ocs_nodes``
+ROLE_LEGACY_NODE = "iocs_agent_and_legacy_node"
 CONSUMER_PREFIX = "org.simonsobservatory.consumer"
+HUB_PROCEDURES = ("org.simonsobservatory.data_node.add", "org.simonsobservatory.data_node.subtract")
 OCS_PREFIX = "observatory."
 
 #: environment variables holding the secrets
@@ -262,16 +268,24 @@ def weak_secret_reason(value: str) -> str | None:
 def check_secrets_for_interfaces(
     cfg: SiteConfig, secrets: Secrets, allow_public_ocs: bool = False
 ) -> None:
-    """Refuse a router configuration that would expose it.
+    """Raise :class:`RouterSecurityError` listing every problem of
+    :func:`exposure_problems`, if any."""
+    problems = exposure_problems(cfg, secrets, allow_public_ocs)
+    if problems:
+        raise RouterSecurityError("refusing to start the router:\n- " + "\n- ".join(problems))
+
+
+def exposure_problems(cfg: SiteConfig, secrets: Secrets, allow_public_ocs: bool = False) -> list[str]:
+    """Why starting the router this way would expose it (empty: it would not).
 
     - TLS port on a non-loopback interface (``router.listen``) with a default secret: one
       read from the generated file, empty, shorter than 16 characters, or well known;
     - OCS port (anonymous, full permission under ``observatory.``) on a non-loopback
-      ``router.ocs_listen`` unless ``allow_public_ocs``.
-
-    Raises :class:`RouterSecurityError` listing every problem.
+      ``router.ocs_listen`` unless ``allow_public_ocs`` (or ``router.allow_public_ocs``);
+    - ``router.allow_legacy_ocs_nodes`` with a non-loopback ``router.ocs_listen``.
     """
     r = cfg.router
+    allow_public_ocs = allow_public_ocs or r.allow_public_ocs
     problems: list[str] = []
     if not is_loopback(r.listen):
         users = {"server": (r.wamp_user, ENV_SERVER_SECRET), "consumer": (CONSUMER_USER, ENV_CONSUMER_SECRET)}
@@ -295,8 +309,14 @@ def check_secrets_for_interfaces(
             "publish anything under 'observatory.' (fake OCS feeds, fake agents). Keep it on "
             "127.0.0.1, or set router.allow_public_ocs = true if the network is trusted"
         )
-    if problems:
-        raise RouterSecurityError("refusing to start the router:\n- " + "\n- ".join(problems))
+    if r.allow_legacy_ocs_nodes and not is_loopback(r.ocs_listen):
+        problems.append(
+            f"router.allow_legacy_ocs_nodes lets anonymous sessions on the OCS port register data "
+            f"nodes, but router.ocs_listen = {r.ocs_listen!r} is not loopback: anyone reaching it "
+            "could serve fake data under a node's name. Keep ocs_listen on 127.0.0.1 (legacy nodes "
+            "on this machine), or turn allow_legacy_ocs_nodes off"
+        )
+    return problems
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,18 +325,18 @@ def check_secrets_for_interfaces(
 
 
 def _permission(uri: str, *, call: bool, register: bool, publish: bool, subscribe: bool,
-                disclose_caller: bool = False) -> dict[str, Any]:
+                disclose_caller: bool = False, match: str = "prefix") -> dict[str, Any]:
     return {
         "uri": uri,
-        "match": "prefix",
+        "match": match,
         "allow": {"call": call, "register": register, "publish": publish, "subscribe": subscribe},
         "disclose": {"caller": disclose_caller, "publisher": False},
         "cache": True,
     }
 
 
-def _roles() -> list[dict[str, Any]]:
-    return [
+def _roles(legacy_nodes: bool = False) -> list[dict[str, Any]]:
+    roles = [
         {
             # nodes and the hub: everything, including the WAMP meta API (wamp.session.*,
             # wamp.registration.*), which is what lets the hub follow sessions leaving
@@ -348,6 +368,24 @@ def _roles() -> list[dict[str, Any]]:
             ],
         },
     ]
+    if legacy_nodes:
+        roles.append({
+            # router.allow_legacy_ocs_nodes: an OCS agent that may also be a sisock 0.2 data
+            # node (register get_fields/get_data, add and subtract itself at the hub, which
+            # sees who calls and accepts only the caller's own session)
+            "name": ROLE_LEGACY_NODE,
+            "permissions": [
+                _permission(OCS_PREFIX, call=True, register=True, publish=True, subscribe=True),
+                _permission(CONSUMER_PREFIX + ".", call=False, register=True, publish=False,
+                            subscribe=False),
+                # ... but never the hub's own list of nodes
+                _permission(CONSUMER_PREFIX + ".get_data_node", call=False, register=False,
+                            publish=False, subscribe=False, match="exact"),
+                *[_permission(uri, call=True, register=False, publish=False, subscribe=False,
+                              disclose_caller=True, match="exact") for uri in HUB_PROCEDURES],
+            ],
+        })
+    return roles
 
 
 def _endpoint(host: str, port: int) -> dict[str, Any]:
@@ -380,6 +418,12 @@ def _ws_options() -> dict[str, Any]:
     }
 
 
+def _extra_path(path: str, service: dict[str, Any]) -> dict[str, Any]:
+    """Crossbar's ``paths`` entry for a ``router.path`` other than ``/`` and ``/ws``."""
+    name = path.strip("/")
+    return {name: service} if name and name != "ws" else {}
+
+
 def crossbar_config(cfg: SiteConfig, secrets: Secrets) -> dict[str, Any]:
     """The crossbar (26.x) node configuration of a site, as a dict (``config.json``).
 
@@ -406,7 +450,8 @@ def crossbar_config(cfg: SiteConfig, secrets: Secrets) -> dict[str, Any]:
         "type": "websocket",
         "serializers": list(SERIALIZERS),
         "options": _ws_options(),
-        "auth": {"anonymous": {"type": "static", "role": ROLE_OCS_AGENT}},
+        "auth": {"anonymous": {"type": "static",
+                               "role": ROLE_LEGACY_NODE if r.allow_legacy_ocs_nodes else ROLE_OCS_AGENT}},
     }
     tls_endpoint = _endpoint(r.listen, r.tls_port)
     tls_endpoint["tls"] = {"certificate": str(Path(cert).resolve()), "key": str(Path(key).resolve())}
@@ -421,16 +466,16 @@ def crossbar_config(cfg: SiteConfig, secrets: Secrets) -> dict[str, Any]:
                     {
                         "name": r.realm,
                         "options": {"enable_meta_api": True},
-                        "roles": _roles(),
+                        "roles": _roles(r.allow_legacy_ocs_nodes),
                     }
                 ],
                 "transports": [
                     {
-                        # sisock clients connect to wss://host:port/ws; "/" also works
+                        # sisock clients connect to wss://host:port/ws (router.path); "/" also works
                         "type": "web",
                         "id": "sisock_tls",
                         "endpoint": tls_endpoint,
-                        "paths": {"/": cra_ws, "ws": cra_ws},
+                        "paths": {"/": cra_ws, "ws": cra_ws, **_extra_path(r.path, cra_ws)},
                     },
                     {
                         # OCS agents: ws://localhost:8001/ws, HTTP calls at /call
@@ -547,7 +592,7 @@ def _join_once(
             # TLS or WebSocket failures never reach the session: report them at once
             finish(reason)
 
-    url = f"wss://{cfg.router.host}:{cfg.router.tls_port}/ws"
+    url = f"wss://{cfg.router.host}:{cfg.router.tls_port}{cfg.router.path}"
     factory = WampWebSocketClientFactory(
         lambda: OneShot(types.ComponentConfig(realm=cfg.router.realm)), url=url
     )
@@ -801,8 +846,7 @@ class RouterProcess:
             self._exit = None
             self._stopping = False
             self.ready_seconds = None
-        check_secrets_for_interfaces(self.cfg, self.secrets,
-                                     allow_public_ocs=self.allow_public_ocs or self.cfg.router.allow_public_ocs)
+        check_secrets_for_interfaces(self.cfg, self.secrets, allow_public_ocs=self.allow_public_ocs)
         ensure_site_certificate(self.cfg)
         config_path = write_crossbar_config(self.cfg, self.secrets)
         env = dict(os.environ)

@@ -142,14 +142,13 @@ async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) ->
 
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(shutdown()))
 
-    if cfg.http.start:
-        from sisock_core.bridge.auth import BridgeSecurityError, bridge_credentials
+    from sisock_core.preflight import startup_problems
 
-        try:
-            bridge_credentials(cfg)  # refuse an exposed bridge before starting anything
-        except BridgeSecurityError as exc:
-            log.critical("cannot start the HTTP bridge: {error}", error=str(exc))
-            raise SystemExit(2)
+    problems = startup_problems(cfg)  # what `sisock check` reports too; refused before starting anything
+    for problem in problems:
+        log.critical("{problem}", problem=str(problem))
+    if problems:
+        raise SystemExit(2)
 
     if cfg.router.start:
         try:

@@ -88,15 +88,11 @@ def ensure_certificate(
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     cert_path, key_path = Path(cert_path), Path(key_path)
-    have_cert, have_key = cert_path.exists(), key_path.exists()
-    if have_cert and have_key:
+    if cert_path.exists() and key_path.exists():
         return False
-    if have_cert or have_key:
-        present, missing = (cert_path, key_path) if have_cert else (key_path, cert_path)
-        raise TLSConfigError(
-            f"TLS: {present} exists but {missing} does not; restore it, or delete {present} "
-            "to have a new self-signed pair generated"
-        )
+    half = _half_pair(cert_path, key_path)
+    if half:
+        raise TLSConfigError(half)
 
     names = _unique([*hostnames, *DEFAULT_HOSTNAMES])
     key = ec.generate_private_key(ec.SECP256R1())
@@ -167,21 +163,40 @@ def site_hostnames(cfg: SiteConfig) -> list[str]:
     return _unique(names)
 
 
-def ensure_site_certificate(cfg: SiteConfig) -> tuple[Path, Path, Path]:
-    """Make sure the router's certificate and key exist; return :func:`tls_paths`.
+def _half_pair(cert: Path, key: Path) -> str | None:
+    """Why a generated pair cannot be (re)made: one of its two files is missing."""
+    if cert.exists() == key.exists():
+        return None
+    present, missing = (cert, key) if cert.exists() else (key, cert)
+    return (f"TLS: {present} exists but {missing} does not; restore it, or delete {present} "
+            "to have a new self-signed pair generated")
 
-    Generates the default pair under ``<state_dir>/tls`` when missing.  A configured
-    ``tls_cert``/``tls_key`` that does not exist raises :class:`TLSConfigError`.
-    """
-    cert, key, ca = tls_paths(cfg)
+
+def site_certificate_problem(cfg: SiteConfig) -> str | None:
+    """Why the router could not get its certificate and key (None: it can), without
+    generating anything: a configured ``tls_cert``/``tls_key`` that does not exist, or half
+    of the generated pair."""
+    cert, key, _ = tls_paths(cfg)
     if cfg.router.tls_cert or cfg.router.tls_key:
         missing = [str(p) for p in (cert, key) if not p.exists()]
         if missing:
-            raise TLSConfigError(
-                "TLS: configured file(s) not found: " + ", ".join(missing) + " "
-                "(remove router.tls_cert/tls_key to use a generated self-signed pair)"
-            )
-    else:
+            return ("TLS: configured file(s) not found: " + ", ".join(missing) + " "
+                    "(remove router.tls_cert/tls_key to use a generated self-signed pair)")
+        return None
+    return _half_pair(cert, key)
+
+
+def ensure_site_certificate(cfg: SiteConfig) -> tuple[Path, Path, Path]:
+    """Make sure the router's certificate and key exist; return :func:`tls_paths`.
+
+    Generates the default pair under ``<state_dir>/tls`` when missing. Raises
+    :class:`TLSConfigError` for a :func:`site_certificate_problem`.
+    """
+    cert, key, ca = tls_paths(cfg)
+    problem = site_certificate_problem(cfg)
+    if problem:
+        raise TLSConfigError(problem)
+    if not (cfg.router.tls_cert or cfg.router.tls_key):
         ensure_certificate(cert, key, site_hostnames(cfg))
     return cert, key, ca
 

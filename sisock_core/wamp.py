@@ -34,6 +34,18 @@ def node_uri(name: str, method: str) -> str:
     return uri(f"consumer.{name}.{method}")
 
 
+def rejects_max_points(exc: BaseException) -> bool:
+    """Whether a node refused the ``max_points`` keyword of ``get_data`` (a sisock 0.2
+    node: autobahn answers with its ``TypeError`` as a runtime error)."""
+    from autobahn.wamp.exception import ApplicationError
+
+    if not isinstance(exc, ApplicationError):
+        return False
+    text = " ".join(str(a) for a in exc.args)
+    return exc.error in (ApplicationError.INVALID_ARGUMENT, "wamp.error.runtime_error") \
+        and "max_points" in text
+
+
 def quiet_session_factory() -> Any:
     """autobahn's Twisted session class minus its log line for every ``ApplicationError``
     a procedure raises on purpose (bad arguments from a caller, a failure the component
@@ -52,7 +64,9 @@ def quiet_session_factory() -> Any:
 
 
 def router_url(cfg: SiteConfig) -> str:
-    return f"wss://{cfg.router.host}:{cfg.router.tls_port}/"
+    """``wss://host:tls_port/ws``: where components dial the router (``router.path``, ``/ws``
+    by default, is where the original sisock's crossbar served WAMP; ``/`` was a web page)."""
+    return f"wss://{cfg.router.host}:{cfg.router.tls_port}{cfg.router.path}"
 
 
 def make_component(

@@ -355,8 +355,16 @@ def test_series_timeline_lookup():
     with pytest.raises(g.AnswerError, match="no timeline"):
         g.series_from_answer({"data": {"f": [1.0]}, "timeline": {"a": {"t": [1.0]}, "b": {"t": [2.0]}}},
                              TARGET, None)
-    with pytest.raises(g.AnswerError, match="3 values but timeline 'a' has 2 times"):
-        g.series_from_answer({"data": {"f": [1.0, 2, 3]}, "timeline": {"a": {"t": [1.0, 2]}}}, TARGET, "a")
+    # a field longer (or shorter) than its timeline: the overlap, with a warning
+    longer = g.series_from_answer({"data": {"f": [1.0, 2, 3]}, "timeline": {"a": {"t": [1.0, 2]}}}, TARGET, "a")
+    assert (longer.t.tolist(), longer.values.tolist()) == ([1.0, 2.0], [1.0, 2.0])
+    assert longer.warnings == ("field 'f' has 3 values but timeline 'a' has 2 times; showing the first 2",)
+    shorter = g.series_from_answer({"data": {"f": [1.0]}, "timeline": {"a": {"t": [1.0, 2]}}}, TARGET, "a")
+    assert (shorter.t.tolist(), shorter.values.tolist(), shorter.error) == ([1.0], [1.0], None)
+    assert json.loads(g.encode(g.timeserie(longer)))["meta"] == {"notices": [
+        {"severity": "warning", "text": longer.warnings[0]}]}
+    with pytest.raises(g.AnswerError, match="1 values but timeline 'a' has no times"):
+        g.series_from_answer({"data": {"f": [1.0]}, "timeline": {"a": {"t": []}}}, TARGET, "a")
     with pytest.raises(g.AnswerError, match="pipeline allowance"):
         g.series_from_answer(False, TARGET, None)
     # missing or empty field: an empty series, no error

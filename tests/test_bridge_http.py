@@ -608,6 +608,47 @@ async def test_old_node_without_max_points_and_a_failing_node(bridge):
     assert strides == [300.0, 300.0]
 
 
+@pytest_twisted.ensureDeferred
+async def test_field_longer_than_its_timeline_is_drawn_with_a_warning(bridge):
+    """An original weather node sends ``apex_windspeed`` with one value more than its shared
+    ``minutely`` timeline: the bridge draws the overlapping samples, as the original bridge
+    (which zipped times and values) did, with a warning notice; the other field is untouched."""
+    cfg = load_config(bridge.path)
+    n = 120
+    t = (1500508800.0 + 60.0 * np.arange(n)).tolist()
+    wind = [float(i % 7) for i in range(n + 1)]
+    rad = [float(i) / 10 for i in range(n)]
+
+    def fields(start, end):
+        return [{f: {"description": None, "timeline": "minutely", "type": "number", "units": None}
+                 for f in ("apex_windspeed", "apex_radiometer")},
+                {"minutely": {"interval": 60.0, "field": ["apex_windspeed", "apex_radiometer"]}}]
+
+    def data(field, start, end, min_stride=None):  # sisock 0.2's signature
+        return {"data": {"apex_windspeed": wind, "apex_radiometer": rad},
+                "timeline": {"minutely": {"t": t, "finalized_until": t[-1]}}}
+
+    body = query_body([{"target": "original_weather::apex_windspeed", "refId": "A"},
+                       {"target": "original_weather::apex_radiometer", "refId": "B"}],
+                      max_points=1000, rng={"from": "2017-07-20T00:00:00.000Z", "to": "2017-07-20T02:00:00.000Z"})
+
+    async def work(session):
+        await session.register(fields, node_uri("original_weather", "get_fields"))
+        await session.register(data, node_uri("original_weather", "get_data"))
+        return await threads.deferToThread(post, bridge, "/query", body)
+
+    r = await with_session(reactor, cfg, work, consumer=False, timeout=90)
+    assert r.status == 200
+    windspeed, radiometer = r.body
+    assert windspeed["datapoints"] == [[w, ms * 1000] for w, ms in zip(wind, t)]
+    assert windspeed["meta"]["notices"] == [{
+        "severity": "warning",
+        "text": "field 'apex_windspeed' has 121 values but timeline 'minutely' has 120 times; "
+                "showing the first 120"}]
+    assert radiometer["datapoints"] == [[v, ms * 1000] for v, ms in zip(rad, t)]
+    assert "meta" not in radiometer
+
+
 # -- restarts: the field cache without /search ----------------------------------------------------
 
 
@@ -687,7 +728,7 @@ def test_health_503_names_the_missing_hub(bridge):
 
     r = wait_until(down, timeout=30, interval=0.05, what="health to report the hub missing")
     assert set(seen) <= {200, 503}
-    assert r.body == error_object(f"connected to wss://127.0.0.1:{bridge.tls_port}/, but the hub is "
+    assert r.body == error_object(f"connected to wss://127.0.0.1:{bridge.tls_port}/ws, but the hub is "
                                   "not running", "no_hub")
     wait_until(lambda: request(bridge.url + "/").status == 200, timeout=60, what="the hub to return")
     # nodes re-add themselves when the hub returns
@@ -782,9 +823,9 @@ def test_health_503_without_router(bridge, tmp_path):
 
         r = wait_until(answer, timeout=60, what="the bridge to listen")
         assert r.status == 503
-        assert r.body == error_object(f"not connected to the router at wss://127.0.0.1:{dead}/", "no_router")
+        assert r.body == error_object(f"not connected to the router at wss://127.0.0.1:{dead}/ws", "no_router")
         r = request(f"http://127.0.0.1:{port}/query", query_body([{"target": "apex_archive::apex_humidity"}]))
         assert r.status == 200 and r.body[0]["datapoints"] == []
-        assert r.body[0]["meta"]["notices"][0]["text"] == f"not connected to the router at wss://127.0.0.1:{dead}/"
+        assert r.body[0]["meta"]["notices"][0]["text"] == f"not connected to the router at wss://127.0.0.1:{dead}/ws"
     finally:
         proc.stop()

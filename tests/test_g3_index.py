@@ -18,9 +18,11 @@ from sisock_plugins.g3.index import (
     parse_db_url,
     unix_to_datetime,
 )
+from sisock_plugins.g3.reader import HKReader
 from sisock_plugins.g3.scanner import Scanner
 
-from .g3gen import Aggregator, agent_status, bluefors, lakeshore, mariadb_database, truncate, write_archive
+from .g3gen import (Aggregator, Provider, agent_status, bluefors, lakeshore, mariadb_database, truncate,
+                    write_archive)
 from .siteproc import free_port
 
 T0 = 1_600_000_000.0  # 2020-09-13 12:26:40 UTC
@@ -143,10 +145,11 @@ def test_fields_hold_utc_times_and_the_original_reader_queries_work(index, tmp_p
     names = set()
     for feed_id, field in pairs:
         (desc,), = raw(index, "SELECT description FROM feeds WHERE id=%s", (feed_id,))
-        names.add(desc + "." + field.lower().replace(" ", "_"))
-    assert f"{LS}.channel_01_t" in names and f"{HWP}.mode" in names and len(names) == 10
+        names.add(desc + "." + field)
+    assert f"{LS}.Channel_01_T" in names and f"{HWP}.mode" in names and len(names) == 10
 
-    # the description table lists exactly those names (the original scanner's view)
+    # the description table lists exactly those names, as spelled in the files (the
+    # original scanner's view)
     assert {r[0] for r in raw(index, "SELECT description FROM description")} == names
     assert len(raw(index, "SELECT DISTINCT F.field, E.description FROM fields F, feeds E "
                           "WHERE F.feed_id=E.id")) == 10
@@ -344,3 +347,40 @@ def test_an_index_rebuilt_elsewhere_is_picked_up_again(index, tmp_path):
     stats = sc.scan_tree()  # recreated; everything read again
     assert stats.read == 1 and len(index.field_summaries()) == 4
     assert index.file(str(files[0])).status == "ok"
+
+
+@pytest.mark.parametrize("version", [0, 2])
+def test_description_table_holds_the_names_as_spelled_in_the_files(index, tmp_path, version):
+    """The original scanner stored ``<feed description>.<field>`` unchanged (its g3 reader
+    serves those names; lower-cased ones return no data there); we still accept the
+    lower-cased spelling ourselves."""
+    old = Provider("observatory.LS240old.feeds.temps", {"Channel 01": {"Channel 01 T": "float",
+                                                                       "Channel 01 V": "float"}})
+    write_archive(tmp_path / "data", T0, 0.5, version=version, providers=[lakeshore(2), old])
+    Scanner(index, tmp_path / "data").scan_tree()
+    assert sorted(r[0] for r in raw(index, "SELECT description FROM description")) == sorted([
+        f"{LS}.Channel_01_T",
+        f"{LS}.Channel_02_T",
+        "observatory.LS240old.feeds.temps.Channel 01 T",
+        "observatory.LS240old.feeds.temps.Channel 01 V",
+    ])
+    reader = HKReader(index)
+    for name in (f"{LS}.channel_01_t", "observatory.LS240old.feeds.temps.channel_01_t"):
+        (tl,) = reader.read_range([name], T0, T0 + 600).values()
+        assert len(tl.data[name]) == 600
+
+
+def test_an_index_holding_lower_cased_descriptions_is_repaired_when_opened(tmp_path):
+    url = f"sqlite:///{tmp_path}/index.sqlite"
+    write_archive(tmp_path / "data", T0, 0.5, providers=[lakeshore(1)])
+    index = Index(url)
+    Scanner(index, tmp_path / "data").scan_tree()
+    index.close()
+    conn = sqlite3.connect(tmp_path / "index.sqlite")
+    conn.execute("UPDATE description SET description = lower(description)")  # an earlier sisock's rows
+    conn.commit()
+    conn.close()
+    index = Index(url)
+    index.check()  # connects: the scanner opening the index
+    assert raw(index, "SELECT description FROM description") == [(f"{LS}.Channel_01_T",)]
+    index.close()

@@ -19,7 +19,9 @@ Python list is built on the hot path.
 
 Per-target problems (malformed target, unknown node, a node error) never fail the
 request: that series comes back empty with ``meta.notices`` carrying the message,
-which Grafana shows on the panel.
+which Grafana shows on the panel. A field whose length differs from its timeline's
+(an original weather node's ``apex_windspeed``) is served for the overlapping samples,
+as the original bridge did, with a warning notice.
 
 Template variables arrive interpolated in Grafana's *regex* format
 (:mod:`sisock_core.bridge.variables`): :func:`resolve_targets` expands each side of
@@ -544,14 +546,16 @@ def resolve_query(
 @attrs.define
 class Series:
     """The data of one target: ``t`` in UNIX seconds, ``values`` numeric (float64) or
-    an object array (strings); ``error`` makes it an empty series carrying the message."""
+    an object array (strings); ``error`` makes it an empty series carrying the message;
+    ``warnings`` are shown on the panel next to the data."""
 
     target: Target
     t: np.ndarray = attrs.field(factory=lambda: np.empty(0))
     values: np.ndarray = attrs.field(factory=lambda: np.empty(0))
     units: str | None = None
     error: str | None = None
-    #: request-wide notices (an ignored ad hoc filter), shown as warnings
+    #: warnings shown next to the data: the series' own (served with a caveat), then the
+    #: request's (an ignored ad hoc filter)
     warnings: Sequence[str] = ()
 
     @property
@@ -645,11 +649,14 @@ def series_from_answer(
     if name is None:
         raise AnswerError(f"no timeline in the node's answer matches field {target.field!r}")
     t_raw = answer["timeline"][name].get("t") if isinstance(answer["timeline"][name], dict) else None
-    if not isinstance(t_raw, (list, tuple, np.ndarray)) or len(t_raw) != n:
-        raise AnswerError(
-            f"field {target.field!r} has {n} values but timeline {name!r} has "
-            f"{len(t_raw) if isinstance(t_raw, (list, tuple, np.ndarray)) else 'no'} times"
-        )
+    if not isinstance(t_raw, (list, tuple, np.ndarray)) or len(t_raw) == 0:
+        raise AnswerError(f"field {target.field!r} has {n} values but timeline {name!r} has no times")
+    warning = None
+    if len(t_raw) != n:
+        # An original node can send a field one value longer than its shared timeline; the
+        # original bridge zipped the two: serve the overlap, and say so on the panel.
+        warning = (f"field {target.field!r} has {n} values but timeline {name!r} has "
+                   f"{len(t_raw)} times; showing the first {min(n, len(t_raw))}")
     t = times.get(name) if times is not None else None
     if t is None:
         try:
@@ -659,14 +666,17 @@ def series_from_answer(
         if times is not None:
             times[name] = t
     values = as_values(raw, field_type)
+    if warning is not None:
+        k = min(t.size, values.size)
+        t, values = t[:k], values[:k]
     if max_points and t.size > max_points:
         t, reduced = decimate_timeline(t, {"v": values}, max_points=max_points)
         values = reduced["v"]
-    return Series(target, t=t, values=values, units=units)
+    return Series(target, t=t, values=values, units=units, warnings=(warning,) if warning else ())
 
 
 def _meta(series: Series) -> dict | None:
-    """``meta.notices``: the series' error, then the request's warnings (None: none)."""
+    """``meta.notices``: the series' error, then its warnings (None: none)."""
     notices = [{"severity": "error", "text": series.error}] if series.error else []
     notices.extend({"severity": "warning", "text": w} for w in series.warnings)
     return {"notices": notices} if notices else None
@@ -754,7 +764,7 @@ def query_answer(series: Iterable[Series], notices: Sequence[str] = ()) -> list[
     """The ``/query`` answer: one item per target, in the format each target asked for;
     ``notices`` (the request's, e.g. an ignored filter) are shown on every item."""
     if notices:
-        series = [attrs.evolve(s, warnings=tuple(notices)) for s in series]
+        series = [attrs.evolve(s, warnings=(*s.warnings, *notices)) for s in series]
     return [_BUILDERS[s.target.format](s) for s in series]
 
 

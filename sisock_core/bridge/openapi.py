@@ -170,8 +170,8 @@ def openapi_document(server_url: str | None = None) -> dict:
 
 _NOTICES = {
     "type": "object",
-    "description": "per-target problems (the series is then empty) and request-wide warnings "
-                   "(an ad hoc filter ignored), shown on the panel",
+    "description": "per-target notices shown on the panel: an error (the series is then empty), "
+                   "warnings (data served with a caveat, an ad hoc filter ignored)",
     "properties": {"notices": array({
         "type": "object", "required": ["severity", "text"],
         "properties": {"severity": {"type": "string", "enum": ["error", "warning"]},

@@ -65,16 +65,6 @@ def wamp_error_text(exc: BaseException, node: str | None = None) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _rejects_max_points(exc: BaseException) -> bool:
-    """Whether a node refused the ``max_points`` keyword (a callee whose ``get_data``
-    has no such parameter: autobahn answers with the ``TypeError`` as a runtime error)."""
-    if not isinstance(exc, ApplicationError):
-        return False
-    text = " ".join(str(a) for a in exc.args)
-    return exc.error in (ApplicationError.INVALID_ARGUMENT, "wamp.error.runtime_error") \
-        and "max_points" in text
-
-
 class BridgeService:
     """The WAMP consumer behind the HTTP bridge."""
 
@@ -278,7 +268,7 @@ class BridgeService:
             try:
                 return await self._call(self.timeout, uri, *args, max_points=req.max_points)
             except ApplicationError as exc:
-                if not _rejects_max_points(exc):
+                if not wamp.rejects_max_points(exc):
                     raise
                 self.old_nodes.add(node)
                 self.log.info("node {node} does not take max_points (an older sisock node); "

@@ -21,8 +21,9 @@ script written against it) can keep querying:
 * ``fields(feed_id, field, start, end)``: the first and last sample time of each
   field of each feed; the reader's ``fields.end > %s AND fields.start < %s`` finds
   the files of a time range;
-* ``description(description)``: every distinct ``<feed description>.<field>``
-  with the field lower-cased and spaces replaced by ``_``, as the original listed it.
+* ``description(description)``: every distinct ``<feed description>.<field>``,
+  spelled exactly as in the files (``...temperatures.Channel_01_T``), as the
+  original scanner stored it and its g3 reader serves it.
 
 Differences from the original, all invisible to its queries: times are **UTC**
 (the original mixed local time and UTC); ``start``/``end`` are ``DATETIME(6)`` in
@@ -214,8 +215,15 @@ def datetime_to_unix(value: Any) -> float:
     return (value - _EPOCH) / dt.timedelta(seconds=1)
 
 
+def served_field_name(description: str, field: str) -> str:
+    """``<feed description>.<field>`` exactly as spelled in the files: the name we serve,
+    and what the original g3 scanner stored in its ``description`` table."""
+    return f"{description}.{field}"
+
+
 def original_field_name(description: str, field: str) -> str:
-    """The name the original g3 reader served: field lower-cased, spaces to ``_``."""
+    """The lower-cased spelling older sisock readers served (field lower-cased, spaces to
+    ``_``); still accepted in ``get_data``."""
     return f"{description}.{field.lower().replace(' ', '_')}"
 
 
@@ -587,6 +595,7 @@ class Index:
                 ins = "INSERT OR IGNORE" if self.kind == "sqlite" else "INSERT IGNORE"
                 for name, value in (("schema_version", SCHEMA_VERSION), ("generation", 0), ("max_frame_span", 0)):
                     cur.execute(self.sql(f"{ins} INTO sisock_meta (name, value) VALUES (?, ?)"), (name, value))
+                self._sync_description_table(cur)
             cur.execute(self.sql("SELECT value FROM sisock_meta WHERE name = ?"), ("schema_version",))
             row = cur.fetchone()
             if row is not None and int(row[0]) != SCHEMA_VERSION:
@@ -598,6 +607,12 @@ class Index:
             raise DatabaseUnavailable(f"index database {self.describe()}: {_msg(exc)}") from exc
         finally:
             cur.close()
+
+    def _sync_description_table(self, cur: Any) -> None:
+        """Make ``description`` list exactly the served names (an index written by an
+        earlier sisock held lower-cased names there)."""
+        cur.execute("DELETE FROM description WHERE description NOT IN (SELECT name FROM sisock_fieldsum)")
+        cur.execute(f"{self._ins_ignore()} INTO description (description) SELECT name FROM sisock_fieldsum")
 
     def _tables(self, cur: Any) -> set[str]:
         if self.kind == "sqlite":
@@ -943,7 +958,7 @@ class Index:
             cur.executemany(q, rows)
         if summary:
             rows = [
-                (f"{d}.{f}", original_field_name(d, f), d, f, m[0], m[1], m[2], m[3])
+                (served_field_name(d, f), original_field_name(d, f), d, f, m[0], m[1], m[2], m[3])
                 for (d, f), m in summary.items()
             ]
             if self.kind == "sqlite":
@@ -962,7 +977,7 @@ class Index:
             cur.executemany(q, rows)
             cur.executemany(
                 self.sql(f"{self._ins_ignore()} INTO description (description) VALUES (?)"),
-                sorted({(original_field_name(d, f),) for d, f in summary}),
+                sorted({(served_field_name(d, f),) for d, f in summary}),
             )
         if max_span > 0:
             cur.execute(
@@ -981,13 +996,10 @@ class Index:
             (description, field),
         )
         row = cur.fetchone()
-        name = f"{description}.{field}"
+        name = served_field_name(description, field)
         if row is None or row[0] is None:
             cur.execute(self.sql("DELETE FROM sisock_fieldsum WHERE name = ?"), (name,))
-            lname = original_field_name(description, field)
-            cur.execute(self.sql("SELECT COUNT(*) FROM sisock_fieldsum WHERE lname = ?"), (lname,))
-            if int(cur.fetchone()[0]) == 0:
-                cur.execute(self.sql("DELETE FROM description WHERE description = ?"), (lname,))
+            cur.execute(self.sql("DELETE FROM description WHERE description = ?"), (name,))
             return
         cur.execute(
             self.sql("UPDATE sisock_fieldsum SET t0 = ?, t1 = ? WHERE name = ?"),
