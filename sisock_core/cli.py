@@ -352,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=fn)
         sp.add_argument("-c", "--config", help=CONFIG_HELP)
+        sp.add_argument("--log-format", choices=["text", "json"],
+                        help="log lines as text (default) or one JSON object each, for log shippers "
+                             "(env SISOCK_LOG_FORMAT)")
         if positional_config:
             sp.add_argument("config_file", nargs="?", metavar="SITE_FILE", help=CONFIG_HELP)
         return sp
@@ -436,7 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from sisock_core.logs import configure
+
     args = build_parser().parse_args(argv)
+    component = args.command if args.command != "node" else f"node {args.name}"
+    configure(component, getattr(args, "log_format", None), supervised=getattr(args, "supervised", False))
     args.func(args)
 
 
