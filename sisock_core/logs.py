@@ -85,8 +85,7 @@ def _traceback(event: dict) -> str | None:
 
 
 def _level(event: dict) -> str:
-    level = event.get("log_level")
-    return level.name if isinstance(level, LogLevel) else "info"
+    return getattr(event.get("log_level"), "name", "info")
 
 
 def format_text(event: dict) -> str | None:
@@ -115,7 +114,7 @@ def _plain(value: Any) -> Any:
 def event_fields(event: dict) -> dict:
     """The event's named fields (not Twisted's ``log_*`` keys nor ours)."""
     return {k: v for k, v in event.items()
-            if not k.startswith("log_") and not k.startswith("sisock_") and k != "message"}
+            if not k.startswith("log_") and not k.startswith("sisock_")}
 
 
 def format_json(event: dict) -> str | None:

@@ -22,6 +22,7 @@ import collections
 import ipaddress
 import json
 import os
+import re
 import secrets as _secrets
 import signal
 import stat
@@ -676,6 +677,10 @@ class RouterExit:
         return f"crossbar ended ({self.how}); last output:\n{self.tail}"
 
 
+#: The timestamp crossbar starts its lines with (``2026-11-29T04:30:51+0000 ``).
+_CROSSBAR_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} ")
+
+
 class _CrossbarProtocol(protocol.ProcessProtocol):
     def __init__(self, owner: RouterProcess):
         self.owner = owner
@@ -873,6 +878,7 @@ class RouterProcess:
             if len(secret) >= 4:  # crossbar prints config values at debug level
                 line = line.replace(secret, "<redacted>")
         self._tail.append(line)
+        line = _CROSSBAR_TIME.sub("", line, count=1)  # our log line has the time already
         if fd == 1:
             self.log.debug("router: {line}", line=line)
         elif any(m in line for m in _ERROR_MARKERS):

@@ -45,6 +45,22 @@ def site(tmp_path_factory):
         assert rc == 0, f"sisock up exited with {rc}"
 
 
+def test_start_up_log_one_line_per_event_nothing_at_warning_level(site):
+    """Until the site is up: every line has one timestamp and names its component; each
+    child's lines keep their own namespace and level; nothing is a warning or worse."""
+    import re
+
+    _, proc = site
+    log = proc.log_text()
+    start = log[:log.index("site up:")].splitlines()[:-1]  # (the "site up" line itself: info)
+    line = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[(up|hub|node apex_archive)\] "
+                      r"\[[\w.]+#(debug|info)\] \S")
+    assert [ln for ln in start if not line.match(ln)] == []
+    assert not [ln for ln in start if len(re.findall(r"\d\d:\d\d:\d\d", ln)) != 1]
+    assert any("Z [hub] [sisock_core.hub.Hub#info] hub ready on realm" in ln for ln in start)
+    assert any("[node apex_archive] [sisock_plugins.weather#info] loaded 336 samples" in ln for ln in start)
+
+
 def sisock(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sisock_core.cli", *args],
                           capture_output=True, text=True, timeout=timeout)
@@ -146,9 +162,15 @@ async def test_lost_node_is_subtracted_and_second_site_shares_router(site, tmp_p
         ocs_port=cfg.router.ocs_port, start_router=False,
         nodes='[nodes.weather_copy]\nplugin = "weather"\ndescription = "second machine"\n',
     )
-    proc = SisockProcess(["up", str(second)], tmp_path / "second.log")
+    proc = SisockProcess(["up", str(second), "--log-format", "json"], tmp_path / "second.log")
     try:
         await deferToThreadWait(proc.wait_ready, "site")
+        # --log-format json: one object per line, for log shippers (its children's included)
+        lines = [json.loads(ln) for ln in proc.log_text().splitlines()]
+        assert {"up", "node weather_copy"} <= {ln["component"] for ln in lines}
+        assert all(set(ln) >= {"time", "level", "component", "namespace", "message"} for ln in lines)
+        assert any(ln["component"] == "node weather_copy" and ln["namespace"] == "sisock_plugins.weather"
+                   and ln["message"].startswith("loaded 336 samples") for ln in lines)
         listing = await with_session(reactor, cfg, lambda s: s.call(HUB_LIST))
         assert {"name": "weather_copy", "description": "second machine"} in listing
 
