@@ -4,7 +4,8 @@ Text (the default) is ``<UTC time> [<component>] [<namespace>#<level>] <message>
 ``2026-11-29T04:25:36.123Z [node apex_archive] [sisock_plugins.weather#info] serving 5 fields``.
 ``--log-format json`` (or ``$SISOCK_LOG_FORMAT=json``) writes one JSON object per line for log
 shippers: ``time``, ``level``, ``component``, ``namespace``, ``message``, ``traceback`` (if
-any) and the event's named fields. A child of ``sisock up`` always writes JSON lines to its
+any) and the event's named fields. Under systemd (stderr is journald's), text lines leave the
+time to journald and carry the level as a syslog priority (``<6>[hub] [...#info] ...``). A child of ``sisock up`` always writes JSON lines to its
 stderr; ``sisock up`` re-emits each as its own event with the child's time, level, namespace
 and fields (:mod:`sisock_core.logrelay`), so a child's line appears once, with one timestamp.
 """
@@ -17,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Mapping
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -100,6 +101,27 @@ def format_text(event: dict) -> str | None:
     return f"{format_time(event.get('log_time') or time.time())} [{component}] [{namespace}#{_level(event)}] {text}\n"
 
 
+#: syslog priorities journald reads from a ``<N>`` line prefix
+_PRIORITY = {"debug": 7, "info": 6, "warn": 4, "error": 3, "critical": 2}
+
+
+def format_journal(event: dict) -> str | None:
+    """For journald (stderr of a systemd service): the text line without our timestamp
+    (journald has its own) and with the level as a syslog priority prefix (``<6>``)."""
+    line = format_text(event)
+    return f"<{_PRIORITY.get(_level(event), 6)}>" + line.split(" ", 1)[1]
+
+
+def to_journal(stream: IO[str], env: Mapping[str, str] = os.environ) -> bool:
+    """Is ``stream`` connected to journald (``$JOURNAL_STREAM`` names its device and inode)?"""
+    try:
+        dev, ino = (int(x) for x in env.get("JOURNAL_STREAM", "").split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
 def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
@@ -168,8 +190,12 @@ def setup_logging(level: str = "info", stream: IO[str] | None = None, fmt: str |
     # Connection churn from Twisted itself is noise at info level.
     for namespace in QUIET_NAMESPACES:
         predicate.setLogLevelForNamespace(namespace, LogLevel.warn)
-    formatter = format_json if (fmt or _process["format"]) == "json" else format_text
-    observer = FilteringLogObserver(_Writer(stream or sys.stderr, formatter),
+    stream = stream or sys.stderr
+    if (fmt or _process["format"]) == "json":
+        formatter = format_json
+    else:
+        formatter = format_journal if to_journal(stream) else format_text
+    observer = FilteringLogObserver(_Writer(stream, formatter),
                                     [_quiet_connection_attempts, predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)
 
@@ -179,9 +205,12 @@ READY_MARKER = "SISOCK-READY"
 
 
 def announce_ready(what: str) -> None:
-    """Tell a supervising ``sisock up`` that this process is serving."""
+    """Tell a supervising ``sisock up`` (or systemd) that this process is serving."""
     sys.stdout.write(f"{READY_MARKER} {what}\n")
     sys.stdout.flush()
+    from sisock_core.sdnotify import notify
+
+    notify(f"READY=1\nSTATUS={what} serving")  # under systemd (Type=notify); else nothing
 
 
 #: Distinct problem messages remembered for de-duplicated logging.

@@ -816,6 +816,7 @@ class RouterProcess:
         # never hand our secrets to crossbar's environment: it has them in its config file
         env.pop(ENV_SERVER_SECRET, None)
         env.pop(ENV_CONSUMER_SECRET, None)
+        env.pop("NOTIFY_SOCKET", None)  # crossbar would tell systemd READY=1 before we are
         spawned_at = time.monotonic()
         self._transport = self.reactor.spawnProcess(
             _CrossbarProtocol(self),

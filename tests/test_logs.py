@@ -8,6 +8,7 @@ tests/test_site_integration.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 from twisted.logger import Logger, LogLevel, LogPublisher
@@ -88,3 +89,14 @@ def test_connection_attempts_are_not_warnings():
     for e in events:
         logs._quiet_connection_attempts(e)
     assert [e["log_level"] for e in events] == [LogLevel.debug, LogLevel.info]
+
+
+def test_under_systemd_journald_gets_the_level_as_priority_and_keeps_its_own_time(tmp_path):
+    with open(tmp_path / "stderr", "w") as stream:
+        st = os.fstat(stream.fileno())
+        assert logs.to_journal(stream, env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+        assert not logs.to_journal(stream, env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"})
+        assert not logs.to_journal(stream, env={})
+    (event,) = _events(lambda log: log.error("node {name} stopped", name="w"))
+    line = logs.format_journal({**event, logs.COMPONENT_KEY: "up"})
+    assert line == "<3>[up] [sisock_core.hub.Hub#error] node w stopped\n"
