@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything sisock needs on a fresh Debian/Ubuntu machine (idempotent):
-# system packages (mysqlclient, lm-sensors, the MariaDB server binaries the g3 tests run privately),
+# system packages (mysqlclient, lm-sensors; for the tests MariaDB's server binaries and systemd-analyze),
 # a virtualenv in .venv, and the project with all plugins' extras and the test tools.
 # Safe to run again; quick when nothing changed.
 set -euo pipefail
@@ -39,23 +39,29 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The g3 tests start a private MariaDB server of their own (tests/mariadb.py: its own data
-# directory, port and socket); they need the server binaries only: Debian's mariadb-server-core
-# (mariadbd, mariadb-install-db) and mariadb-client-core (my_print_defaults). These packages
-# have no system service, so nothing is started or left listening. If they cannot be
-# installed, setup says which are missing and goes on; those tests then fail saying so.
-need_db=()
-{ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } || need_db+=(mariadb-server-core)
-command -v mariadb-install-db >/dev/null 2>&1 || need_db+=(mariadb-server-core)
-command -v my_print_defaults >/dev/null 2>&1 || need_db+=(mariadb-client-core)
-if [ ${#need_db[@]} -gt 0 ]; then
-  mapfile -t need_db < <(printf '%s\n' "${need_db[@]}" | sort -u)
+# What the tests need besides Python packages, none of it started as a service:
+# - the g3 tests start a private MariaDB server of their own (tests/mariadb.py: its own data
+#   directory, port and socket); they need the server binaries only: Debian's
+#   mariadb-server-core (mariadbd, mariadb-install-db) and mariadb-client-core
+#   (my_print_defaults), which have no system service, so nothing is left listening;
+# - tests/test_systemd.py checks `sisock systemd`'s units with systemd-analyze (Debian's
+#   systemd package; installing it does not make it the init system).
+# If they cannot be installed, setup says which are missing and goes on; those tests then
+# fail (or, for systemd-analyze, skip) saying so.
+need_test=()
+{ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } || need_test+=(mariadb-server-core)
+command -v mariadb-install-db >/dev/null 2>&1 || need_test+=(mariadb-server-core)
+command -v my_print_defaults >/dev/null 2>&1 || need_test+=(mariadb-client-core)
+command -v systemd-analyze >/dev/null 2>&1 || need_test+=(systemd)
+if [ ${#need_test[@]} -gt 0 ]; then
+  mapfile -t need_test < <(printf '%s\n' "${need_test[@]}" | sort -u)
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "setup: installing ${need_db[*]} (the MariaDB server binaries the g3 tests start privately)"
+  echo "setup: installing ${need_test[*]} (for the tests: MariaDB binaries, systemd-analyze)"
   if ! { $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-         $SUDO apt-get install -y -q --no-install-recommends "${need_db[@]}" >/dev/null; }; then
-    echo "setup: WARNING: could not install ${need_db[*]}: the g3 tests that use MariaDB will fail" \
-         "(they need mariadbd, mariadb-install-db and my_print_defaults)" >&2
+         $SUDO apt-get install -y -q --no-install-recommends "${need_test[@]}" >/dev/null; }; then
+    echo "setup: WARNING: could not install ${need_test[*]}: the g3 tests that use MariaDB fail" \
+         "without mariadbd, mariadb-install-db and my_print_defaults; the unit-file tests skip" \
+         "without systemd-analyze" >&2
   fi
 fi
 echo "setup: ready (.venv/bin/sisock)"
