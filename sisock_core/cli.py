@@ -477,7 +477,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = build_parser().parse_args(argv)
     component = args.command if args.command != "node" else f"node {args.name}"
-    configure(component, getattr(args, "log_format", None), supervised=getattr(args, "supervised", False))
+    try:
+        configure(component, getattr(args, "log_format", None), supervised=getattr(args, "supervised", False))
+    except ValueError as exc:  # a bad $SISOCK_LOG_FORMAT
+        sys.stderr.write(f"sisock: $SISOCK_LOG_FORMAT: {exc}\n")
+        raise SystemExit(2)
     args.func(args)
 
 

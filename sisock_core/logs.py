@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -198,6 +199,17 @@ def setup_logging(level: str = "info", stream: IO[str] | None = None, fmt: str |
     observer = FilteringLogObserver(_Writer(stream, formatter),
                                     [_quiet_connection_attempts, predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)
+
+
+_ACCESS_TIME = re.compile(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] ")
+
+
+def access_log_line(timestamp: str, request: Any) -> str:
+    """twisted.web's access log line (combined format) without its own timestamp: the log
+    line it goes into has one (``Site(resource, logFormatter=access_log_line)``)."""
+    from twisted.web.http import combinedLogFormatter
+
+    return _ACCESS_TIME.sub("", combinedLogFormatter(timestamp, request), count=1)
 
 
 #: A line a child process prints on stdout when it is serving (read by ``sisock up``).

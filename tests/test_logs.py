@@ -100,3 +100,22 @@ def test_under_systemd_journald_gets_the_level_as_priority_and_keeps_its_own_tim
     (event,) = _events(lambda log: log.error("node {name} stopped", name="w"))
     line = logs.format_journal({**event, logs.COMPONENT_KEY: "up"})
     assert line == "<3>[up] [sisock_core.hub.Hub#error] node w stopped\n"
+
+
+def test_web_access_lines_leave_the_time_to_the_log_line():
+    from twisted.web.test.requesthelper import DummyRequest
+
+    request = DummyRequest([b"query"])
+    request.method, request.uri, request.clientproto = b"POST", b"/query", b"HTTP/1.1"
+    request.code, request.sentLength = 200, 157
+    line = logs.access_log_line("[29/Nov/2026:04:41:38 +0000]", request)  # (as twisted.web gives it)
+    assert "29/Nov/2026" not in line and '"POST /query HTTP/1.1" 200 157' in line, line
+
+
+def test_a_bad_log_format_in_the_environment_is_refused():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "sisock_core.cli", "check"], capture_output=True, text=True,
+                         env={**os.environ, "SISOCK_LOG_FORMAT": "xml"}, timeout=60)
+    assert out.returncode == 2 and "$SISOCK_LOG_FORMAT: log format 'xml': use one of text, json" in out.stderr

@@ -37,6 +37,7 @@ from sisock_core.bridge.auth import Credentials, cors_headers
 from sisock_core.bridge.grafana import BadRequest, QueryRequest, encode, error_body
 from sisock_core.bridge.service import BridgeService
 from sisock_core.config import SiteConfig
+from sisock_core.logs import access_log_line
 
 #: Largest request body accepted (bytes); Grafana's are a few kB.
 MAX_BODY = 1 << 20
@@ -230,7 +231,7 @@ async def run_bridge(
     joined: defer.Deferred = defer.Deferred()
     service = BridgeService(cfg, reactor=reactor, on_join=lambda: joined.callback(None))
     api = GrafanaAPI(service, cfg, credentials)
-    site = Site(api.resource())
+    site = Site(api.resource(), logFormatter=access_log_line)
     site.noisy = False
     port = await _endpoint(reactor, cfg.http.listen, cfg.http.port).listen(site)
     log.info("Grafana bridge listening on http://{host}:{port}/ ({auth})", host=cfg.http.listen,
