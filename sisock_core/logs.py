@@ -5,9 +5,11 @@ Text (the default) is ``<UTC time> [<component>] [<namespace>#<level>] <message>
 ``--log-format json`` (or ``$SISOCK_LOG_FORMAT=json``) writes one JSON object per line for log
 shippers: ``time``, ``level``, ``component``, ``namespace``, ``message``, ``traceback`` (if
 any) and the event's named fields. Under systemd (stderr is journald's), text lines leave the
-time to journald and carry the level as a syslog priority (``<6>[hub] [...#info] ...``). A child of ``sisock up`` always writes JSON lines to its
-stderr; ``sisock up`` re-emits each as its own event with the child's time, level, namespace
-and fields (:mod:`sisock_core.logrelay`), so a child's line appears once, with one timestamp.
+time to journald and carry the level as a syslog priority (``<6>[hub] [...#info] ...``).
+
+A child of ``sisock up`` always writes JSON lines to its stderr; ``sisock up`` re-emits each
+as its own event with the child's time, level, namespace and fields
+(:mod:`sisock_core.logrelay`), so a child's line appears once, with one timestamp.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ QUIET_NAMESPACES = (
 
 #: Output formats: ``text`` for people, ``json`` for log shippers.
 FORMATS = ("text", "json")
-#: Environment variable choosing the format (``--log-format`` sets it for the process).
+#: Environment variable choosing the format (``--log-format`` wins over it).
 ENV_FORMAT = "SISOCK_LOG_FORMAT"
 #: Event key naming the component (``hub``, ``node apex_archive``, ``up``) an event comes from.
 COMPONENT_KEY = "sisock_component"

@@ -2,8 +2,9 @@
 
 Each child is ``python -m sisock_core.cli <role> ...``. It prints
 ``SISOCK-READY <what>`` on stdout when it serves; its log (stderr, JSON lines) is
-re-emitted event by event with the child's name (:mod:`sisock_core.logrelay`). The child's stdin is a pipe from us: when
-``sisock up`` dies, the pipe closes and the child exits, so nothing is orphaned.
+re-emitted event by event with the child's name (:mod:`sisock_core.logrelay`). The
+child's stdin is a pipe from us: when ``sisock up`` dies, the pipe closes and the child
+exits, so nothing is orphaned.
 """
 
 from __future__ import annotations
