@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything sisock needs on a fresh Debian/Ubuntu machine (idempotent):
-# system packages (mysqlclient, lm-sensors, npm, chromium for the browser tests), a virtualenv
-# in .venv, the project with all plugins' extras and the test tools, and the quick-look page's
-# plotting library from npm. Safe to run again; quick when nothing changed.
+# system packages (mysqlclient, lm-sensors, npm; for the tests chromium, MariaDB's server binaries
+# and systemd-analyze), a virtualenv in .venv, the project with all plugins' extras and the test
+# tools, and the quick-look page's plotting library from npm. Safe to run again; quick when
+# nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,45 +63,29 @@ if [ -z "${SISOCK_NO_BROWSER:-}" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /us
   fi
 fi
 
-# `scripts/setup.sh --test-mariadb` (CI: .ci/run) also provides the MariaDB the g3 plugin's
-# tests use: 127.0.0.1:3306, user root without password, installing mariadb-server and
-# starting it when absent. For test machines only: it allows a passwordless root login over
-# loopback TCP. If MariaDB cannot be had, it warns and goes on; the MariaDB tests then fail
-# with a message saying so.
-test_mariadb() {
-  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  up() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
-  if ! up; then
-    if [ ! -x /usr/sbin/mariadbd ] && [ ! -x /usr/sbin/mysqld ]; then
-      echo "setup: installing mariadb-server (for the g3 plugin's tests)"
-      if ! { $sudo apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-             $sudo apt-get install -y -q mariadb-server >/dev/null; }; then
-        echo "setup: WARNING: cannot install mariadb-server; the MariaDB tests will fail" >&2
-        return 0
-      fi
-    fi
-    echo "setup: starting MariaDB"
-    local daemon=/usr/sbin/mariadbd; [ -x "$daemon" ] || daemon=/usr/sbin/mysqld
-    $sudo mkdir -p /run/mysqld && $sudo chown mysql:mysql /run/mysqld 2>/dev/null || true
-    $sudo service mariadb start >/dev/null 2>&1 \
-      || $sudo start-stop-daemon --start --oknodo --background --exec "$daemon" -- --user=mysql \
-      || true
-    for _ in $(seq 120); do up && break; sleep 0.5; done
+# What the tests need besides Python packages, none of it started as a service:
+# - the g3 tests start a private MariaDB server of their own (tests/mariadb.py: its own data
+#   directory, port and socket); they need the server binaries only: Debian's
+#   mariadb-server-core (mariadbd, mariadb-install-db) and mariadb-client-core
+#   (my_print_defaults), which have no system service, so nothing is left listening;
+# - tests/test_systemd.py checks `sisock systemd`'s units with systemd-analyze (Debian's
+#   systemd package; installing it does not make it the init system).
+# If they cannot be installed, setup says which are missing and goes on; those tests then
+# fail (or, for systemd-analyze, skip) saying so.
+need_test=()
+{ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } || need_test+=(mariadb-server-core)
+command -v mariadb-install-db >/dev/null 2>&1 || need_test+=(mariadb-server-core)
+command -v my_print_defaults >/dev/null 2>&1 || need_test+=(mariadb-client-core)
+command -v systemd-analyze >/dev/null 2>&1 || need_test+=(systemd)
+if [ ${#need_test[@]} -gt 0 ]; then
+  mapfile -t need_test < <(printf '%s\n' "${need_test[@]}" | sort -u)
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "setup: installing ${need_test[*]} (for the tests: MariaDB binaries, systemd-analyze)"
+  if ! { $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+         $SUDO apt-get install -y -q --no-install-recommends "${need_test[@]}" >/dev/null; }; then
+    echo "setup: WARNING: could not install ${need_test[*]}: the g3 tests that use MariaDB fail" \
+         "without mariadbd, mariadb-install-db and my_print_defaults; the unit-file tests skip" \
+         "without systemd-analyze" >&2
   fi
-  if ! up; then
-    echo "setup: WARNING: MariaDB does not answer on 127.0.0.1:3306; the MariaDB tests will fail" >&2
-    return 0
-  fi
-  local client; client=$(command -v mariadb || command -v mysql || true)
-  if [ -n "$client" ] && ! "$client" -h127.0.0.1 -uroot -e "SELECT 1" >/dev/null 2>&1; then
-    echo "setup: allowing root without password over 127.0.0.1 (test machine)"
-    $sudo "$client" -uroot -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; \
-      GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;" \
-      || echo "setup: WARNING: could not set up the root login; the MariaDB tests will fail" >&2
-  fi
-  echo "setup: MariaDB answers on 127.0.0.1:3306"
-}
-if [ "${1:-}" = "--test-mariadb" ]; then
-  test_mariadb
 fi
 echo "setup: ready (.venv/bin/sisock)"

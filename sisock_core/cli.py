@@ -276,6 +276,19 @@ def cmd_plugins(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_systemd(args: argparse.Namespace) -> None:
+    import shlex
+    from pathlib import Path
+
+    from sisock_core.systemd import UnitOptions, units, write_units
+
+    cfg = _load(args.config_file or args.config)
+    opts = UnitOptions(user=args.user, per_component=args.per_component,
+                       command=tuple(shlex.split(args.exec_)) if args.exec_ else ())
+    for path in write_units(units(cfg, opts), Path(args.output)):
+        print(path)
+
+
 # -- component runners -------------------------------------------------------------
 
 
@@ -406,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=fn)
         sp.add_argument("-c", "--config", help=CONFIG_HELP)
+        sp.add_argument("--log-format", choices=["text", "json"],
+                        help="log lines as text (default) or one JSON object each, for log shippers "
+                             "(env SISOCK_LOG_FORMAT)")
         if positional_config:
             sp.add_argument("config_file", nargs="?", metavar="SITE_FILE", help=CONFIG_HELP)
         return sp
@@ -416,6 +432,27 @@ def build_parser() -> argparse.ArgumentParser:
         "`sisock up` would refuse (exposed ports, default secrets, TLS files); starts nothing",
         cmd_check, positional_config=True)
     add("router", "run only the crossbar router of a site", cmd_router, positional_config=True)
+
+    sp = add("systemd", "write systemd unit files that run the site as a service", cmd_systemd,
+             positional_config=True)
+    sp.description = (
+        "Write systemd unit files for a site into the current directory (--output DIR for "
+        "another): sisock.service running 'sisock up SITE_FILE', or with --per-component one "
+        "service per component (router, hub, http, each node, the g3 scanner) and sisock.target "
+        "grouping them. Services are Type=notify (ready when serving), restart on failure, run "
+        "as a dedicated user and are hardened; see docs/operating.md. Install them with: "
+        "cp sisock*.service sisock.target /etc/systemd/system/ && systemctl daemon-reload && "
+        "systemctl enable --now sisock.service (or sisock.target)."
+    )
+    sp.add_argument("-o", "--output", default=".", metavar="DIR",
+                    help="directory to write the units to (default: the current directory)")
+    sp.add_argument("--per-component", action="store_true",
+                    help="one service per component and sisock.target, instead of one service for 'sisock up'")
+    sp.add_argument("--user", default="sisock",
+                    help="the system user (and group) the services run as (default: sisock)")
+    sp.add_argument("--exec", dest="exec_", metavar="COMMAND",
+                    help="how to run sisock, e.g. '/opt/sisock/.venv/bin/sisock' (default: the sisock "
+                         "next to this Python, e.g. a virtualenv's)")
 
     sp = sub.add_parser(
         "plugins", help="list the installed plugins, their versions and the options each accepts",
@@ -497,7 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from sisock_core.logs import configure
+
     args = build_parser().parse_args(argv)
+    component = args.command if args.command != "node" else f"node {args.name}"
+    try:
+        configure(component, getattr(args, "log_format", None), supervised=getattr(args, "supervised", False))
+    except ValueError as exc:  # a bad $SISOCK_LOG_FORMAT
+        sys.stderr.write(f"sisock: $SISOCK_LOG_FORMAT: {exc}\n")
+        raise SystemExit(2)
     args.func(args)
 
 

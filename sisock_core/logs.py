@@ -1,19 +1,36 @@
-"""Logging setup for our processes (twisted.logger, named fields)."""
+"""Logging for our processes (twisted.logger, named fields): one line per event.
+
+Text (the default) is ``<UTC time> [<component>] [<namespace>#<level>] <message>``, e.g.
+``2026-11-29T04:25:36.123Z [node apex_archive] [sisock_plugins.weather#info] serving 5 fields``.
+``--log-format json`` (or ``$SISOCK_LOG_FORMAT=json``) writes one JSON object per line for log
+shippers: ``time``, ``level``, ``component``, ``namespace``, ``message``, ``traceback`` (if
+any) and the event's named fields. Under systemd (stderr is journald's), text lines leave the
+time to journald and carry the level as a syslog priority (``<6>[hub] [...#info] ...``).
+
+A child of ``sisock up`` always writes JSON lines to its stderr; ``sisock up`` re-emits each
+as its own event with the child's time, level, namespace and fields
+(:mod:`sisock_core.logrelay`), so a child's line appears once, with one timestamp.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+import re
 import sys
 import threading
 import time
-from typing import IO, Callable
+from typing import IO, Any, Callable, Mapping
 
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
+    formatEvent,
     globalLogBeginner,
-    textFileLogObserver,
 )
 
 LEVELS = {
@@ -32,24 +49,182 @@ QUIET_NAMESPACES = (
     "autobahn.twisted.websocket.WampWebSocketClientFactory",
 )
 
-#: A line a child process prints on stdout when it is serving (read by ``sisock up``).
-READY_MARKER = "SISOCK-READY"
+#: Output formats: ``text`` for people, ``json`` for log shippers.
+FORMATS = ("text", "json")
+#: Environment variable choosing the format (``--log-format`` wins over it).
+ENV_FORMAT = "SISOCK_LOG_FORMAT"
+#: Event key naming the component (``hub``, ``node apex_archive``, ``up``) an event comes from.
+COMPONENT_KEY = "sisock_component"
+#: JSON keys of every line; named fields of the event follow (one that collides gets a ``_``).
+JSON_KEYS = ("time", "level", "component", "namespace", "message", "traceback")
+
+#: What this process is (set from the command line by :func:`configure`).
+_process = {"component": "sisock", "format": "text"}
 
 
-def setup_logging(level: str = "info", stream: IO[str] | None = None) -> None:
-    """Send twisted.logger events at ``level`` and above to ``stream`` (stderr)."""
+def configure(component: str, fmt: str | None = None, supervised: bool = False) -> None:
+    """Name this process's component and pick its log format (before :func:`setup_logging`).
+
+    ``supervised``: a child of ``sisock up``, which writes JSON lines for it to re-emit.
+    """
+    _process["component"] = component
+    chosen = fmt or os.environ.get(ENV_FORMAT) or "text"
+    if chosen not in FORMATS:
+        raise ValueError(f"log format {chosen!r}: use one of {', '.join(FORMATS)}")
+    _process["format"] = "json" if supervised else chosen
+
+
+def format_time(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _traceback(event: dict) -> str | None:
+    failure = event.get("log_failure")
+    if failure is not None:
+        try:
+            return failure.getTraceback()
+        except Exception:  # a Failure that cannot format itself
+            return repr(failure)
+    return event.get("sisock_traceback")
+
+
+def _level(event: dict) -> str:
+    return getattr(event.get("log_level"), "name", "info")
+
+
+def format_text(event: dict) -> str | None:
+    """``<time> [<component>] [<namespace>#<level>] <message>`` (a traceback indented below)."""
+    text = formatEvent(event)
+    tb = _traceback(event)
+    if tb:
+        text = f"{text}\n{tb.rstrip()}" if text else tb.rstrip()
+    text = text.replace("\n", "\n\t")
+    component = event.get(COMPONENT_KEY) or _process["component"]
+    namespace = event.get("log_namespace", "-")
+    return f"{format_time(event.get('log_time') or time.time())} [{component}] [{namespace}#{_level(event)}] {text}\n"
+
+
+#: syslog priorities journald reads from a ``<N>`` line prefix
+_PRIORITY = {"debug": 7, "info": 6, "warn": 4, "error": 3, "critical": 2}
+
+
+def format_journal(event: dict) -> str | None:
+    """For journald (stderr of a systemd service): the text line without our timestamp
+    (journald has its own) and with the level as a syslog priority prefix (``<6>``)."""
+    line = format_text(event)
+    return f"<{_PRIORITY.get(_level(event), 6)}>" + line.split(" ", 1)[1]
+
+
+def to_journal(stream: IO[str], env: Mapping[str, str] = os.environ) -> bool:
+    """Is ``stream`` connected to journald (``$JOURNAL_STREAM`` names its device and inode)?"""
+    try:
+        dev, ino = (int(x) for x in env.get("JOURNAL_STREAM", "").split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)) and len(value) <= 100:
+        return [_plain(v) for v in value]
+    if isinstance(value, dict) and len(value) <= 100:
+        return {str(k): _plain(v) for k, v in value.items()}
+    text = str(value)
+    return text if len(text) <= 1000 else text[:1000] + "..."
+
+
+def event_fields(event: dict) -> dict:
+    """The event's named fields (not Twisted's ``log_*`` keys nor ours)."""
+    return {k: v for k, v in event.items()
+            if not k.startswith("log_") and not k.startswith("sisock_")}
+
+
+def format_json(event: dict) -> str | None:
+    """One JSON object per event (see :data:`JSON_KEYS`)."""
+    out: dict[str, Any] = {
+        "time": format_time(event.get("log_time") or time.time()),
+        "level": _level(event),
+        "component": event.get(COMPONENT_KEY) or _process["component"],
+        "namespace": event.get("log_namespace", "-"),
+        "message": formatEvent(event),
+    }
+    tb = _traceback(event)
+    if tb:
+        out["traceback"] = tb
+    for key, value in event_fields(event).items():
+        out[f"_{key}" if key in JSON_KEYS else key] = _plain(value)
+    return json.dumps(out, ensure_ascii=False, default=str) + "\n"
+
+
+class _Writer:
+    """A log observer writing formatted events to a stream (one write per event)."""
+
+    def __init__(self, stream: IO[str], formatter: Callable[[dict], str | None]) -> None:
+        self.stream = stream
+        self.formatter = formatter
+        self.lock = threading.Lock()
+
+    def __call__(self, event: dict) -> None:
+        text = self.formatter(event)
+        if not text:
+            return
+        with self.lock:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):  # stream closed (shutting down)
+                pass
+
+
+def _quiet_connection_attempts(event: dict) -> PredicateResult:
+    """autobahn logs every (re)connection attempt at warn level: the first is debug, a retry info."""
+    if str(event.get("log_format", "")).startswith("trying transport") and event.get("log_level") == LogLevel.warn:
+        event["log_level"] = LogLevel.debug if not event.get("transport_delay") else LogLevel.info
+    return PredicateResult.maybe
+
+
+def setup_logging(level: str = "info", stream: IO[str] | None = None, fmt: str | None = None) -> None:
+    """Send twisted.logger events at ``level`` and above to ``stream`` (stderr), one line each,
+    in this process's format (:func:`configure`; ``fmt`` overrides it)."""
     predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS.get(level.lower(), LogLevel.info))
     # Connection churn from Twisted itself is noise at info level.
     for namespace in QUIET_NAMESPACES:
         predicate.setLogLevelForNamespace(namespace, LogLevel.warn)
-    observer = FilteringLogObserver(textFileLogObserver(stream or sys.stderr), [predicate])
+    stream = stream or sys.stderr
+    if (fmt or _process["format"]) == "json":
+        formatter = format_json
+    else:
+        formatter = format_journal if to_journal(stream) else format_text
+    observer = FilteringLogObserver(_Writer(stream, formatter),
+                                    [_quiet_connection_attempts, predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)
 
 
+_ACCESS_TIME = re.compile(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] ")
+
+
+def access_log_line(timestamp: str, request: Any) -> str:
+    """twisted.web's access log line (combined format) without its own timestamp: the log
+    line it goes into has one (``Site(resource, logFormatter=access_log_line)``)."""
+    from twisted.web.http import combinedLogFormatter
+
+    return _ACCESS_TIME.sub("", combinedLogFormatter(timestamp, request), count=1)
+
+
+#: A line a child process prints on stdout when it is serving (read by ``sisock up``).
+READY_MARKER = "SISOCK-READY"
+
+
 def announce_ready(what: str) -> None:
-    """Tell a supervising ``sisock up`` that this process is serving."""
+    """Tell a supervising ``sisock up`` (or systemd) that this process is serving."""
     sys.stdout.write(f"{READY_MARKER} {what}\n")
     sys.stdout.flush()
+    from sisock_core.sdnotify import notify
+
+    notify(f"READY=1\nSTATUS={what} serving")  # under systemd (Type=notify); else nothing
 
 
 #: Distinct problem messages remembered for de-duplicated logging.

@@ -25,6 +25,7 @@ import collections
 import ipaddress
 import json
 import os
+import re
 import secrets as _secrets
 import signal
 import stat
@@ -721,6 +722,10 @@ class RouterExit:
         return f"crossbar ended ({self.how}); last output:\n{self.tail}"
 
 
+#: The timestamp crossbar starts its lines with (``2026-11-29T04:30:51+0000 ``).
+_CROSSBAR_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} ")
+
+
 class _CrossbarProtocol(protocol.ProcessProtocol):
     def __init__(self, owner: RouterProcess):
         self.owner = owner
@@ -855,6 +860,7 @@ class RouterProcess:
         # never hand our secrets to crossbar's environment: it has them in its config file
         env.pop(ENV_SERVER_SECRET, None)
         env.pop(ENV_CONSUMER_SECRET, None)
+        env.pop("NOTIFY_SOCKET", None)  # crossbar would tell systemd READY=1 before we are
         spawned_at = time.monotonic()
         self._transport = self.reactor.spawnProcess(
             _CrossbarProtocol(self),
@@ -917,6 +923,7 @@ class RouterProcess:
             if len(secret) >= 4:  # crossbar prints config values at debug level
                 line = line.replace(secret, "<redacted>")
         self._tail.append(line)
+        line = _CROSSBAR_TIME.sub("", line, count=1)  # our log line has the time already
         if fd == 1:
             self.log.debug("router: {line}", line=line)
         elif any(m in line for m in _ERROR_MARKERS):

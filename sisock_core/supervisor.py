@@ -1,9 +1,10 @@
 """Child processes for ``sisock up``: one per component, restarted with backoff.
 
 Each child is ``python -m sisock_core.cli <role> ...``. It prints
-``SISOCK-READY <what>`` on stdout when it serves; its log (stderr) is forwarded
-line by line with the child's name. The child's stdin is a pipe from us: when
-``sisock up`` dies, the pipe closes and the child exits, so nothing is orphaned.
+``SISOCK-READY <what>`` on stdout when it serves; its log (stderr, JSON lines) is
+re-emitted event by event with the child's name (:mod:`sisock_core.logrelay`). The
+child's stdin is a pipe from us: when ``sisock up`` dies, the pipe closes and the child
+exits, so nothing is orphaned.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 
+from sisock_core.logrelay import relay_line
 from sisock_core.logs import READY_MARKER
 
 #: Delays between restarts of a crashing child; reset after it has run ``STABLE_AFTER`` s.
@@ -62,6 +64,7 @@ class SupervisedChild:
         self.reactor = reactor
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.env.pop("NOTIFY_SOCKET", None)  # systemd readiness is ours to tell, not the child's
         self.restart = restart
         self.ready: defer.Deferred = defer.Deferred()
         self.transport: Any = None
@@ -92,8 +95,7 @@ class SupervisedChild:
             if not self.ready.called:
                 self.ready.callback(self)
             return
-        # Child log lines already carry a timestamp and level; keep them readable.
-        self.log.info("[{child}] {line}", child=self.name, line=line)
+        relay_line(self.name, line)  # the child's own event (JSON line), logged once
 
     def ended(self, code: int | None, sig: int | None) -> None:
         self.transport = None

@@ -236,33 +236,25 @@ def truncate(path: str | os.PathLike, remove: int) -> int:
 
 # -- databases -----------------------------------------------------------------------
 
-#: The machine's MariaDB (CI installs and starts it: scripts/setup.sh, .ci/run).
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "passwd": ""}
-
-
 def mariadb_database(prefix: str = "sisock_test"):
-    """Create a throw-away database on the local MariaDB; return (url, drop).
+    """Create a throw-away database on the test session's private MariaDB
+    (:func:`tests.mariadb.session_server`); return (url, drop).
 
-    Fails (never skips) with a clear message when MariaDB is not reachable.
+    Fails (never skips) with a clear message when the server cannot be started.
     """
     import secrets
 
-    import MySQLdb
-    import pytest
+    from .mariadb import session_server
 
+    server = session_server()
     name = f"{prefix}_{secrets.token_hex(4)}"
-    try:
-        conn = MySQLdb.connect(connect_timeout=5, **MARIADB)
-    except MySQLdb.Error as exc:
-        pytest.fail(
-            f"MariaDB at {MARIADB['host']}:{MARIADB['port']} (user root, no password) is not reachable: "
-            f"{exc}. scripts/setup.sh installs and starts it (CI: .ci/run).", pytrace=False)
+    conn = server.connect(connect_timeout=5)
     conn.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     conn.close()
 
     def drop() -> None:
-        c = MySQLdb.connect(connect_timeout=5, **MARIADB)
+        c = server.connect(connect_timeout=5)
         c.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
         c.close()
 
-    return f"mysql://root@{MARIADB['host']}:{MARIADB['port']}/{name}", drop
+    return server.url(name), drop

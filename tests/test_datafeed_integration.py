@@ -18,7 +18,7 @@ import time
 import pytest
 import pytest_twisted
 from autobahn.twisted.component import Component
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.threads import deferToThread
 
 from sisock_core.client import with_session
@@ -102,48 +102,64 @@ def ls372_message(t: float) -> dict:
             for c in range(1, 17)}
 
 
-async def sleep(seconds: float) -> None:
-    await task.deferLater(reactor, seconds, lambda: None)
+class LivePushes:
+    """What a node pushes on its live topic; :meth:`wait_for` is a Deferred on a condition
+    (pushes are sent after the samples are in the node's cache, so get_data has them)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict] = []
+        self._waiters: list[tuple] = []
+
+    def __call__(self, payload: dict) -> None:
+        self.payloads.append(payload)
+        for waiter in list(self._waiters):
+            self._check(waiter)
+
+    def _check(self, waiter: tuple) -> None:
+        predicate, d = waiter
+        if not d.called and predicate(self.payloads):
+            self._waiters.remove(waiter)
+            d.callback(self.payloads)
+
+    def wait_for(self, predicate, timeout: float = 30.0) -> defer.Deferred:
+        waiter = (predicate, defer.Deferred())
+        self._waiters.append(waiter)
+        self._check(waiter)
+        return waiter[1].addTimeout(timeout, reactor)
+
+    def times(self, timeline: str) -> list[float]:
+        return [t for p in self.payloads for t in p["timeline"].get(timeline, {}).get("t", [])]
+
+
+async def subscribed(session, node: str) -> LivePushes:
+    pushes = LivePushes()
+    await session.subscribe(pushes, node_uri(node, "live"))
+    return pushes
 
 
 @pytest_twisted.ensureDeferred
 async def test_agent_at_10hz_is_served_and_pushed_live(site):
-    """16 channels at 10 Hz for two seconds: every sample is served through get_data,
-    the last one shortly after it was published, and pushed on the node's live topic."""
+    """16 channels, 20 samples 0.1 s apart: every sample is pushed on the node's live topic
+    (batched: fewer payloads than messages) and served through get_data."""
     cfg, _ = site
     agent = await FakeAgent(cfg, "fakels372", "msgpack").start()
-    pushed: list = []
     try:
         async def work(session):
-            await session.subscribe(lambda payload: pushed.append(payload), node_uri("lakeshore", "live"))
-            t0 = time.time()
-            stamps = []
-            for i in range(20):
-                if i:
-                    await sleep(0.1)
-                ts = t0 + i * 0.1
-                stamps.append(ts)
+            pushes = await subscribed(session, "lakeshore")
+            t0 = time.time() - 2.0  # (all in the past: get_data ends now)
+            stamps = [t0 + i * 0.1 for i in range(20)]
+            for ts in stamps:
                 agent.publish("temperatures", ls372_message(ts))
             published = time.monotonic()
-            last = stamps[-1]
-            latency = None
-            for _ in range(500):
-                ans = await session.call(node_uri("lakeshore", "get_data"), ["channel_16_t"], t0 - 1, 0)
-                if ans["data"]["channel_16_t"] and ans["timeline"]["observatory.fakels372.channel_16"]["t"][-1] == last:
-                    latency = time.monotonic() - published
-                    break
-                await sleep(0.005)
-            print(f"last sample visible through get_data {latency:.3f}s after publishing" if latency
-                  else "last sample never visible")
-            assert latency is not None
+            channel_05 = "observatory.fakels372.channel_05"
+            await pushes.wait_for(lambda _: len(pushes.times(channel_05)) >= 20)
+            print(f"all 20 samples pushed live {time.monotonic() - published:.3f}s after publishing")
             fields, timelines = await session.call(node_uri("lakeshore", "get_fields"), -60, 0)
             data = await session.call(node_uri("lakeshore", "get_data"),
                                       [f"channel_{c:02d}_t" for c in range(1, 17)] + ["channel_03_r"], t0 - 1, 0)
-            while sum(len(p["data"].get("channel_05_t", [])) for p in pushed) < 20:
-                await sleep(0.05)
-            return stamps, fields, timelines, data
+            return stamps, fields, timelines, data, pushes
 
-        stamps, fields, timelines, data = await with_session(reactor, cfg, work, timeout=60)
+        stamps, fields, timelines, data, pushes = await with_session(reactor, cfg, work, timeout=60)
     finally:
         await agent.stop()
     assert set(fields) == {f"channel_{c:02d}_{k}" for c in range(1, 17) for k in "tr"}
@@ -153,10 +169,9 @@ async def test_agent_at_10hz_is_served_and_pushed_live(site):
     assert data["data"]["channel_03_r"] == [1003.0] * 20
     assert data["timeline"]["observatory.fakels372.channel_01"]["t"] == stamps
     # the live pushes: get_data-shaped, batched (fewer payloads than messages), all samples
-    assert all(p["node"] == "lakeshore" for p in pushed)
-    assert len(pushed) < 20
-    got = [t for p in pushed for t in p["timeline"].get("observatory.fakels372.channel_05", {}).get("t", [])]
-    assert got == stamps
+    assert all(p["node"] == "lakeshore" for p in pushes.payloads)
+    assert len(pushes.payloads) < 20
+    assert pushes.times("observatory.fakels372.channel_05") == stamps
 
 
 def sisock(*args: str) -> subprocess.CompletedProcess:
@@ -168,10 +183,15 @@ def sisock(*args: str) -> subprocess.CompletedProcess:
 async def test_sisock_get_shows_an_agents_data(site):
     cfg, _ = site
     agent = await FakeAgent(cfg, "fakels372", "json").start()
-    try:
-        t = time.time()
+    t = time.time() - 1.0
+
+    async def work(session):
+        pushes = await subscribed(session, "lakeshore")
         agent.publish("temperatures", ls372_message(t))
-        await sleep(0.5)
+        await pushes.wait_for(lambda _: t in pushes.times("observatory.fakels372.channel_02"))
+
+    try:
+        await with_session(reactor, cfg, work, timeout=30)
     finally:
         await agent.stop()
     out = await deferToThread(sisock, "get", "lakeshore", "channel_02_r", "-c", cfg.path, "--start", "-60",
@@ -185,24 +205,22 @@ async def test_sisock_get_shows_an_agents_data(site):
 async def test_old_agent_list_format_and_types(site):
     cfg, _ = site
     agent = await FakeAgent(cfg, "oldls240", "json").start()
-    t0 = time.time()
-    try:
-        samples = [{"block_name": "temps", "timestamp": t0 + i,
-                    "data": {"Channel 1 T": 4.0 + i, "Channel 1 V": 0.5, "status": "ok", "heater_on": i % 2 == 0,
-                             "range": 3}}
-                   for i in range(5)]
+    t0 = time.time() - 10.0  # (all in the past: get_data ends now)
+    samples = [{"block_name": "temps", "timestamp": t0 + i,
+                "data": {"Channel 1 T": 4.0 + i, "Channel 1 V": 0.5, "status": "ok", "heater_on": i % 2 == 0,
+                         "range": 3}}
+               for i in range(5)]
+
+    async def work(session):
+        pushes = await subscribed(session, "old_ls240")
         agent.publish("temperatures", samples)
+        await pushes.wait_for(lambda _: len(pushes.times("observatory.oldls240.temps")) >= 5)
+        ans = await session.call(node_uri("old_ls240", "get_data"),
+                                 ["channel_1_t", "status", "heater_on", "range"], t0 - 1, 0)
+        fields, _ = await session.call(node_uri("old_ls240", "get_fields"), t0 - 1, 0)
+        return ans, fields
 
-        async def work(session):
-            for _ in range(300):
-                ans = await session.call(node_uri("old_ls240", "get_data"),
-                                         ["channel_1_t", "status", "heater_on", "range"], t0 - 1, 0)
-                if len(ans["data"]["channel_1_t"]) == 5:
-                    fields, _ = await session.call(node_uri("old_ls240", "get_fields"), t0 - 1, 0)
-                    return ans, fields
-                await sleep(0.02)
-            raise AssertionError(f"old agent's samples not served: {ans}")
-
+    try:
         ans, fields = await with_session(reactor, cfg, work, timeout=30)
     finally:
         await agent.stop()
@@ -217,28 +235,28 @@ async def test_old_agent_list_format_and_types(site):
 async def test_malformed_and_foreign_messages_are_logged_valid_blocks_kept(site):
     cfg, proc = site
     agent = await FakeAgent(cfg, "fakels372", "msgpack").start()
-    t = time.time()
-    try:
+    t = time.time() - 5.0  # (the foreign sample at t + 1 is in the past too: get_data would show it)
+    log_at = len(proc.log_text())
+
+    async def work(session):
+        pushes = await subscribed(session, "lakeshore")
         msg = {"good": {"block_name": "good", "timestamps": [t], "data": {"kept": [1.5]}},
                "bad": {"block_name": "bad", "timestamps": [t, t + 1], "data": {"short": [1.0]}}}
         agent.publish("temperatures", msg)
         agent.publish("temperatures", {"good": {"block_name": "good", "timestamps": [t + 1],
                                                  "data": {"kept": [99.0]}}},
                       feed_data={"agent_address": "observatory.intruder"})
+        await pushes.wait_for(lambda _: t in pushes.times("observatory.fakels372.good"))
+        # the foreign message came after the good one: once it is logged, it was handled
+        await deferToThread(wait_until, lambda: "ignored a message" in proc.log_text()[log_at:], 10, 0.05,
+                            "the foreign message in the log")
+        return await session.call(node_uri("lakeshore", "get_data"), ["kept", "short"], t - 1, 0)
 
-        async def work(session):
-            for _ in range(300):
-                ans = await session.call(node_uri("lakeshore", "get_data"), ["kept", "short"], t - 1, 0)
-                if ans["data"]["kept"]:
-                    return ans
-                await sleep(0.02)
-            raise AssertionError("the valid block was not served")
-
+    try:
         ans = await with_session(reactor, cfg, work, timeout=30)
     finally:
         await agent.stop()
     assert ans["data"] == {"kept": [1.5], "short": []}
-    wait_until(lambda: "ignored a message" in proc.log_text(), timeout=10, what="the foreign message in the log")
     log = proc.log_text()
     assert ("lakeshore: malformed message on observatory.fakels372.feeds.temperatures: block 'bad': "
             "field 'short' has 1 values for 2 timestamps; left out") in log

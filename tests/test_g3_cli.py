@@ -92,12 +92,12 @@ def test_original_environment_variables_with_mariadb(tmp_path):
     url, drop = mariadb_database()
     try:
         write_archive(tmp_path / "data", T0, 1)
-        name = url.rsplit("/", 1)[1]
-        env = {"DATA_DIRECTORY": str(tmp_path / "data"), "SQL_HOST": "127.0.0.1", "SQL_USER": "root",
+        host, name = url.split("@", 1)[1].split("/", 1)  # the private server's 127.0.0.1:port
+        env = {"DATA_DIRECTORY": str(tmp_path / "data"), "SQL_HOST": host, "SQL_USER": "root",
                "SQL_PASSWD": "", "SQL_DB": name}
         out = sisock("scan", "--once", env=env)
         assert out.returncode == 0, out.stderr
-        assert f"mysql://root@127.0.0.1/{name}" in out.stdout
+        assert f"mysql://root@{host}/{name}" in out.stdout
         assert len(Index(url).field_summaries()) == 4
     finally:
         drop()

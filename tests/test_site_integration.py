@@ -29,13 +29,42 @@ pytestmark = pytest.mark.integration
 JULY_2017 = (1499904000.0, 1501113600.0)  # 2017-07-13 .. 2017-07-27 UTC
 
 
+class NotifySocket:
+    """A stand-in for systemd's ``$NOTIFY_SOCKET``: datagrams with their sender's pid."""
+
+    def __init__(self, path) -> None:
+        import socket
+
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+
+    def receive(self, timeout: float = 10.0) -> tuple[int, str] | None:
+        """(sender pid, message) of the next datagram; None after ``timeout`` seconds."""
+        import socket
+        import struct
+
+        self.sock.settimeout(timeout)
+        try:
+            data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        except TimeoutError:
+            return None
+        pid = next(struct.unpack("3i", d)[0] for level, kind, d in anc
+                   if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS)
+        return pid, data.decode()
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """``sisock up`` with the router, hub and the example weather node."""
+    """``sisock up`` with the router, hub and the example weather node, as under systemd
+    (``NOTIFY_SOCKET``)."""
     tmp = tmp_path_factory.mktemp("site")
     path = write_site(tmp / "nodes.toml", state_dir=tmp / "state", tls_port=free_port(),
                       ocs_port=free_port())
-    proc = SisockProcess(["up", str(path)], tmp / "up.log")
+    notify = NotifySocket(tmp / "notify")
+    proc = SisockProcess(["up", str(path)], tmp / "up.log", env={"NOTIFY_SOCKET": notify.path})
+    proc.notified = notify
     try:
         proc.wait_ready("site", timeout=120)
         yield path, proc
@@ -43,6 +72,28 @@ def site(tmp_path_factory):
         rc = proc.stop()
         print(proc.log_tail(30))
         assert rc == 0, f"sisock up exited with {rc}"
+
+
+def test_start_up_log_one_line_per_event_nothing_at_warning_level(site):
+    """Until the site is up: every line has one timestamp and names its component; each
+    child's lines keep their own namespace and level; nothing is a warning or worse."""
+    import re
+
+    _, proc = site
+    log = proc.log_text()
+    start = log[:log.index("site up:")].splitlines()[:-1]  # (the "site up" line itself: info)
+    line = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[(up|hub|node apex_archive)\] "
+                      r"\[[\w.]+#(debug|info)\] \S")
+    assert [ln for ln in start if not line.match(ln)] == []
+    assert not [ln for ln in start if len(re.findall(r"\d\d:\d\d:\d\d", ln)) != 1]
+    assert any("Z [hub] [sisock_core.hub.Hub#info] hub ready on realm" in ln for ln in start)
+    assert any("[node apex_archive] [sisock_plugins.weather#info] loaded 336 samples" in ln for ln in start)
+
+
+def test_up_tells_systemd_it_is_ready_and_its_children_do_not(site):
+    _, proc = site
+    assert proc.notified.receive() == (proc.proc.pid, "READY=1\nSTATUS=site serving")
+    assert proc.notified.receive(timeout=0.5) is None  # (the children were ready before the site)
 
 
 def sisock(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -146,9 +197,15 @@ async def test_lost_node_is_subtracted_and_second_site_shares_router(site, tmp_p
         ocs_port=cfg.router.ocs_port, start_router=False,
         nodes='[nodes.weather_copy]\nplugin = "weather"\ndescription = "second machine"\n',
     )
-    proc = SisockProcess(["up", str(second)], tmp_path / "second.log")
+    proc = SisockProcess(["up", str(second), "--log-format", "json"], tmp_path / "second.log")
     try:
         await deferToThreadWait(proc.wait_ready, "site")
+        # --log-format json: one object per line, for log shippers (its children's included)
+        lines = [json.loads(ln) for ln in proc.log_text().splitlines()]
+        assert {"up", "node weather_copy"} <= {ln["component"] for ln in lines}
+        assert all(set(ln) >= {"time", "level", "component", "namespace", "message"} for ln in lines)
+        assert any(ln["component"] == "node weather_copy" and ln["namespace"] == "sisock_plugins.weather"
+                   and ln["message"].startswith("loaded 336 samples") for ln in lines)
         listing = await with_session(reactor, cfg, lambda s: s.call(HUB_LIST))
         assert {"name": "weather_copy", "description": "second machine"} in listing
 
@@ -215,14 +272,19 @@ def test_node_and_hub_come_back_after_router_restart(tmp_path):
     and the node is registered and listed again without restarting anything else."""
     path = write_site(tmp_path / "split.toml", state_dir=tmp_path / "state", tls_port=free_port(),
                       ocs_port=free_port())
-    router = SisockProcess(["router", str(path)], tmp_path / "router.log")
+    notify = NotifySocket(tmp_path / "notify")  # as systemd's units from `sisock systemd --per-component`
+    env = {"NOTIFY_SOCKET": notify.path}
+    router = SisockProcess(["router", str(path)], tmp_path / "router.log", env=env)
     hub = node = None
     try:
         router.wait_ready("router")
-        hub = SisockProcess(["hub", "-c", str(path)], tmp_path / "hub.log")
+        assert notify.receive() == (router.proc.pid, "READY=1\nSTATUS=router serving")
+        hub = SisockProcess(["hub", "-c", str(path)], tmp_path / "hub.log", env=env)
         hub.wait_ready("hub")
-        node = SisockProcess(["node", "apex_archive", "-c", str(path)], tmp_path / "node.log")
+        assert notify.receive() == (hub.proc.pid, "READY=1\nSTATUS=hub serving")
+        node = SisockProcess(["node", "apex_archive", "-c", str(path)], tmp_path / "node.log", env=env)
         node.wait_ready("node apex_archive")
+        assert notify.receive() == (node.proc.pid, "READY=1\nSTATUS=node apex_archive serving")
         router.kill(signal.SIGKILL)
         for pid in pids_matching(f"--cbdir {tmp_path / 'state'}"):  # crossbar's workers
             os.kill(pid, signal.SIGKILL)

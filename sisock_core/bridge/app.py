@@ -47,6 +47,7 @@ from sisock_core.bridge.limits import BridgeLimits, GuardedSite
 from sisock_core.bridge.service import BridgeService
 from sisock_core.bridge.web import WebRoutes
 from sisock_core.config import SiteConfig
+from sisock_core.logs import access_log_line
 
 #: Largest request body accepted (bytes); Grafana's are a few kB.
 MAX_BODY = 1 << 20
@@ -256,7 +257,8 @@ async def run_bridge(
     api = GrafanaAPI(service, cfg, credentials)
     http = cfg.http
     site = GuardedSite(api.resource(), BridgeLimits(http.max_connections, http.request_deadline,
-                                                    http.max_client_requests), reactor=reactor)
+                                                    http.max_client_requests), reactor=reactor,
+                       logFormatter=access_log_line)
     site.noisy = False
     if site.max_connections < http.max_connections:
         log.info("at most {cap} connections at once (the open-file limit allows no more than "

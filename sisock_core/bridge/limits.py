@@ -156,8 +156,8 @@ class GuardedSite(Site):
     guard_log = Logger(namespace="sisock.http")
 
     def __init__(self, resource: Any, limits: BridgeLimits, *, reactor: Any = None,
-                 nofile_soft: int | None = None) -> None:
-        super().__init__(resource, reactor=reactor)
+                 nofile_soft: int | None = None, **site_options: Any) -> None:
+        super().__init__(resource, reactor=reactor, **site_options)
         self.limits = limits
         self.max_connections = connection_cap(limits.max_connections, nofile_soft)
         self.open: dict[GuardedChannel, None] = {}  # insertion order: oldest first

@@ -2,7 +2,8 @@
 
 ``python -m tests.reliability.slow_node SITE_FILE [NAME]`` joins the site's router as the
 server user, registers ``<NAME>.get_fields`` (one field ``x``) and a ``<NAME>.get_data``
-that answers after 10 minutes, prints ``READY`` and runs until killed. It does not
+that answers after 10 minutes (printing ``CALLED get_data`` when called), prints ``READY``
+and runs until killed. It does not
 reconnect.
 """
 
@@ -26,6 +27,7 @@ def main() -> None:
                 {"t": {"interval": None, "field": ["x"]}}]
 
     def data(*args, **kwargs):
+        print("CALLED get_data", flush=True)  # (the test waits for this, not for time to pass)
         return task.deferLater(reactor, 600, lambda: {"data": {"x": []}, "timeline": {}})
 
     async def join(session, details):

@@ -46,7 +46,6 @@ from .support import (
     record,
     role_pids,
     router_pid,
-    sleep,
     start_site,
     wait_http_ready,
 )
@@ -156,8 +155,8 @@ def test_router_killed_and_restarted_while_traffic_flows(site):
     worker = threading.Thread(target=traffic, daemon=True)
     worker.start()
     try:
-        time.sleep(1.5)
-        assert samples and all(ok for _, ok in samples), "queries failed before the fault"
+        wait_until(lambda: len(samples) >= 3, timeout=30, interval=0.05, what="three refreshes before the fault")
+        assert all(ok for _, ok in samples), "queries failed before the fault"
         killed_at = time.monotonic()
         os.killpg(crossbar, signal.SIGKILL)  # crossbar and its workers (their own process group)
         wait_until(lambda: any(t > killed_at and not ok for t, ok in samples), timeout=RECOVERY_BOUND,
@@ -165,7 +164,8 @@ def test_router_killed_and_restarted_while_traffic_flows(site):
         back = wait_until(lambda: next((t for t, ok in samples if t > killed_at + 0.5 and ok), None),
                           timeout=RECOVERY_BOUND, interval=0.1, what="/query to answer after the router restart")
         recovered = back - killed_at
-        time.sleep(1.0)
+        wait_until(lambda: sum(1 for t, _ in samples if t > back) >= 3, timeout=30, interval=0.05,
+                   what="three refreshes after the recovery")
     finally:
         stop.set()
         worker.join(10)
@@ -216,7 +216,7 @@ def test_query_in_flight_when_the_router_dies_is_answered(site):
 
         worker = threading.Thread(target=ask, daemon=True)
         worker.start()
-        time.sleep(1.0)  # the query is waiting for slow_node
+        assert _next_line(slow, timeout=30) == "CALLED get_data"  # the query is waiting for slow_node
         assert "reply" not in out
         killed_at = time.monotonic()
         os.killpg(router_pid(site.proc.proc.pid), signal.SIGKILL)
@@ -236,6 +236,14 @@ def test_query_in_flight_when_the_router_dies_is_answered(site):
     assert "error answering" not in site.proc.log_text()
     record("query in flight at router kill", f"answered {answered:.2f} s after the kill with a per-target "
                                              "notice (before: held until the client gave up, then a 500)")
+
+
+def _next_line(proc, timeout: float) -> str:
+    """The next line ``proc`` prints ("" if none within ``timeout`` seconds)."""
+    import select
+
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else ""
 
 
 def _router_ready_seconds(log: str) -> str:

@@ -1,8 +1,8 @@
 """Faults of the g3 path: the index database goes down, the disk fills while indexing.
 
 - MariaDB down and back: a PRIVATE mariadbd (its own ``mariadb-install-db`` data
-  directory in the test's tmp, on a free port), so the machine's shared server at
-  3306 is never disturbed. ``sisock up`` runs a g3 node and the scanner on it; the
+  directory in the test's tmp, on a free port: :mod:`tests.mariadb`), so no other
+  server is disturbed. ``sisock up`` runs a g3 node and the scanner on it; the
   server is SIGKILLed while Grafana queries: the node answers with a clear error (per
   target, the panel gets no 500), nothing crashes or restarts; a file written meanwhile
   is indexed once the server is back, and queries work again (seconds measured).
@@ -20,7 +20,6 @@ import errno
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +29,8 @@ from pathlib import Path
 import pytest
 
 from ..g3gen import lakeshore, write_archive
-from ..siteproc import free_port, wait_until
+from ..mariadb import MariaDBMissing, PrivateMariaDB
+from ..siteproc import wait_until
 from .support import basic, http, one_pid, record, start_site, wait_http_ready
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
@@ -39,91 +39,16 @@ T0 = 1700000000.0  # 2023-11-14T22:13:20Z
 LS = "observatory.LSA22YE.feeds.temperatures"
 
 
-# -- a private MariaDB ------------------------------------------------------------------------
-
-
-def _daemon() -> str:
-    for name in ("mariadbd", "mysqld"):
-        for path in (shutil.which(name), f"/usr/sbin/{name}"):
-            if path and os.access(path, os.X_OK):
-                return path
-    pytest.fail("no mariadbd on this machine: scripts/setup.sh --test-mariadb installs mariadb-server",
-                pytrace=False)
-
-
-def _user() -> str:
-    import pwd
-
-    return pwd.getpwuid(os.geteuid()).pw_name
-
-
-class PrivateMariaDB:
-    """A mariadbd of our own: a data directory made with ``mariadb-install-db`` and a free port."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.data = directory / "data"
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        installer = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
-        if installer is None:
-            pytest.fail("no mariadb-install-db: scripts/setup.sh --test-mariadb installs mariadb-server",
-                        pytrace=False)
-        out = subprocess.run([installer, "--no-defaults", f"--datadir={self.data}",
-                              "--auth-root-authentication-method=normal", "--skip-test-db", f"--user={_user()}"],
-                             capture_output=True, text=True, timeout=180)
-        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-
-    @property
-    def url(self) -> str:
-        return f"mysql://root@127.0.0.1:{self.port}/sisock_reliability"
-
-    def start(self, timeout: float = 60.0) -> float:
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            [_daemon(), "--no-defaults", f"--datadir={self.data}", f"--port={self.port}",
-             "--bind-address=127.0.0.1", f"--socket={self.dir / 'mysqld.sock'}",
-             f"--pid-file={self.dir / 'mysqld.pid'}", f"--user={_user()}", f"--log-error={self.dir / 'error.log'}",
-             "--innodb-buffer-pool-size=16M", "--skip-name-resolve", "--max-connections=50"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        wait_until(self.answers, timeout=timeout, interval=0.2, what=f"the private mariadbd on port {self.port}")
-        return time.monotonic() - t0
-
-    def answers(self) -> bool:
-        import MySQLdb
-
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"mariadbd exited ({self.proc.returncode}):\n{self.log_tail()}")
-        try:
-            MySQLdb.connect(host="127.0.0.1", port=self.port, user="root", connect_timeout=2).close()
-            return True
-        except MySQLdb.Error:
-            return False
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self) -> str:
-        try:
-            return "\n".join((self.dir / "error.log").read_text(errors="replace").splitlines()[-15:])
-        except OSError:
-            return ""
+# -- a private MariaDB (tests/mariadb.py) ----------------------------------------------------------
 
 
 @pytest.fixture
 def private_mariadb(tmp_path):
-    db = PrivateMariaDB(tmp_path / "mariadb")
+    """A server of this test's own (it is killed): never the session's nor the machine's."""
+    try:
+        db = PrivateMariaDB(tmp_path / "mariadb")
+    except MariaDBMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
         yield db
     finally:
@@ -153,7 +78,7 @@ def test_mariadb_down_and_back(tmp_path, private_mariadb):
 [nodes.g3_reader]
 plugin = "g3"
 data_dir = {json.dumps(str(data))}
-db = "{db.url}"
+db = "{db.url('sisock_reliability')}"
 scan_interval = 5
 debounce = 0.3
 """

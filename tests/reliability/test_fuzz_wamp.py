@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from sisock_core.wamp import HUB_ADD, HUB_LIST, HUB_SUBTRACT, node_uri
 from tests.helpers_router import in_reactor
 
-from .support import joined, one_pid, record, rss_mib
+from .support import eventually, joined, one_pid, record, rss_mib
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -242,10 +242,10 @@ async def test_every_process_survived_and_the_hub_lists_what_it_did(wamp):
     for role, pid in pids.items():
         assert one_pid(site.path, role) == pid, f"{role} was restarted"
         assert rss_mib(pid) - rss[role] < RSS_BOUND_MIB, (role, rss[role], rss_mib(pid))
-    from .support import sleep
+    async def listed_as_before():  # once the hub has seen the fuzzing session leave
+        return await consumer.call(HUB_LIST) == listing
 
-    await sleep(1.0)
-    assert await consumer.call(HUB_LIST) == listing
+    await eventually(listed_as_before, timeout=30, what="the hub to list what it did before the fuzzing")
     data = await consumer.call(node_uri("apex_archive", "get_data"), ["apex_pressure"], 1499990400, 1500076800)
     assert len(data["data"]["apex_pressure"]) == 24
     fields, _ = await consumer.call(node_uri("lakeshore", "get_fields"), 1, 0)
