@@ -177,7 +177,8 @@ async def test_basic_auth(tmp_path):
     try:
         status, head, body = await b.request("POST", "/query", query(["apex_archive::apex_humidity"]))
         assert status == 401 and head["www-authenticate"].startswith("Basic")
-        assert body == {"error": {"message": "authentication required"}}
+        assert body == {"error": {"code": "unauthorized", "message": "authentication required"},
+                        "code": "unauthorized", "message": "authentication required"}
         token = base64.b64encode(b"grafana:a-long-test-password").decode()
         status, _, series = await b.request("POST", "/query", query(["apex_archive::apex_humidity"]),
                                             headers={"Authorization": f"Basic {token}"})
