@@ -286,8 +286,11 @@ def _exit_when_stdin_closes(reactor: Any, args: argparse.Namespace) -> None:
 
 def cmd_http(args: argparse.Namespace) -> None:
     import attrs
+    from twisted.internet.error import CannotListenError
 
     from sisock_core.bridge.app import run_bridge
+    from sisock_core.ports import busy_reasons, http_listeners
+    from sisock_core.startup import cannot_start, preflight
     from sisock_core.bridge.auth import BridgeSecurityError, bridge_credentials
     from sisock_core.logs import announce_ready, setup_logging
 
@@ -300,20 +303,28 @@ def cmd_http(args: argparse.Namespace) -> None:
     except BridgeSecurityError as exc:
         sys.stderr.write(f"sisock http: {exc}\n")
         raise SystemExit(2)
+    listeners = http_listeners(cfg, command_line=not args.supervised)
+    preflight("http", None, listeners, supervised=args.supervised)
     setup_logging(cfg.log_level)
 
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
-        await run_bridge(reactor, cfg, credentials, on_ready=lambda: announce_ready("http"))
+        try:
+            await run_bridge(reactor, cfg, credentials, on_ready=lambda: announce_ready("http"))
+        except CannotListenError as exc:  # taken since the check above
+            cannot_start("http", busy_reasons(listeners) or [str(exc)], supervised=args.supervised)
 
     _run_reactor(main)
 
 
 def cmd_router(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
+    from sisock_core.ports import router_listeners
     from sisock_core.site import run_router_only
+    from sisock_core.startup import preflight
 
     cfg = _load(args.config_file or args.config)
+    _lock = preflight("router", cfg.state_dir, router_listeners(cfg))  # noqa: F841 (held)
     setup_logging(cfg.log_level)
     _run_reactor(run_router_only, cfg)
 
@@ -330,10 +341,15 @@ def cmd_scan(args: argparse.Namespace) -> None:
 
 def cmd_up(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
+    from sisock_core.ports import site_listeners
     from sisock_core.site import run_site
+    from sisock_core.startup import preflight
 
     path = args.config_file or args.config
     cfg = _load(path)
+    # a site running the router or the hub owns its state directory
+    owns_state = cfg.router.start or cfg.hub.start
+    _lock = preflight("up", cfg.state_dir if owns_state else None, site_listeners(cfg))  # noqa: F841
     setup_logging(cfg.log_level)
     _run_reactor(run_site, cfg, _config_args(path))
 

@@ -4,6 +4,10 @@ Each child is ``python -m sisock_core.cli <role> ...``. It prints
 ``SISOCK-READY <what>`` on stdout when it serves; its log (stderr) is forwarded
 line by line with the child's name. The child's stdin is a pipe from us: when
 ``sisock up`` dies, the pipe closes and the child exits, so nothing is orphaned.
+
+A child that exits with a status of :data:`~sisock_core.startup.PERMANENT_EXIT_CODES`
+(it cannot start, and starting it again would not help: see :mod:`sisock_core.startup`)
+is not restarted; ``on_cannot_start`` gets the reason it printed.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 
 from sisock_core.logs import READY_MARKER
+from sisock_core.startup import CANNOT_START_MARKER, PERMANENT_EXIT_CODES
 
 #: Delays between restarts of a crashing child; reset after it has run ``STABLE_AFTER`` s.
 BACKOFF = (1, 2, 4, 8, 15, 30, 60)
@@ -56,13 +61,20 @@ class SupervisedChild:
         reactor: Any,
         env: dict[str, str] | None = None,
         restart: bool = True,
+        on_cannot_start: Callable[["SupervisedChild", str], object] | None = None,
     ) -> None:
+        """``on_cannot_start(child, reason)``: the child cannot start (default: log it)."""
         self.name = name
         self.args = list(args)
         self.reactor = reactor
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.restart = restart
+        self.on_cannot_start = on_cannot_start
+        #: fires with the reason when the child exited for good (it cannot start)
+        self.gave_up: defer.Deferred = defer.Deferred()
+        self._cannot_start_reason: str | None = None
+        self._last_error_line = ""
         self.ready: defer.Deferred = defer.Deferred()
         self.transport: Any = None
         self.started_at = 0.0
@@ -79,6 +91,7 @@ class SupervisedChild:
     def start(self) -> None:
         argv = [sys.executable, "-m", "sisock_core.cli", *self.args]
         self.started_at = self.reactor.seconds()
+        self._cannot_start_reason = None
         self._exited = defer.Deferred()
         self.transport = self.reactor.spawnProcess(
             _ChildProtocol(self), sys.executable, argv, env=self.env,
@@ -92,6 +105,11 @@ class SupervisedChild:
             if not self.ready.called:
                 self.ready.callback(self)
             return
+        if fd == 1 and line.startswith(CANNOT_START_MARKER):
+            self._cannot_start_reason = line[len(CANNOT_START_MARKER):].strip()
+            return
+        if fd == 2:
+            self._last_error_line = line
         # Child log lines already carry a timestamp and level; keep them readable.
         self.log.info("[{child}] {line}", child=self.name, line=line)
 
@@ -108,12 +126,24 @@ class SupervisedChild:
         delay = BACKOFF[min(self.failures, len(BACKOFF) - 1)]
         self.failures += 1
         how = f"signal {sig}" if sig else f"exit code {code}"
+        if sig is None and code in PERMANENT_EXIT_CODES:
+            self._gave_up(self._cannot_start_reason or f"{how}: {self._last_error_line}")
+            return
         if not self.restart:
             self.log.error("{child} stopped ({how})", child=self.name, how=how)
             return
         self.log.error("{child} stopped unexpectedly ({how}) after {ran:.1f}s; restarting in {delay}s",
                        child=self.name, how=how, ran=ran, delay=delay)
         self._pending_restart = self.reactor.callLater(delay, self._restart)
+
+    def _gave_up(self, reason: str) -> None:
+        if self.on_cannot_start is not None:
+            self.on_cannot_start(self, reason)
+        else:
+            self.log.error("{child} cannot start: {reason}; not restarting it", child=self.name,
+                           reason=reason)
+        if not self.gave_up.called:
+            self.gave_up.callback(reason)
 
     def _restart(self) -> None:
         self._pending_restart = None
