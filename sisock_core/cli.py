@@ -288,7 +288,6 @@ def cmd_http(args: argparse.Namespace) -> None:
     import attrs
     from twisted.internet.error import CannotListenError
 
-    from sisock_core.bridge.app import run_bridge
     from sisock_core.ports import busy_reasons, http_listeners
     from sisock_core.startup import cannot_start, preflight
     from sisock_core.bridge.auth import BridgeSecurityError, bridge_credentials
@@ -306,6 +305,7 @@ def cmd_http(args: argparse.Namespace) -> None:
     listeners = http_listeners(cfg, command_line=not args.supervised)
     preflight("http", None, listeners, supervised=args.supervised)
     setup_logging(cfg.log_level)
+    from sisock_core.bridge.app import run_bridge  # (after the check: it takes a while)
 
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from sisock_core.config import SiteConfig
 from sisock_core.logs import announce_ready
+from sisock_core.ports import http_listeners
 from sisock_core.startup import EXIT_CANNOT_START
 from sisock_core.supervisor import SupervisedChild
 
@@ -212,9 +213,9 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
             log.error("{what} is down and will not be restarted: {reason}; the rest of the site "
                       "keeps serving", what=_title(child), reason=reason)
 
-    def supervised(name: str, args: Sequence[str]) -> SupervisedChild:
+    def supervised(name: str, args: Sequence[str], listeners: Sequence[Any] = ()) -> SupervisedChild:
         child = SupervisedChild(name, [*args, "--supervised", *config_args], reactor=reactor,
-                                on_cannot_start=cannot_start)
+                                on_cannot_start=cannot_start, listeners=listeners)
         children.append(child)
         child.start()
         return child
@@ -253,7 +254,7 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
             log.error("the hub did not become ready in {t}s; nodes will keep trying",
                       t=HUB_READY_TIMEOUT)
 
-    http = supervised("http", ["http"]) if cfg.http.start else None
+    http = supervised("http", ["http"], http_listeners(cfg)) if cfg.http.start else None
 
     nodes = [n for n in cfg.nodes.values() if n.enabled]
     for n in nodes:

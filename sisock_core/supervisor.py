@@ -21,6 +21,7 @@ from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 
 from sisock_core.logs import READY_MARKER
+from sisock_core.ports import Listener, busy_reasons
 from sisock_core.startup import CANNOT_START_MARKER, PERMANENT_EXIT_CODES
 
 #: Delays between restarts of a crashing child; reset after it has run ``STABLE_AFTER`` s.
@@ -62,8 +63,10 @@ class SupervisedChild:
         env: dict[str, str] | None = None,
         restart: bool = True,
         on_cannot_start: Callable[["SupervisedChild", str], object] | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
-        """``on_cannot_start(child, reason)``: the child cannot start (default: log it)."""
+        """``on_cannot_start(child, reason)``: the child cannot start (default: log it).
+        ``listeners``: the ports it listens on, checked before each restart."""
         self.name = name
         self.args = list(args)
         self.reactor = reactor
@@ -71,6 +74,7 @@ class SupervisedChild:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.restart = restart
         self.on_cannot_start = on_cannot_start
+        self.listeners = list(listeners)
         #: fires with the reason when the child exited for good (it cannot start)
         self.gave_up: defer.Deferred = defer.Deferred()
         self._cannot_start_reason: str | None = None
@@ -147,9 +151,14 @@ class SupervisedChild:
 
     def _restart(self) -> None:
         self._pending_restart = None
-        if not self._stopping:
-            self.restarts += 1
-            self.start()
+        if self._stopping:
+            return
+        busy = busy_reasons(self.listeners)
+        if busy:  # taken while it was down: it would fail the same way
+            self._gave_up("; ".join(busy))
+            return
+        self.restarts += 1
+        self.start()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the child (tests use it to simulate a crash)."""
