@@ -739,9 +739,29 @@ async def test_router_stop(tmp_path):
 
 @pytest.mark.integration
 @pytest_twisted.ensureDeferred
-async def test_router_exits_before_ready(tmp_path):
-    """Port taken: crossbar fails; start() says so with crossbar's own words."""
+async def test_router_port_taken_by_another_program(tmp_path):
+    """Port taken: the readiness probe sees at once that what listens there is not the
+    crossbar it started (it speaks no TLS to it), and start() says who it is."""
     blocker = socket.create_server(("127.0.0.1", 0))
+    try:
+        cfg = site_config(tmp_path / "state", tls_port=blocker.getsockname()[1], ocs_port=free_port())
+        process = R.RouterProcess(cfg, R.load_secrets(cfg, env={}))
+        with pytest.raises(R.RouterRefused) as e:
+            await within(process.start(), 90)
+        assert str(e.value).startswith(f"127.0.0.1:{cfg.router.tls_port} answers, but it is not our "
+                                       f"router (crossbar, pid {process.pid}): pid {os.getpid()} (")
+        assert not process.running
+    finally:
+        blocker.close()
+
+
+@pytest.mark.integration
+@pytest_twisted.ensureDeferred
+async def test_router_exits_before_ready(tmp_path):
+    """Crossbar cannot listen (its TLS port is bound, not listening, by a socket without
+    SO_REUSEADDR: nothing answers the probe): start() says so with crossbar's own words."""
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
     try:
         cfg = site_config(tmp_path / "state", tls_port=blocker.getsockname()[1], ocs_port=free_port())
         process = R.RouterProcess(cfg, R.load_secrets(cfg, env={}))

@@ -391,3 +391,15 @@ def test_router_port_taken_while_it_was_down_stops_the_site(tmp_path):
            f"use by {ME}" in critical[0]
     assert "restarting the router failed" not in up.log_text()
     assert pids_matching(str(path)) == []  # hub stopped with the site
+
+
+def test_bound_but_not_listening_port_is_busy_too():
+    """A socket bound without SO_REUSEADDR (not listening) also makes crossbar's listen fail."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        lst = ports.Listener("the router's OCS port", "127.0.0.1", port,
+                             "[router] ocs_port / CROSSBAR_OCS_PORT", "[router] ocs_listen")
+        assert ports.why_busy(lst) == (
+            f"127.0.0.1:{port} (the router's OCS port) is in use; stop that program or move "
+            "sisock's port with [router] ocs_port / CROSSBAR_OCS_PORT")
