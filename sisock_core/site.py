@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from sisock_core.config import SiteConfig
 from sisock_core.logs import announce_ready
 from sisock_core.ports import http_listeners
-from sisock_core.startup import EXIT_CANNOT_START
+from sisock_core.startup import EXIT_BAD_CONFIG, EXIT_CANNOT_START
 from sisock_core.supervisor import SupervisedChild
 
 log = Logger(namespace="sisock.up")
@@ -158,11 +158,16 @@ class RouterKeeper:
 
 async def _start_router_or_exit(reactor: Any, cfg: SiteConfig,
                                 on_fatal: Callable[[str], object]) -> RouterKeeper:
+    from sisock_core.router import RouterSecurityError, SecretsError
+    from sisock_core.tls import TLSConfigError
+
     try:
         return RouterKeeper(reactor, await start_router(reactor, cfg), on_fatal=on_fatal)
     except Exception as exc:
         reason = router_cannot_start(exc, cfg)
         log.critical("cannot start the router: {error}", error=reason or str(exc))
+        if isinstance(exc, (RouterSecurityError, SecretsError, TLSConfigError)):
+            raise SystemExit(EXIT_BAD_CONFIG)  # the site file, its secrets or certificate
         raise SystemExit(EXIT_CANNOT_START if reason else 1)
 
 

@@ -22,7 +22,8 @@ from sisock_core.sitelock import SiteInUse, SiteLock, lock_state_dir
 
 #: Exit status of a command that cannot start for a reason a restart does not fix.
 EXIT_CANNOT_START = 78
-#: Exit status of a bad site file or command line (``sisock check`` tells more).
+#: Exit status of a bad site file or command line, or secrets, certificate or exposure the
+#: router refuses (``sisock check`` tells more).
 EXIT_BAD_CONFIG = 2
 #: Exit statuses ``sisock up`` does not restart a component after.
 PERMANENT_EXIT_CODES = frozenset({EXIT_BAD_CONFIG, EXIT_CANNOT_START})
