@@ -18,7 +18,7 @@ import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import defer
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 
 from sisock_core import router as R
 from sisock_core import tls as T
@@ -27,6 +27,7 @@ from tests.helpers_router import (
     SessionRefused,
     free_port,
     in_reactor,
+    log_events,  # noqa: F401 (a fixture)
     open_session,
     site_config,
     wait_until,
@@ -38,15 +39,6 @@ STRONG_CONSUMER = "c" * 8 + "Hb4mW8sJdF6gN1xQ"
 
 def cfg_with(tmp_path: Path, **router) -> SiteConfig:
     return SiteConfig(path="<test>", state_dir=tmp_path / "state", router=RouterConfig(**router))
-
-
-@pytest.fixture
-def log_events():
-    """Every Twisted log event emitted during the test (any thread), formatted."""
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def all_text(events) -> str:

@@ -25,17 +25,16 @@ import attrs
 import psutil
 import pytest
 import pytest_twisted
-from twisted.internet import defer
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 
 from sisock_core import ports
 from sisock_core import router as R
-from sisock_core.config import load_config
 from sisock_core.sitelock import LOCK_NAME, SiteInUse, lock_state_dir
 from sisock_core.startup import EXIT_CANNOT_START
 from sisock_core.supervisor import SupervisedChild
 from sisock_core.tls import ensure_site_certificate
-from tests.helpers_router import site_config
+from sisock_core.testing import start_site
+from tests.helpers_router import log_events, site_config  # noqa: F401 (a fixture)
 
 from .siteproc import SisockProcess, free_port, free_ports, pids_matching, wait_until, write_site
 
@@ -232,14 +231,6 @@ async def test_supervised_component_that_cannot_start_is_not_restarted(tmp_path)
 # -- the readiness probe never speaks TLS for long to a server that is not ours ----------------
 
 
-@pytest.fixture
-def log_events():
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
-
-
 class _Quiet(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -290,23 +281,14 @@ def test_router_process_tells_its_own_listener_from_another(tmp_path):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """``sisock up`` with the router, the hub, the weather node and the HTTP bridge."""
-    tmp = tmp_path_factory.mktemp("busy")
-    path = write_site(tmp / "site.toml", state_dir=tmp / "state", tls_port=free_port(),
-                      ocs_port=free_port(), start_http=True)
-    proc = SisockProcess(["up", str(path)], tmp / "up.log")
-    try:
-        proc.wait_ready("site", timeout=120)
-        yield path, proc
-    finally:
-        rc = proc.stop()
-        print(proc.log_tail(20, debug=False))
-        assert rc == 0, f"sisock up exited with {rc}"
+    with start_site(tmp_path_factory.mktemp("busy"), {"apex_archive": {"plugin": "weather"}},
+                    http=True) as running:
+        yield running
 
 
 @pytest.mark.integration
 def test_second_up_on_a_running_state_dir_names_the_first(site, tmp_path):
-    path, first = site
-    cfg = load_config(path)
+    path, first, cfg = site.path, site.process, site.config
     for command in ("up", "router"):
         out, _ = sisock(command, str(path))
         assert out.returncode == EXIT_CANNOT_START
@@ -327,8 +309,7 @@ def test_second_up_on_a_running_state_dir_names_the_first(site, tmp_path):
 @pytest.mark.integration
 def test_bridge_port_taken_while_it_was_down(site):
     """The bridge cannot listen again: said once, not restarted, the rest keeps serving."""
-    path, proc = site
-    cfg = load_config(path)
+    path, proc, cfg = site.path, site.process, site.config
     pattern = f"http --supervised --config {path}"
     [bridge_pid] = pids_matching(pattern)
     os.kill(bridge_pid, signal.SIGKILL)
@@ -341,9 +322,8 @@ def test_bridge_port_taken_while_it_was_down(site):
                    what="sisock up to say the bridge is down")
         print(f"bridge reported down {time.monotonic() - t0:.2f} s after the port was taken")
         # the rest serves: the node answers through the router and the hub
-        out = subprocess.run([sys.executable, "-m", "sisock_core.cli", "nodes", "-c", str(path)],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0 and "apex_archive" in out.stdout, out.stderr
+        assert site.get_fields("apex_archive")[0]["apex_temperature"]["units"] == "C"
+        assert site.nodes()[0]["name"] == "apex_archive"
         log = proc.log_text()
         [line] = [ln for ln in log.splitlines() if down in ln]
         assert f"127.0.0.1:{cfg.http.port} (the HTTP bridge's port) is in use by {ME}" in line
@@ -365,16 +345,12 @@ def crossbar_pid(up: SisockProcess) -> int:
 
 @pytest.mark.integration
 def test_router_port_taken_while_it_was_down_stops_the_site(tmp_path):
-    state = tmp_path / "state"
-    killed = lock_holder(state)  # a killed site's lock file must not block this one
+    killed = lock_holder(tmp_path / "state")  # a killed site's lock file must not block this one
     killed.kill()
     killed.wait(30)
-    path = write_site(tmp_path / "site.toml", state_dir=state, tls_port=free_port(),
-                      ocs_port=free_port(), nodes="")
-    cfg = load_config(path)
-    up = SisockProcess(["up", str(path)], tmp_path / "up.log")
+    site = start_site(tmp_path, "")  # the router and the hub
+    path, up, cfg = site.path, site.process, site.config
     try:
-        up.wait_ready("site", timeout=120)
         os.kill(crossbar_pid(up), signal.SIGKILL)
         wait_until(lambda: refused("127.0.0.1", cfg.router.tls_port), timeout=30, interval=0.01,
                    what="the killed router's port to close")
@@ -383,6 +359,7 @@ def test_router_port_taken_while_it_was_down_stops_the_site(tmp_path):
             rc = up.proc.wait(60)
             print(f"sisock up exited {rc} {time.monotonic() - t0:.2f} s after the port was taken")
     finally:
+        site.client.close()
         up.stop()
     assert rc == EXIT_CANNOT_START
     critical = [ln for ln in up.log_text().splitlines() if "#critical]" in ln]
