@@ -60,6 +60,11 @@ def preflight(command: str, state_dir: str | os.PathLike | None, listeners: Sequ
             lock = lock_state_dir(state_dir)
         except SiteInUse as exc:
             cannot_start(command, str(exc), supervised=supervised)
+        except OSError as exc:
+            cannot_start(command, f"cannot use the state directory {state_dir}: "
+                                  f"{exc.strerror or exc} ({exc.filename or state_dir}); set "
+                                  "SISOCK_STATE_DIR or state_dir in the site file",
+                         supervised=supervised)
     busy = busy_reasons(listeners)
     if busy:
         cannot_start(command, busy, supervised=supervised)

@@ -380,3 +380,13 @@ def test_bound_but_not_listening_port_is_busy_too():
         assert ports.why_busy(lst) == (
             f"127.0.0.1:{port} (the router's OCS port) is in use; stop that program or move "
             "sisock's port with [router] ocs_port / CROSSBAR_OCS_PORT")
+
+
+def test_unusable_state_dir_is_one_line(tmp_path):
+    not_a_dir = tmp_path / "state"
+    not_a_dir.write_text("a file\n")
+    path = write_site(tmp_path / "site.toml", state_dir=not_a_dir, tls_port=free_port(),
+                      ocs_port=free_port())
+    out, _ = sisock("up", str(path))
+    assert out.returncode == EXIT_CANNOT_START
+    assert one_line(out.stderr).startswith(f"sisock up: cannot use the state directory {not_a_dir}: ")
