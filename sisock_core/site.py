@@ -47,17 +47,17 @@ def _ready_within(child: SupervisedChild, timeout: float, reactor: Any) -> defer
     return out
 
 
-def router_cannot_start(exc: BaseException, cfg: SiteConfig) -> str | None:
+def router_cannot_start(exc: BaseException, cfg: SiteConfig, *, check_ports: bool = True) -> str | None:
     """Why the router cannot start, when starting it again would not help (else ``None``):
-    a busy port, a certificate, secrets or exposure the router refuses, another server
-    answering on its port, our own credentials refused."""
+    a certificate, secrets or exposure the router refuses, another server answering on
+    its port, our own credentials refused or (``check_ports``) a busy port."""
     from sisock_core.ports import busy_reasons, router_listeners
     from sisock_core.router import RouterRefused, RouterSecurityError, SecretsError
     from sisock_core.tls import TLSConfigError
 
     if isinstance(exc, (RouterRefused, RouterSecurityError, SecretsError, TLSConfigError)):
         return str(exc)
-    busy = busy_reasons(router_listeners(cfg))
+    busy = busy_reasons(router_listeners(cfg)) if check_ports else []
     return "; ".join(busy) if busy else None
 
 
@@ -136,7 +136,9 @@ class RouterKeeper:
         def failed(failure: Any) -> None:
             if self._stopping:
                 return
-            reason = router_cannot_start(failure.value, self.router.cfg)
+            # (ports are checked before the next restart: crossbar's workers may still be
+            # closing theirs now)
+            reason = router_cannot_start(failure.value, self.router.cfg, check_ports=False)
             if reason:
                 self._give_up(reason)
                 return
@@ -258,6 +260,8 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
         if not await _ready_within(hub, HUB_READY_TIMEOUT, reactor) and not hub.gave_up.called:
             log.error("the hub did not become ready in {t}s; nodes will keep trying",
                       t=HUB_READY_TIMEOUT)
+        if fatal.called:  # the hub cannot start: the site is stopping
+            return
 
     http = supervised("http", ["http"], http_listeners(cfg)) if cfg.http.start else None
 
