@@ -239,7 +239,7 @@ def cmd_hub(args: argparse.Namespace) -> None:
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
         hub = Hub(cfg, on_ready=lambda: announce_ready("hub"))
-        await hub.start(reactor)
+        await _unless_refused("hub", args, hub.start(reactor))
 
     _run_reactor(main)
 
@@ -265,9 +265,24 @@ def cmd_node(args: argparse.Namespace) -> None:
 
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
-        await server.start()
+        await _unless_refused("node", args, server.start())
 
     _run_reactor(main)
+
+
+async def _unless_refused(command: str, args: argparse.Namespace, serving: Any) -> None:
+    """Await ``serving`` (a component's run); if it ends because the router refused it
+    before it ever joined, end ``sisock <command>`` with that reason (exit 78)."""
+    from sisock_core.startup import cannot_start
+    from sisock_core.wamp import join_refusal
+
+    try:
+        await serving
+    except Exception:
+        refusal = join_refusal()
+        if refusal:
+            cannot_start(command, refusal, supervised=getattr(args, "supervised", False))
+        raise
 
 
 def _exit_when_stdin_closes(reactor: Any, args: argparse.Namespace) -> None:
@@ -310,7 +325,8 @@ def cmd_http(args: argparse.Namespace) -> None:
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
         try:
-            await run_bridge(reactor, cfg, credentials, on_ready=lambda: announce_ready("http"))
+            await _unless_refused("http", args, run_bridge(reactor, cfg, credentials,
+                                                           on_ready=lambda: announce_ready("http")))
         except CannotListenError as exc:  # taken since the check above
             cannot_start("http", busy_reasons(listeners) or [str(exc)], supervised=args.supervised)
 

@@ -1,8 +1,9 @@
 """Start-up failures a restart cannot fix, and how a component tells its supervisor.
 
-A busy port, a site already running on the state directory, a bad certificate or a
-refused secret stay the same however often the component is started again. A command
-that meets one ends with one line saying what is wrong and what to do, and exits with
+A busy port, a site already running on the state directory, another server on the
+router's port, a router that refuses our secret or certificate the first time we join
+stay the same however often the component is started again. A command that meets one
+ends with one line saying what is wrong and what to do, and exits with
 :data:`EXIT_CANNOT_START` (78, ``EX_CONFIG`` of sysexits.h). Under ``sisock up`` it
 prints ``SISOCK-CANNOT-START <reason>`` on stdout instead of the line (the site says it
 once, naming the component), and ``sisock up`` does not restart it: it stops the site
@@ -29,10 +30,6 @@ EXIT_BAD_CONFIG = 2
 PERMANENT_EXIT_CODES = frozenset({EXIT_BAD_CONFIG, EXIT_CANNOT_START})
 #: The line a supervised component prints on stdout before exiting with EXIT_CANNOT_START.
 CANNOT_START_MARKER = "SISOCK-CANNOT-START"
-
-
-class CannotStart(RuntimeError):
-    """A component cannot start and a restart would not help; the message says why (one line)."""
 
 
 def cannot_start(command: str, reasons: str | Sequence[str], *, supervised: bool = False) -> NoReturn:

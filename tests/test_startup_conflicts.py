@@ -306,6 +306,49 @@ def test_second_up_on_a_running_state_dir_names_the_first(site, tmp_path):
     assert first.proc.poll() is None
 
 
+def satellite_site(tmp: Path, site, ca_cert: Path) -> Path:
+    """A nodes-only site file (a second machine) for ``site``'s router."""
+    path = tmp / "satellite.toml"
+    path.write_text(f"""\
+state_dir = {json.dumps(str(tmp / "satellite-state"))}
+[router]
+start = false
+tls_port = {site.config.router.tls_port}
+ocs_port = {site.config.router.ocs_port}
+ca_cert = {json.dumps(str(ca_cert))}
+[hub]
+start = false
+[http]
+start = false
+[nodes.weather_copy]
+plugin = "weather"
+""")
+    return path
+
+
+@pytest.mark.integration
+def test_refused_secret_or_certificate_is_one_line_not_a_retry_loop(site, tmp_path):
+    cert = site.config.state_dir / "tls" / "server_cert.pem"
+    path = satellite_site(tmp_path, site, cert)
+    wrong = {"WAMP_SECRET": "not-the-secret-" * 3, "WAMP_CONSUMER_SECRET": "not-this-one-" * 3}
+    out, _ = sisock("node", "weather_copy", "-c", str(path), env=wrong)
+    assert out.returncode == EXIT_CANNOT_START
+    [last] = [ln for ln in out.stderr.splitlines() if ln.startswith("sisock node: ")]  # (log above)
+    assert out.stderr.count("connecting once using transport") == 1  # one attempt, no retries
+    assert last.startswith(f"sisock node: the router at 127.0.0.1:{site.config.router.tls_port} refused "
+                           "user 'server' on realm 'test_realm' (wamp.error.not_authorized")
+    assert "WAMP_SECRET" in last
+    # a certificate ca_cert does not trust: the same, before any secret is sent
+    other = tmp_path / "other"
+    ensure_site_certificate(attrs.evolve(site.config, state_dir=other))
+    path = satellite_site(tmp_path, site, other / "tls" / "server_cert.pem")
+    out, _ = sisock("http", "-c", str(path), "--port", str(free_port()), env=wrong)
+    assert out.returncode == EXIT_CANNOT_START
+    [last] = [ln for ln in out.stderr.splitlines() if ln.startswith("sisock http: ")]
+    assert last.startswith(f"sisock http: the router at 127.0.0.1:{site.config.router.tls_port} failed "
+                           "the TLS handshake (certificate verify failed)")
+
+
 @pytest.mark.integration
 def test_bridge_port_taken_while_it_was_down(site):
     """The bridge cannot listen again: said once, not restarted, the rest keeps serving."""
