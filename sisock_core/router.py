@@ -593,15 +593,23 @@ def _join_once(
     return done
 
 
-def _tls_refusal(host: str, port: int, exc: BaseException) -> str | None:
-    """Why a TLS failure says the server at ``host:port`` is not our router, or ``None`` if
-    ``exc`` is no TLS failure."""
+def tls_failure_reason(exc: BaseException) -> str | None:
+    """OpenSSL's reason for a failed TLS handshake (``wrong version number``, ``certificate
+    verify failed``...), or ``None`` if ``exc`` is no TLS failure."""
     from autobahn.util import _is_tls_error
 
     if not _is_tls_error(exc):
         return None
     reasons = [r[2] for r in exc.args[0] if len(r) > 2] if exc.args and exc.args[0] else []
-    reason = "; ".join(reasons) or str(exc)
+    return "; ".join(reasons) or str(exc)
+
+
+def _tls_refusal(host: str, port: int, exc: BaseException) -> str | None:
+    """Why a TLS failure says the server at ``host:port`` is not our router, or ``None`` if
+    ``exc`` is no TLS failure."""
+    reason = tls_failure_reason(exc)
+    if reason is None:
+        return None
     if "certificate verify failed" in reason:
         return (f"{host}:{port} answers with a certificate router.ca_cert does not trust "
                 f"({reason}): another server listens there, or ca_cert is not the router's")

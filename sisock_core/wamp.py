@@ -73,8 +73,9 @@ def join_refusal() -> str | None:
 
 
 def _refusal_text(cfg: SiteConfig, authid: str, exc: BaseException) -> str | None:
-    from autobahn.util import _is_tls_error
     from autobahn.wamp.exception import ApplicationError
+
+    from sisock_core.router import tls_failure_reason
 
     where = f"the router at {cfg.router.host}:{cfg.router.tls_port}"
     if isinstance(exc, ApplicationError) and exc.error in JOIN_REFUSALS:
@@ -82,9 +83,9 @@ def _refusal_text(cfg: SiteConfig, authid: str, exc: BaseException) -> str | Non
         return (f"{where} refused user {authid!r} on realm {cfg.router.realm!r} ({exc.error}"
                 f"{': ' + detail if detail else ''}); check its secret "
                 "(WAMP_SECRET / WAMP_CONSUMER_SECRET or router.secrets_file) and router.realm")
-    if _is_tls_error(exc):
-        reasons = "; ".join(r[2] for r in exc.args[0] if len(r) > 2) if exc.args else str(exc)
-        return (f"{where} failed the TLS handshake ({reasons}): its certificate is not the one "
+    reason = tls_failure_reason(exc)
+    if reason is not None:
+        return (f"{where} failed the TLS handshake ({reason}): its certificate is not the one "
                 "router.ca_cert names, or it is not a sisock router")
     return None
 
