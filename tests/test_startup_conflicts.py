@@ -306,8 +306,8 @@ def test_second_up_on_a_running_state_dir_names_the_first(site, tmp_path):
     assert first.proc.poll() is None
 
 
-def satellite_site(tmp: Path, site, ca_cert: Path) -> Path:
-    """A nodes-only site file (a second machine) for ``site``'s router."""
+def satellite_site(tmp: Path, site, ca_cert: Path, hub: bool = False) -> Path:
+    """A site file of a second machine (nodes, and the hub if ``hub``) for ``site``'s router."""
     path = tmp / "satellite.toml"
     path.write_text(f"""\
 state_dir = {json.dumps(str(tmp / "satellite-state"))}
@@ -317,7 +317,7 @@ tls_port = {site.config.router.tls_port}
 ocs_port = {site.config.router.ocs_port}
 ca_cert = {json.dumps(str(ca_cert))}
 [hub]
-start = false
+start = {str(hub).lower()}
 [http]
 start = false
 [nodes.weather_copy]
@@ -347,6 +347,27 @@ def test_refused_secret_or_certificate_is_one_line_not_a_retry_loop(site, tmp_pa
     [last] = [ln for ln in out.stderr.splitlines() if ln.startswith("sisock http: ")]
     assert last.startswith(f"sisock http: the router at 127.0.0.1:{site.config.router.tls_port} failed "
                            "the TLS handshake (certificate verify failed)")
+
+
+@pytest.mark.integration
+def test_hub_refused_stops_sisock_up_with_the_reason(site, tmp_path):
+    """The hub cannot start (its secret is refused): ``sisock up`` stops, once, exit 78."""
+    path = satellite_site(tmp_path, site, site.config.state_dir / "tls" / "server_cert.pem", hub=True)
+    wrong = {"WAMP_SECRET": "not-the-secret-" * 3, "WAMP_CONSUMER_SECRET": "not-this-one-" * 3}
+    t0 = time.monotonic()
+    up = SisockProcess(["up", str(path)], tmp_path / "up.log", env=wrong)
+    try:
+        rc = up.proc.wait(60)
+        print(f"sisock up exited {rc} after {time.monotonic() - t0:.2f} s (hub refused)")
+    finally:
+        up.stop()
+    assert rc == EXIT_CANNOT_START
+    critical = [ln for ln in up.log_text().splitlines() if "#critical]" in ln]
+    assert len(critical) == 1, critical
+    assert f"the hub cannot start: the router at 127.0.0.1:{site.config.router.tls_port} refused " \
+           "user 'server'" in critical[0] and critical[0].endswith("; stopping")
+    assert "restarting in" not in up.log_text()
+    assert pids_matching(str(path)) == []  # the node was not left behind
 
 
 @pytest.mark.integration
