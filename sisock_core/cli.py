@@ -302,7 +302,7 @@ def cmd_hub(args: argparse.Namespace) -> None:
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
         hub = Hub(cfg, on_ready=lambda: announce_ready("hub"))
-        await hub.start(reactor)
+        await _unless_refused("hub", args, hub.start(reactor))
 
     _run_reactor(main)
 
@@ -328,9 +328,24 @@ def cmd_node(args: argparse.Namespace) -> None:
 
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
-        await server.start()
+        await _unless_refused("node", args, server.start())
 
     _run_reactor(main)
+
+
+async def _unless_refused(command: str, args: argparse.Namespace, serving: Any) -> None:
+    """Await ``serving`` (a component's run); if it ends because the router refused it
+    before it ever joined, end ``sisock <command>`` with that reason (exit 78)."""
+    from sisock_core.startup import cannot_start
+    from sisock_core.wamp import join_refusal
+
+    try:
+        await serving
+    except Exception:
+        refusal = join_refusal()
+        if refusal:
+            cannot_start(command, refusal, supervised=getattr(args, "supervised", False))
+        raise
 
 
 def _exit_when_stdin_closes(reactor: Any, args: argparse.Namespace) -> None:
@@ -349,8 +364,10 @@ def _exit_when_stdin_closes(reactor: Any, args: argparse.Namespace) -> None:
 
 def cmd_http(args: argparse.Namespace) -> None:
     import attrs
+    from twisted.internet.error import CannotListenError
 
-    from sisock_core.bridge.app import run_bridge
+    from sisock_core.ports import busy_reasons, http_listeners
+    from sisock_core.startup import cannot_start, preflight
     from sisock_core.bridge.auth import BridgeSecurityError, bridge_credentials
     from sisock_core.logs import announce_ready, setup_logging
     from sisock_core.oslimits import raise_open_files_limit
@@ -364,21 +381,31 @@ def cmd_http(args: argparse.Namespace) -> None:
     except BridgeSecurityError as exc:
         sys.stderr.write(f"sisock http: {exc}\n")
         raise SystemExit(2)
+    listeners = http_listeners(cfg, command_line=not args.supervised)
+    preflight("http", None, listeners, supervised=args.supervised)
     setup_logging(cfg.log_level)
     raise_open_files_limit()
+    from sisock_core.bridge.app import run_bridge  # (after the check: it takes a while)
 
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
-        await run_bridge(reactor, cfg, credentials, on_ready=lambda: announce_ready("http"))
+        try:
+            await _unless_refused("http", args, run_bridge(reactor, cfg, credentials,
+                                                           on_ready=lambda: announce_ready("http")))
+        except CannotListenError as exc:  # taken since the check above
+            cannot_start("http", busy_reasons(listeners) or [str(exc)], supervised=args.supervised)
 
     _run_reactor(main)
 
 
 def cmd_router(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
+    from sisock_core.ports import router_listeners
     from sisock_core.site import run_router_only
+    from sisock_core.startup import preflight
 
     cfg = _load(args.config_file or args.config)
+    _lock = preflight("router", cfg.state_dir, router_listeners(cfg))  # noqa: F841 (held)
     setup_logging(cfg.log_level)
     _run_reactor(run_router_only, cfg)
 
@@ -396,10 +423,15 @@ def cmd_scan(args: argparse.Namespace) -> None:
 def cmd_up(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
     from sisock_core.oslimits import raise_open_files_limit
+    from sisock_core.ports import site_listeners
     from sisock_core.site import run_site
+    from sisock_core.startup import preflight
 
     path = args.config_file or args.config
     cfg = _load(path)
+    # a site running the router or the hub owns its state directory
+    owns_state = cfg.router.start or cfg.hub.start
+    _lock = preflight("up", cfg.state_dir if owns_state else None, site_listeners(cfg))  # noqa: F841
     setup_logging(cfg.log_level)
     raise_open_files_limit()
     _run_reactor(run_site, cfg, _config_args(path))

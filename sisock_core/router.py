@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 from twisted.internet import defer, error, protocol, task
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
 from sisock_core.config import SiteConfig
@@ -97,6 +97,11 @@ class RouterSecurityError(RuntimeError):
 
 class RouterStartError(RuntimeError):
     """Crossbar did not become ready (exited, or timed out); the message has its last output."""
+
+
+class RouterRefused(RouterStartError):
+    """The router cannot start for a reason a restart does not fix: what answers on its port
+    is not our router, or it refuses our own credentials. The message says which (one line)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,6 +547,19 @@ def _connect_host(cfg: SiteConfig) -> str:
     return listen
 
 
+def _without_tls_errors(event: dict) -> None:
+    if not str(event.get("log_format") or "").startswith("SSL error"):
+        globalLogPublisher(event)
+
+
+def _probe_log() -> Any:
+    """The readiness probe's WebSocket log: autobahn's (a txaio logger), minus its line per
+    TLS failure."""
+    import txaio
+
+    return txaio.make_logger(observer=_without_tls_errors)
+
+
 class _AuthFailed(Exception):
     """The router answered but refused the session (wrong secret, unknown realm...)."""
 
@@ -588,6 +606,8 @@ def _join_once(
                 finish(Failure(ConnectionError("connection closed before the session joined")))
 
     class Protocol(WampWebSocketClientProtocol):
+        log = _probe_log()  # (wait_until_joinable reports TLS failures itself, once)
+
         def connectionLost(self, reason):
             super().connectionLost(reason)
             # TLS or WebSocket failures never reach the session: report them at once
@@ -619,6 +639,30 @@ def _join_once(
     return done
 
 
+def tls_failure_reason(exc: BaseException) -> str | None:
+    """OpenSSL's reason for a failed TLS handshake (``wrong version number``, ``certificate
+    verify failed``...), or ``None`` if ``exc`` is no TLS failure."""
+    from autobahn.util import _is_tls_error
+
+    if not _is_tls_error(exc):
+        return None
+    reasons = [r[2] for r in exc.args[0] if len(r) > 2] if exc.args and exc.args[0] else []
+    return "; ".join(reasons) or str(exc)
+
+
+def _tls_refusal(host: str, port: int, exc: BaseException) -> str | None:
+    """Why a TLS failure says the server at ``host:port`` is not our router, or ``None`` if
+    ``exc`` is no TLS failure."""
+    reason = tls_failure_reason(exc)
+    if reason is None:
+        return None
+    if "certificate verify failed" in reason:
+        return (f"{host}:{port} answers with a certificate router.ca_cert does not trust "
+                f"({reason}): another server listens there, or ca_cert is not the router's")
+    return (f"{host}:{port} answers, but it is not our router: its TLS handshake failed "
+            f"({reason}), as when another program (an HTTP server?) listens there")
+
+
 async def wait_until_joinable(
     cfg: SiteConfig,
     secrets: Secrets,
@@ -627,13 +671,17 @@ async def wait_until_joinable(
     reactor=None,
     host: str | None = None,
     interval: float = 0.05,
+    server_check: Callable[[], str | None] | None = None,
 ) -> float:
     """Wait until a WAMP-CRA session as ``router.wamp_user`` can join the router.
 
     Polls (every ``interval`` seconds): a TCP connection to the TLS port, then a full TLS +
     WebSocket + WAMP-CRA join.  Returns the seconds waited.  Raises :class:`RouterStartError`
-    after ``timeout`` seconds, or at once when the router refuses the credentials (that never
-    fixes itself).  ``host`` defaults to the router's interface (loopback for a wildcard).
+    after ``timeout`` seconds, or :class:`RouterRefused` at once when what answers is not our
+    router (its TLS handshake fails) or it refuses the credentials (neither fixes itself).
+    ``server_check``, called once when the port first accepts a connection, returns why the
+    server there is not ours (then no TLS is spoken to it), or ``None``.  ``host`` defaults
+    to the router's interface (loopback for a wildcard).
     """
     if reactor is None:
         from twisted.internet import reactor  # type: ignore[no-redef]
@@ -660,13 +708,18 @@ async def wait_until_joinable(
         except (error.ConnectError, error.DNSLookupError, OSError) as e:
             last_error = f"TCP connect failed: {e}"
         else:
+            if server_check is not None:
+                check, server_check = server_check, None
+                foreign = check()
+                if foreign:
+                    raise RouterRefused(foreign)
             try:
                 await _join_once(
                     cfg, cfg.router.wamp_user, secrets.server, reactor,
                     host=host, timeout=min(remaining, 10.0),
                 )
             except _AuthFailed as e:
-                raise RouterStartError(
+                raise RouterRefused(
                     f"router at {host}:{port} refused user {cfg.router.wamp_user!r} on realm "
                     f"{cfg.router.realm!r}: {e}"
                 ) from None
@@ -674,7 +727,10 @@ async def wait_until_joinable(
                 # out of time mid-attempt: the previous error says more, if there was one
                 if not last_error.startswith("WAMP join failed"):
                     last_error = "WAMP join timed out"
-            except Exception as e:  # TLS handshake, closed socket: try again
+            except Exception as e:  # closed socket, crossbar still starting: try again
+                refusal = _tls_refusal(host, port, e)
+                if refusal:
+                    raise RouterRefused(refusal) from None
                 last_error = f"WAMP join failed: {e!r}"
             else:
                 return reactor.seconds() - started
@@ -879,7 +935,8 @@ class RouterProcess:
         )
 
         ready = defer.Deferred.fromCoroutine(
-            wait_until_joinable(self.cfg, self.secrets, self.ready_timeout, reactor=self.reactor)
+            wait_until_joinable(self.cfg, self.secrets, self.ready_timeout, reactor=self.reactor,
+                                server_check=self._not_ours)
         )
         first: defer.Deferred = defer.Deferred()
 
@@ -894,9 +951,12 @@ class RouterProcess:
             ready.cancel()
             raise RouterStartError(f"crossbar exited before it was ready: {result.describe()}")
         if isinstance(result, Failure):
-            # not ready in time, or our own credentials refused: stop it and say why
+            # not ready in time, our own credentials refused, or another server on the port:
+            # stop it and say why
             self.log.error("router: crossbar not ready: {error}", error=str(result.value))
             await self.stop()
+            if isinstance(result.value, RouterRefused):
+                raise result.value
             raise RouterStartError(
                 f"{result.value}\ncrossbar's last output:\n{self.output_tail()}"
             )
@@ -905,6 +965,24 @@ class RouterProcess:
             "router: ready in {seconds:.2f} s (pid {pid})", seconds=self.ready_seconds, pid=self._pid
         )
         return self.ready_seconds
+
+    def _not_ours(self) -> str | None:
+        """Why the process listening on the TLS port is not this crossbar (its process group),
+        or ``None``: it is, or the system does not say."""
+        from sisock_core.ports import describe_process, listening_pids
+
+        host, port = _connect_host(self.cfg), self.cfg.router.tls_port
+        pids = [p for p in listening_pids(host, port) if p is not None]  # (None: cannot tell)
+        if not pids:
+            return None
+        for pid in pids:
+            try:
+                if os.getpgid(pid) == self._pid:
+                    return None
+            except OSError:  # ended meanwhile
+                return None
+        return (f"{host}:{port} answers, but it is not our router (crossbar, pid {self._pid}): "
+                f"{', '.join(describe_process(p) for p in pids)} listens there")
 
     def _when_exited(self) -> defer.Deferred:
         if self._exit is not None:

@@ -4,19 +4,25 @@ Order: the router (if ``router.start``), then the hub (if ``hub.start``), then
 the Grafana HTTP bridge (if ``http.start``) and every enabled node, each in its
 own process so one crashing node cannot take the others down. Each waits for the one before it to be ready instead of sleeping.
 SIGINT/SIGTERM stops nodes first, then the hub, then the router.
+A component that cannot start for a reason a restart does not fix (see
+:mod:`sisock_core.startup`) is not restarted: the router or the hub stops the whole site
+with that reason; a node, the bridge or the scanner is said to be down, once, and the rest
+keeps serving.
 When a g3 node is configured, the g3 scanner runs too (the ``scanner`` child,
 ``sisock scan --supervised``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from sisock_core.config import SiteConfig
 from sisock_core.logs import announce_ready
+from sisock_core.ports import http_listeners
+from sisock_core.startup import EXIT_BAD_CONFIG, EXIT_CANNOT_START
 from sisock_core.supervisor import SupervisedChild
 
 log = Logger(namespace="sisock.up")
@@ -25,10 +31,6 @@ log = Logger(namespace="sisock.up")
 HUB_READY_TIMEOUT = 60.0
 NODE_READY_TIMEOUT = 120.0
 HTTP_READY_TIMEOUT = 60.0
-
-
-def _forever() -> defer.Deferred:
-    return defer.Deferred()
 
 
 def _ready_within(child: SupervisedChild, timeout: float, reactor: Any) -> defer.Deferred:
@@ -40,8 +42,23 @@ def _ready_within(child: SupervisedChild, timeout: float, reactor: Any) -> defer
             out.callback(value)
 
     child.ready.addCallback(lambda r: (fire(True), r)[1])
+    child.gave_up.addCallback(lambda r: (fire(False), r)[1])
     reactor.callLater(timeout, fire, False)
     return out
+
+
+def router_cannot_start(exc: BaseException, cfg: SiteConfig, *, check_ports: bool = True) -> str | None:
+    """Why the router cannot start, when starting it again would not help (else ``None``):
+    a certificate, secrets or exposure the router refuses, another server answering on
+    its port, our own credentials refused or (``check_ports``) a busy port."""
+    from sisock_core.ports import busy_reasons, router_listeners
+    from sisock_core.router import RouterRefused, RouterSecurityError, SecretsError
+    from sisock_core.tls import TLSConfigError
+
+    if isinstance(exc, (RouterRefused, RouterSecurityError, SecretsError, TLSConfigError)):
+        return str(exc)
+    busy = busy_reasons(router_listeners(cfg)) if check_ports else []
+    return "; ".join(busy) if busy else None
 
 
 async def start_router(reactor: Any, cfg: SiteConfig) -> Any:
@@ -64,11 +81,14 @@ class RouterKeeper:
     ``sisock up`` running with nothing to connect to.
     """
 
-    def __init__(self, reactor: Any, router: Any) -> None:
+    def __init__(self, reactor: Any, router: Any,
+                 on_fatal: Callable[[str], object] | None = None) -> None:
+        """``on_fatal(reason)``: the router cannot start again and will not be restarted."""
         from sisock_core.supervisor import BACKOFF, STABLE_AFTER
 
         self.reactor = reactor
         self.router = router
+        self.on_fatal = on_fatal
         self.backoff = BACKOFF
         self.stable_after = STABLE_AFTER
         self.failures = 0
@@ -88,9 +108,22 @@ class RouterKeeper:
         log.error("the router died ({how}); restarting it in {delay}s", how=exit_.how, delay=delay)
         self._pending = self.reactor.callLater(delay, self._restart)
 
+    def _give_up(self, reason: str) -> None:
+        self._stopping = True
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
+        else:
+            log.critical("the router cannot start again: {reason}", reason=reason)
+
     def _restart(self) -> None:
         self._pending = None
         if self._stopping:
+            return
+        from sisock_core.ports import busy_reasons, router_listeners
+
+        busy = busy_reasons(router_listeners(self.router.cfg))
+        if busy:  # taken while the router was down: another start would fail the same way
+            self._give_up("; ".join(busy))
             return
         self.started_at = self.reactor.seconds()
         d = self.router.start()
@@ -102,6 +135,12 @@ class RouterKeeper:
 
         def failed(failure: Any) -> None:
             if self._stopping:
+                return
+            # (ports are checked before the next restart: crossbar's workers may still be
+            # closing theirs now)
+            reason = router_cannot_start(failure.value, self.router.cfg, check_ports=False)
+            if reason:
+                self._give_up(reason)
                 return
             log.error("restarting the router failed: {error}", error=str(failure.value))
             if not self.router.running and self._pending is None:  # (not already rescheduled)
@@ -119,17 +158,74 @@ class RouterKeeper:
         return self.router.stop()
 
 
+async def _start_router_or_exit(reactor: Any, cfg: SiteConfig,
+                                on_fatal: Callable[[str], object]) -> RouterKeeper:
+    from sisock_core.router import RouterSecurityError, SecretsError
+    from sisock_core.tls import TLSConfigError
+
+    try:
+        return RouterKeeper(reactor, await start_router(reactor, cfg), on_fatal=on_fatal)
+    except Exception as exc:
+        reason = router_cannot_start(exc, cfg)
+        log.critical("cannot start the router: {error}", error=reason or str(exc))
+        if isinstance(exc, (RouterSecurityError, SecretsError, TLSConfigError)):
+            raise SystemExit(EXIT_BAD_CONFIG)  # the site file, its secrets or certificate
+        raise SystemExit(EXIT_CANNOT_START if reason else 1)
+
+
+def _fatal_exit(fatal: defer.Deferred, what: str) -> Callable[[str], None]:
+    """``on_fatal`` for a component the process cannot run without: say why, once, and
+    fail ``fatal`` (the process then exits with EXIT_CANNOT_START)."""
+    def on_fatal(reason: str) -> None:
+        log.critical("{what} cannot start: {reason}; stopping", what=what, reason=reason)
+        if not fatal.called:
+            fatal.errback(SystemExit(EXIT_CANNOT_START))
+
+    return on_fatal
+
+
 async def run_router_only(reactor: Any, cfg: SiteConfig) -> None:
-    router = RouterKeeper(reactor, await start_router(reactor, cfg))
+    fatal: defer.Deferred = defer.Deferred()
+    router = await _start_router_or_exit(reactor, cfg, _fatal_exit(fatal, "the router"))
     reactor.addSystemEventTrigger("before", "shutdown", router.stop)
     announce_ready("router")
-    await _forever()
+    await fatal
+
+
+def _title(child: SupervisedChild) -> str:
+    """What ``sisock up``'s log calls a child."""
+    return {"hub": "the hub", "http": "the HTTP bridge", "scanner": "the g3 scanner"}.get(
+        child.name, child.name)
 
 
 async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) -> None:
-    """Everything ``sisock up`` runs; returns only when the reactor stops."""
+    """Everything ``sisock up`` runs; returns only when the reactor stops, or raises
+    ``SystemExit(EXIT_CANNOT_START)`` when the router or the hub cannot start."""
+    fatal: defer.Deferred = defer.Deferred()
+    starting = defer.Deferred.fromCoroutine(_start_site(reactor, cfg, config_args, fatal))
+    starting.addErrback(lambda f: None if fatal.called else fatal.errback(f))
+    await fatal
+
+
+async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
+                      fatal: defer.Deferred) -> None:
     children: list[SupervisedChild] = []
     router = None
+    stop_site = _fatal_exit(fatal, "the hub")
+
+    def cannot_start(child: SupervisedChild, reason: str) -> None:
+        if child.name == "hub":  # nothing works without it
+            stop_site(reason)
+        else:
+            log.error("{what} is down and will not be restarted: {reason}; the rest of the site "
+                      "keeps serving", what=_title(child), reason=reason)
+
+    def supervised(name: str, args: Sequence[str], listeners: Sequence[Any] = ()) -> SupervisedChild:
+        child = SupervisedChild(name, [*args, "--supervised", *config_args], reactor=reactor,
+                                on_cannot_start=cannot_start, listeners=listeners)
+        children.append(child)
+        child.start()
+        return child
 
     async def shutdown() -> None:
         log.info("stopping the site")
@@ -151,11 +247,7 @@ async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) ->
         raise SystemExit(2)
 
     if cfg.router.start:
-        try:
-            router = RouterKeeper(reactor, await start_router(reactor, cfg))
-        except Exception as exc:
-            log.critical("cannot start the router: {error}", error=str(exc))
-            raise SystemExit(2)
+        router = await _start_router_or_exit(reactor, cfg, _fatal_exit(fatal, "the router"))
     else:
         from sisock_core.router import load_secrets
 
@@ -163,42 +255,34 @@ async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) ->
         log.info("using the router at {host}:{port}", host=cfg.router.host, port=cfg.router.tls_port)
 
     if cfg.hub.start:
-        hub = SupervisedChild("hub", ["hub", "--supervised", *config_args], reactor=reactor)
-        children.append(hub)
-        hub.start()
-        if not await _ready_within(hub, HUB_READY_TIMEOUT, reactor):
+        hub = supervised("hub", ["hub"])
+        if not await _ready_within(hub, HUB_READY_TIMEOUT, reactor) and not hub.gave_up.called:
             log.error("the hub did not become ready in {t}s; nodes will keep trying",
                       t=HUB_READY_TIMEOUT)
+        if fatal.called:  # the hub cannot start: the site is stopping
+            return
 
-    http = None
-    if cfg.http.start:
-        http = SupervisedChild("http", ["http", "--supervised", *config_args], reactor=reactor)
-        children.append(http)
-        http.start()
+    http = supervised("http", ["http"], http_listeners(cfg)) if cfg.http.start else None
 
     nodes = [n for n in cfg.nodes.values() if n.enabled]
     for n in nodes:
-        child = SupervisedChild(f"node {n.name}", ["node", n.name, "--supervised", *config_args],
-                                reactor=reactor)
-        children.append(child)
-        child.start()
+        supervised(f"node {n.name}", ["node", n.name])
 
     if any(n.plugin == "g3" for n in nodes):
         # The g3 scanner keeps the nodes' index up to date (``sisock scan``); it prints
         # "SISOCK-READY scanner" after its first full pass, which the site does not wait for
         # (a first pass over years of files takes a while; nodes serve what is indexed).
-        scanner = SupervisedChild("scanner", ["scan", "--supervised", *config_args], reactor=reactor)
-        children.append(scanner)
-        scanner.start()
+        supervised("scanner", ["scan"])
 
     waits = [_ready_within(c, NODE_READY_TIMEOUT, reactor) for c in children if c.name.startswith("node ")]
     results = await defer.gatherResults(waits)
     ready = sum(1 for ok in results if ok)
     log.info("site up: {ready} of {total} nodes serving", ready=ready, total=len(nodes))
-    if ready < len(nodes):
-        late = [c.name for c in children if c.name.startswith("node ") and not c.ready.called]
+    late = [c.name for c in children
+            if c.name.startswith("node ") and not c.ready.called and not c.gave_up.called]
+    if late:
         log.warn("not ready yet (still retrying): {late}", late=", ".join(late))
-    if http is not None and not await _ready_within(http, HTTP_READY_TIMEOUT, reactor):
+    if http is not None and not await _ready_within(http, HTTP_READY_TIMEOUT, reactor) \
+            and not http.gave_up.called:
         log.error("the HTTP bridge did not become ready in {t}s; still retrying", t=HTTP_READY_TIMEOUT)
     announce_ready("site")
-    await _forever()

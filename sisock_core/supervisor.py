@@ -5,6 +5,10 @@ Each child is ``python -m sisock_core.cli <role> ...``. It prints
 re-emitted event by event with the child's name (:mod:`sisock_core.logrelay`). The
 child's stdin is a pipe from us: when ``sisock up`` dies, the pipe closes and the child
 exits, so nothing is orphaned.
+
+A child that exits with a status of :data:`~sisock_core.startup.PERMANENT_EXIT_CODES`
+(it cannot start, and starting it again would not help: see :mod:`sisock_core.startup`)
+is not restarted; ``on_cannot_start`` gets the reason it printed.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 
-from sisock_core.logrelay import relay_line
+from sisock_core.logrelay import parse_child_line, relay_line
 from sisock_core.logs import READY_MARKER
+from sisock_core.ports import Listener, busy_reasons
+from sisock_core.startup import CANNOT_START_MARKER, PERMANENT_EXIT_CODES
 
 #: Delays between restarts of a crashing child; reset after it has run ``STABLE_AFTER`` s.
 BACKOFF = (1, 2, 4, 8, 15, 30, 60)
@@ -58,7 +64,11 @@ class SupervisedChild:
         reactor: Any,
         env: dict[str, str] | None = None,
         restart: bool = True,
+        on_cannot_start: Callable[["SupervisedChild", str], object] | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
+        """``on_cannot_start(child, reason)``: the child cannot start (default: log it).
+        ``listeners``: the ports it listens on, checked before each restart."""
         self.name = name
         self.args = list(args)
         self.reactor = reactor
@@ -66,6 +76,12 @@ class SupervisedChild:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.env.pop("NOTIFY_SOCKET", None)  # systemd readiness is ours to tell, not the child's
         self.restart = restart
+        self.on_cannot_start = on_cannot_start
+        self.listeners = list(listeners)
+        #: fires with the reason when the child exited for good (it cannot start)
+        self.gave_up: defer.Deferred = defer.Deferred()
+        self._cannot_start_reason: str | None = None
+        self._last_error_line = ""
         self.ready: defer.Deferred = defer.Deferred()
         self.transport: Any = None
         self.started_at = 0.0
@@ -82,6 +98,7 @@ class SupervisedChild:
     def start(self) -> None:
         argv = [sys.executable, "-m", "sisock_core.cli", *self.args]
         self.started_at = self.reactor.seconds()
+        self._cannot_start_reason = None
         self._exited = defer.Deferred()
         self.transport = self.reactor.spawnProcess(
             _ChildProtocol(self), sys.executable, argv, env=self.env,
@@ -95,6 +112,12 @@ class SupervisedChild:
             if not self.ready.called:
                 self.ready.callback(self)
             return
+        if fd == 1 and line.startswith(CANNOT_START_MARKER):
+            self._cannot_start_reason = line[len(CANNOT_START_MARKER):].strip()
+            return
+        if fd == 2:
+            event = parse_child_line(line)
+            self._last_error_line = event["sisock_message"] if event else line
         relay_line(self.name, line)  # the child's own event (JSON line), logged once
 
     def ended(self, code: int | None, sig: int | None) -> None:
@@ -110,6 +133,9 @@ class SupervisedChild:
         delay = BACKOFF[min(self.failures, len(BACKOFF) - 1)]
         self.failures += 1
         how = f"signal {sig}" if sig else f"exit code {code}"
+        if sig is None and code in PERMANENT_EXIT_CODES:
+            self._gave_up(self._cannot_start_reason or f"{how}: {self._last_error_line}")
+            return
         if not self.restart:
             self.log.error("{child} stopped ({how})", child=self.name, how=how)
             return
@@ -117,11 +143,25 @@ class SupervisedChild:
                        child=self.name, how=how, ran=ran, delay=delay)
         self._pending_restart = self.reactor.callLater(delay, self._restart)
 
+    def _gave_up(self, reason: str) -> None:
+        if self.on_cannot_start is not None:
+            self.on_cannot_start(self, reason)
+        else:
+            self.log.error("{child} cannot start: {reason}; not restarting it", child=self.name,
+                           reason=reason)
+        if not self.gave_up.called:
+            self.gave_up.callback(reason)
+
     def _restart(self) -> None:
         self._pending_restart = None
-        if not self._stopping:
-            self.restarts += 1
-            self.start()
+        if self._stopping:
+            return
+        busy = busy_reasons(self.listeners)
+        if busy:  # taken while it was down: it would fail the same way
+            self._gave_up("; ".join(busy))
+            return
+        self.restarts += 1
+        self.start()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the child (tests use it to simulate a crash)."""

@@ -138,6 +138,8 @@ def _service(cfg: SiteConfig, opts: UnitOptions, description: str, args: Sequenc
         "WorkingDirectory=/\n"
         "Restart=on-failure\n"
         "RestartSec=5\n"
+        # a bad site file (2) or something on the machine in the way (78): a restart repeats it
+        "RestartPreventExitStatus=2 78\n"
         f"TimeoutStartSec={start_timeout}\n"
         "TimeoutStopSec=60\n"
         "KillMode=mixed\n"

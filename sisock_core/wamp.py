@@ -69,6 +69,41 @@ def router_url(cfg: SiteConfig) -> str:
     return f"wss://{cfg.router.host}:{cfg.router.tls_port}{cfg.router.path}"
 
 
+#: WAMP errors of a refused join: wrong secret or user, realm or role the router lacks
+JOIN_REFUSALS = frozenset({
+    "wamp.error.not_authorized", "wamp.error.authentication_failed",
+    "wamp.error.no_auth_method", "wamp.error.no_such_realm", "wamp.error.no_such_role",
+})
+#: why a component of this process was refused before it ever joined (see join_refusal)
+_refusals: list[str] = []
+
+
+def join_refusal() -> str | None:
+    """Why a component of this process gave up before it ever joined: the router refused
+    its credentials or realm, or its certificate is not one ``ca_cert`` trusts. A
+    restart would not fix that, unlike a refusal after having joined (secrets changed
+    on the router: the component keeps trying)."""
+    return _refusals[-1] if _refusals else None
+
+
+def _refusal_text(cfg: SiteConfig, authid: str, exc: BaseException) -> str | None:
+    from autobahn.wamp.exception import ApplicationError
+
+    from sisock_core.router import tls_failure_reason
+
+    where = f"the router at {cfg.router.host}:{cfg.router.tls_port}"
+    if isinstance(exc, ApplicationError) and exc.error in JOIN_REFUSALS:
+        detail = " ".join(str(a) for a in exc.args)
+        return (f"{where} refused user {authid!r} on realm {cfg.router.realm!r} ({exc.error}"
+                f"{': ' + detail if detail else ''}); check its secret "
+                "(WAMP_SECRET / WAMP_CONSUMER_SECRET or router.secrets_file) and router.realm")
+    reason = tls_failure_reason(exc)
+    if reason is not None:
+        return (f"{where} failed the TLS handshake ({reason}): its certificate is not the one "
+                "router.ca_cert names, or it is not a sisock router")
+    return None
+
+
 def make_component(
     cfg: SiteConfig,
     *,
@@ -82,7 +117,8 @@ def make_component(
 
     ``consumer=True`` authenticates as the read-only ``simonsobs`` user; otherwise as
     the server user (``router.wamp_user``). The component reconnects forever by
-    default (``max_retries=-1``) with autobahn's exponential backoff.
+    default (``max_retries=-1``) with autobahn's exponential backoff, except when the
+    router refuses it before it ever joined (:func:`join_refusal` says why).
     """
     from sisock_core.router import load_secrets, tls_paths
 
@@ -114,7 +150,29 @@ def make_component(
     )
     if session_factory is not None:
         kwargs["session_factory"] = session_factory
-    return Component(**kwargs)
+    joined: list[bool] = []
+
+    def refused_before_joining(exc: BaseException) -> bool:
+        reason = None if joined else _refusal_text(cfg, authid, exc)
+        if reason:
+            _refusals.append(reason)
+        return reason is not None
+
+    component = Component(is_fatal=refused_before_joining, **kwargs)
+    component.on("join", lambda *args: joined.append(True))
+    stop = component.stop
+
+    def stop_unless_ended() -> Any:
+        # autobahn's stop() raises AttributeError once the component has ended (given up
+        # after a refusal): its done future is None then. Nothing is left to stop.
+        if component._done_f is None:
+            from twisted.internet import defer
+
+            return defer.succeed(None)
+        return stop()
+
+    component.stop = stop_unless_ended
+    return component
 
 
 __all__ = ["ComponentConfig", "make_component", "uri", "node_uri", "router_url"]

@@ -6,6 +6,7 @@
   thread, so child processes are reaped normally).  Not from test functions: pytest-twisted
   runs those inside the reactor greenlet; write them ``async`` with
   ``@pytest_twisted.ensureDeferred``.  :func:`wait_until` polls a condition from async code;
+- :func:`log_events`: a fixture with every Twisted log event emitted during the test;
 - :func:`site_config`: a :class:`SiteConfig` on free loopback ports in a temporary state dir;
 - :func:`open_session`: an autobahn (Twisted) WAMP session, joined, for driving the router.
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 from twisted.internet import defer
+from twisted.logger import globalLogPublisher
 
 from sisock_core.config import RouterConfig, SiteConfig
 from sisock_core.testing import free_port, free_ports  # noqa: F401  (re-exported for the tests)
@@ -64,6 +67,15 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, interval: fl
             return False
         await task.deferLater(r, interval, lambda: None)
     return True
+
+
+@pytest.fixture
+def log_events():
+    """Every Twisted log event emitted during the test (any thread)."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
 
 
 # --------------------------------------------------------------------------------------------

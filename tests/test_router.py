@@ -18,7 +18,7 @@ import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import defer
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 
 from sisock_core import router as R
 from sisock_core import tls as T
@@ -27,6 +27,7 @@ from tests.helpers_router import (
     SessionRefused,
     free_port,
     in_reactor,
+    log_events,  # noqa: F401 (a fixture)
     open_session,
     site_config,
     wait_until,
@@ -38,15 +39,6 @@ STRONG_CONSUMER = "c" * 8 + "Hb4mW8sJdF6gN1xQ"
 
 def cfg_with(tmp_path: Path, **router) -> SiteConfig:
     return SiteConfig(path="<test>", state_dir=tmp_path / "state", router=RouterConfig(**router))
-
-
-@pytest.fixture
-def log_events():
-    """Every Twisted log event emitted during the test (any thread), formatted."""
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def all_text(events) -> str:
@@ -741,9 +733,29 @@ async def test_router_stop(tmp_path):
 
 @pytest.mark.integration
 @pytest_twisted.ensureDeferred
-async def test_router_exits_before_ready(tmp_path):
-    """Port taken: crossbar fails; start() says so with crossbar's own words."""
+async def test_router_port_taken_by_another_program(tmp_path):
+    """Port taken: the readiness probe sees at once that what listens there is not the
+    crossbar it started (it speaks no TLS to it), and start() says who it is."""
     blocker = socket.create_server(("127.0.0.1", 0))
+    try:
+        cfg = site_config(tmp_path / "state", tls_port=blocker.getsockname()[1], ocs_port=free_port())
+        process = R.RouterProcess(cfg, R.load_secrets(cfg, env={}))
+        with pytest.raises(R.RouterRefused) as e:
+            await within(process.start(), 90)
+        assert str(e.value).startswith(f"127.0.0.1:{cfg.router.tls_port} answers, but it is not our "
+                                       f"router (crossbar, pid {process.pid}): pid {os.getpid()} (")
+        assert not process.running
+    finally:
+        blocker.close()
+
+
+@pytest.mark.integration
+@pytest_twisted.ensureDeferred
+async def test_router_exits_before_ready(tmp_path):
+    """Crossbar cannot listen (its TLS port is bound, not listening, by a socket without
+    SO_REUSEADDR: nothing answers the probe): start() says so with crossbar's own words."""
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
     try:
         cfg = site_config(tmp_path / "state", tls_port=blocker.getsockname()[1], ocs_port=free_port())
         process = R.RouterProcess(cfg, R.load_secrets(cfg, env={}))
