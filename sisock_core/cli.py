@@ -424,11 +424,18 @@ def cmd_up(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
     from sisock_core.oslimits import raise_open_files_limit
     from sisock_core.ports import site_listeners
+    from sisock_core.preflight import startup_problems
     from sisock_core.site import run_site
     from sisock_core.startup import preflight
 
     path = args.config_file or args.config
     cfg = _load(path)
+    # what the site file gets wrong (exit 2, as `sisock check`) before what is in its way (78)
+    problems = startup_problems(cfg)
+    for problem in problems:
+        sys.stderr.write(f"sisock up: {problem}\n")
+    if problems:
+        raise SystemExit(2)
     # a site running the router or the hub owns its state directory
     owns_state = cfg.router.start or cfg.hub.start
     _lock = preflight("up", cfg.state_dir if owns_state else None, site_listeners(cfg))  # noqa: F841
