@@ -106,6 +106,30 @@ def to_wire_list(values: np.ndarray) -> list:
     return np.asarray(values).tolist()
 
 
+def summary_grid(span: float, limit: int | None, stride: float | None) -> tuple[float, float] | None:
+    """``(tier, grid width)`` for a decimated answer over ``span`` seconds of data, or None.
+
+    The bucket width the call needs is ``span / (limit // 2 - 1)`` (as
+    :func:`sisock_core.decimate.bucket_starts` for ``max_points``) or ``2 * min_stride``,
+    the wider; the tier is the coarsest no wider than that, and the grid the smallest
+    multiple of the tier not narrower (so at most ``limit`` points per field).
+    """
+    if span <= 0:
+        return None
+    widths = []
+    if limit:
+        cap = max(1, limit // 2)
+        widths.append(span / (cap - 1) if cap > 1 else 2.0 * span)
+    if stride:
+        widths.append(2.0 * stride)
+    if not widths:
+        return None
+    tier = S.choose_tier(max(widths))
+    if tier is None:
+        return None
+    return tier, S.grid_width(max(widths), tier)
+
+
 class NodeEngine:
     """The request logic of one data node around its plugin manager."""
 
@@ -251,19 +275,10 @@ class NodeEngine:
                  for i in infos.values() if i.t_last is not None]
         lo = max(t0, min(firsts)) if firsts else t0
         hi = min(t1, max(lasts) + 1e-6) if lasts else t1
-        span = hi - lo
-        if span <= 0:
+        chosen = summary_grid(hi - lo, limit, stride)
+        if chosen is None:
             return names
-        widths = []
-        if limit:
-            cap = max(1, limit // 2)
-            widths.append(span / (cap - 1) if cap > 1 else 2.0 * span)
-        if stride:
-            widths.append(2.0 * stride)
-        tier = S.choose_tier(max(widths))
-        if tier is None:
-            return names
-        grid = S.grid_width(max(widths), tier)
+        tier, grid = chosen
         a = math.ceil(t0 / grid) * grid
         b = math.floor(t1 / grid) * grid
         groups: dict[str, list[str]] = {}

@@ -57,6 +57,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
+from sisock_core.summarystore import TABLES as SUMMARY_TABLES
+from sisock_core.summarystore import SummaryWriter
 from sisock_core.sqldb import (  # noqa: F401  (re-exported: the g3 plugin's names for them)
     DatabaseConfigError,
     DatabaseError as IndexDbError,
@@ -68,8 +70,13 @@ from sisock_core.sqldb import (  # noqa: F401  (re-exported: the g3 plugin's nam
     parse_db_url,
 )
 
-#: Bumped when our tables change incompatibly.
-SCHEMA_VERSION = 1
+#: Bumped when our tables change incompatibly. 2: summaries (``sisock_sum_*``) written
+#: with the index; an index of an older version is dropped and rebuilt from the files.
+SCHEMA_VERSION = 2
+
+#: Every table of the index (the summaries' are the core's, :mod:`sisock_core.summarystore`).
+_TABLES = ("feeds", "fields", "description", "sisock_meta", "sisock_files", "sisock_layouts",
+           "sisock_frames", "sisock_fieldsum") + SUMMARY_TABLES
 
 #: Status of a file in ``sisock_files``.
 STATUS_OK = "ok"  #: every frame indexed
@@ -228,6 +235,8 @@ class FileUpdate:
     blocks: list[tuple[int, int, int, str, str, tuple[tuple[str, str], ...], float, float, int]] = attrs.field(
         factory=list
     )
+    #: base-tier summaries of the blocks read: (field name, timeline, dtype kind, buckets)
+    summaries: list = attrs.field(factory=list)
 
 
 # -- the database ----------------------------------------------------------------------
@@ -326,6 +335,8 @@ class Index:
         #: layout digest -> id (committed), and those added by the open transaction
         self._layout_ids: dict[str, int] = {}
         self._pending_layouts: dict[str, int] = {}
+        #: Writes each file's summaries in the transaction that indexes it.
+        self.summaries = SummaryWriter(self.kind)
         if self.kind == "mysql":
             import MySQLdb  # noqa: F401  (fail early if mysqlclient is missing)
 
@@ -405,8 +416,10 @@ class Index:
                 # tables may have been dropped (sisock scan --rebuild): check them again
                 self._schema_ok = False
                 self._layout_ids.clear()
+                self.summaries.forget()
                 raise DatabaseUnavailable(f"index database {self.describe()}: {_msg(exc)}") from exc
             except BaseException:
+                self.summaries.forget()
                 if write:
                     try:
                         cur.execute("ROLLBACK")
@@ -443,8 +456,16 @@ class Index:
                 if "sisock_meta" not in existing:
                     raise DatabaseUnavailable(f"index database {self.describe()} has no index yet (not scanned?)")
             else:
+                if "sisock_meta" in existing:
+                    cur.execute(self.sql("SELECT value FROM sisock_meta WHERE name = ?"), ("schema_version",))
+                    row = cur.fetchone()
+                    if row is not None and int(row[0]) < SCHEMA_VERSION:
+                        # an older index: a cache, rebuilt from the files by the next scan
+                        for table in _TABLES:
+                            cur.execute(f"DROP TABLE IF EXISTS {table}")
                 for stmt in (_sqlite_ddl() if self.kind == "sqlite" else _mysql_ddl()):
                     cur.execute(stmt)
+                self.summaries.ensure_schema(cur)
                 ins = "INSERT OR IGNORE" if self.kind == "sqlite" else "INSERT IGNORE"
                 for name, value in (("schema_version", SCHEMA_VERSION), ("generation", 0), ("max_frame_span", 0)):
                     cur.execute(self.sql(f"{ins} INTO sisock_meta (name, value) VALUES (?, ?)"), (name, value))
@@ -643,6 +664,12 @@ class Index:
                      max(t1s) if t1s else None, max(t1s) if t1s else None, file_id),
                 )
             changed = bool(affected)
+            source = path_key(update.path)
+            if update.replace:
+                self.summaries.drop_source(cur, source)
+            for name, timeline, kind, buckets in update.summaries:
+                sid = self.summaries.series_id(cur, name, timeline, kind)
+                self.summaries.put_base(cur, sid, source, buckets, merge=not update.replace)
             if update.providers or update.blocks:
                 changed |= self._add_rows(cur, file_id, update)
             for description, field in affected:
@@ -663,6 +690,7 @@ class Index:
                 if old is None:
                     continue
                 n += 1
+                self.summaries.drop_source(cur, path_key(path))
                 affected = self._delete_file(cur, old[0])
                 for description, field in affected:
                     self._refresh_summary(cur, description, field)
@@ -858,14 +886,14 @@ class Index:
     # -- maintenance ---------------------------------------------------------------
 
     def drop_all(self) -> None:
-        """Drop every table of the index (tests; ``sisock scan --rebuild``)."""
+        """Drop every table of the index and its summaries (tests; ``sisock scan --rebuild``)."""
         with self._cursor() as cur:
-            for table in ("feeds", "fields", "description", "sisock_meta", "sisock_files",
-                          "sisock_layouts", "sisock_frames", "sisock_fieldsum"):
+            for table in _TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
         with self._lock:
             self._schema_ok = False
             self._layout_ids.clear()
+            self.summaries.forget()
             self._drop()
 
 

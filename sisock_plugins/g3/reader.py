@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 from twisted.logger import Logger
 
+from sisock_core.cancel import check
 from sisock_core.model import Field, Timeline
 from sisock_plugins.g3.index import Chunk, FieldSummary, Index, Layout, original_field_name
 from sisock_plugins.g3.scan import FrameReader
@@ -262,6 +263,7 @@ class HKReader:
         ts: list[np.ndarray] = []
         cols: dict[str, list[np.ndarray]] = {m: [] for m in members}
         for chunk in chunks:
+            check()  # the caller may have given up: stop between chunks
             got = self._chunk(chunk, wanted)
             if got is None:
                 continue

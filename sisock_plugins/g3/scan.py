@@ -104,6 +104,10 @@ class ScanResult:
     orphan_frames: int = 0
     #: typed fields by (provider, keys), filled while reading
     types: dict = attrs.field(factory=dict, repr=False, eq=False)
+    #: base-tier summaries of the numeric fields read: (field name, timeline, dtype kind, buckets)
+    summaries: list = attrs.field(factory=list, repr=False, eq=False)
+    #: decoded numeric samples by (description, block name), while reading
+    collected: dict | None = attrs.field(default=None, repr=False, eq=False)
 
     @property
     def bytes_read(self) -> int:
@@ -170,8 +174,12 @@ def _same_head(path: str, head: str | None) -> bool:
 
 
 def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
-              stat: os.stat_result | None = None) -> ScanResult:
+              stat: os.stat_result | None = None, summarize: bool = True) -> ScanResult:
     """Read ``path`` from byte ``offset`` (with the stream ``state`` there).
+
+    With ``summarize``, the numeric fields of the blocks read are also decoded and
+    their base-tier summaries (:mod:`sisock_core.summaries`) returned in
+    ``result.summaries``, so the index and the summaries of a file are written together.
 
     Never raises for bad file contents: the result's ``status`` and ``error`` say
     what happened (``missing`` if the file vanished). When resuming (``offset`` >
@@ -185,6 +193,8 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
         return ScanResult(path, 0, 0, 0, offset, offset, 0, STATUS_MISSING, "file vanished", state)
     result = ScanResult(path, st.st_size, st.st_mtime_ns, st.st_ino, offset, offset, 0,
                         STATUS_OK, None, state)
+    if summarize:
+        result.collected = {}
     if st.st_size == 0:
         result.status = STATUS_EMPTY
         return result
@@ -230,7 +240,48 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
     elif state.hk_frames == 0:
         result.status = STATUS_NOT_HK
         result.error = f"no housekeeping frames in {result.frames} frames"
+    if result.collected:
+        result.summaries = _summaries(result.collected)
+    result.collected = None
     return result
+
+
+def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
+    """Base-tier summaries of the numeric samples collected per (description, block name)."""
+    from sisock_core.summaries import BASE_TIER, summarize
+
+    out = []
+    for (description, block_name), (ts, cols) in collected.items():
+        t = np.concatenate(ts) if len(ts) > 1 else ts[0]
+        order = None
+        if t.size > 1 and np.any(t[1:] < t[:-1]):
+            order = np.argsort(t, kind="stable")
+            t = t[order]
+        for field, parts in cols.items():
+            if sum(p.size for p in parts) != t.size:
+                continue  # the field is missing from some blocks of this name: not summarized
+            y = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            if order is not None:
+                y = y[order]
+            out.append((f"{description}.{field}", f"{description}.{block_name}", y.dtype.kind,
+                        summarize(t, y, BASE_TIER)))
+    return out
+
+
+def _collect(result: ScanResult, description: str, name: str, block: Any,
+             fields: tuple[tuple[str, str], ...]) -> None:
+    """Keep the times and numeric fields of one block for :func:`_summaries`."""
+    if isinstance(block, core.G3TimesampleMap):
+        t = np.asarray(block.times, dtype=np.int64) / _SECOND
+        cols = {f: np.asarray(block[f]) for f, kind in fields if kind == "number"}
+    else:  # IrregBlockDouble (v0)
+        t = np.array(block.t, dtype=np.float64)
+        cols = {f: np.array(block.data[f], dtype=np.float64) for f, _ in fields}
+    ts, acc = result.collected.setdefault((description, name), ([], {}))
+    ts.append(t)
+    for f, v in cols.items():
+        if v.dtype.kind in "fiu":
+            acc.setdefault(f, []).append(v)
 
 
 def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None:
@@ -265,6 +316,8 @@ def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None
             else:
                 name = "block_for_%s" % keys[0] if keys else "block%d" % index
             result.blocks.append((pos, index, prov_id, description, name, fields, t0, t1, n))
+            if result.collected is not None:
+                _collect(result, description, name, block, fields)
 
 
 # -- decoding --------------------------------------------------------------------------

@@ -30,7 +30,10 @@ from typing import Callable, Iterable, Iterator, Protocol
 import attrs
 from twisted.logger import Logger
 
+from sisock_core.sqldb import DatabaseError
+from sisock_core.summarystore import SummaryStore
 from sisock_plugins.g3.index import (
+    DatabaseUnavailable,
     STATUS_EMPTY,
     STATUS_ERROR,
     STATUS_MISSING,
@@ -79,6 +82,7 @@ class ScanStats:
     partial: int = 0  #: ending with an incomplete frame
     frames: int = 0
     bytes: int = 0
+    rolled_up: int = 0  #: series whose coarse summary tiers were recomputed
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -129,6 +133,7 @@ class Scanner:
         self.clock = clock
         #: Set it (from any thread) to stop a pass after the file being read.
         self.cancel = threading.Event()
+        self._summary_store: SummaryStore | None = None
 
     # -- walking -----------------------------------------------------------------
 
@@ -190,8 +195,20 @@ class Scanner:
                 stats.removed += self.index.remove_files(gone)
                 log.info("{n} files disappeared from {dir}; removed from the index", n=len(gone), dir=self.data_dir)
         self._read_all(todo, stats)
+        self._rollup(stats)
         stats.seconds = time.perf_counter() - started
         return stats
+
+    def _rollup(self, stats: ScanStats) -> None:
+        """Recompute the coarse tiers of the summaries the pass changed."""
+        if not (stats.read or stats.removed):
+            return
+        if self._summary_store is None:
+            self._summary_store = SummaryStore(self.index.url)
+        try:
+            stats.rolled_up += self._summary_store.rollup(should_stop=self.cancel.is_set)
+        except DatabaseError as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
 
     def scan_paths(self, paths: Iterable[str]) -> ScanStats:
         """Look only at ``paths`` (files created, changed, moved or deleted)."""
@@ -220,6 +237,7 @@ class Scanner:
             else:
                 todo.append((path, st, row, action))
         self._read_all(todo, stats)
+        self._rollup(stats)
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -277,6 +295,7 @@ class Scanner:
             replace=replace,
             providers=sorted(set(result.providers)),
             blocks=result.blocks,
+            summaries=result.summaries,
         )
 
     def _log_result(self, result: ScanResult, row: FileRow | None) -> None:
