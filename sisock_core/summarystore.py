@@ -189,15 +189,16 @@ class SummaryWriter:
             return
         self._write_row(cur, sid, 0, source, seg, b)
         w = S.BASE_TIER
-        self._mark_dirty(cur, sid, float(b.k[0]) * w, float(b.k[-1] + 1) * w)
-        self._t_span(cur, sid, float(np.min(b.t_first)), float(np.max(b.t_last)))
-
-    def _t_span(self, cur: Any, sid: int, t0: float, t1: float) -> None:
         lo, hi = self._mm()
+        d0, d1 = float(b.k[0]) * w, float(b.k[-1] + 1) * w
+        t0, t1 = float(np.min(b.t_first)), float(np.max(b.t_last))
         cur.execute(
-            self.sql(f"UPDATE sisock_sum_series SET t_first = {lo}(COALESCE(t_first, ?), ?), "
-                     f"t_last = {hi}(COALESCE(t_last, ?), ?) WHERE id = ?"),
-            (t0, t0, t1, t1, sid),
+            self.sql(
+                f"UPDATE sisock_sum_series SET t_first = {lo}(COALESCE(t_first, ?), ?), "
+                f"t_last = {hi}(COALESCE(t_last, ?), ?), dirty_t0 = {lo}(COALESCE(dirty_t0, ?), ?), "
+                f"dirty_t1 = {hi}(COALESCE(dirty_t1, ?), ?), dirty_gen = dirty_gen + 1 WHERE id = ?"
+            ),
+            (t0, t0, t1, t1, d0, d0, d1, d1, sid),
         )
 
     def drop_source(self, cur: Any, source: str) -> None:

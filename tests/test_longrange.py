@@ -264,6 +264,89 @@ def test_core_summaries_with_the_raw_seam_at_finalized_until(tmp_path):
     assert np.isclose(b.vsum.sum(), np.nansum(y[:np.searchsorted(t, cut)]))
 
 
+class OwnSummaries(ArchivePlugin):
+    """A plugin that writes its own summaries (as g3 does while indexing)."""
+
+    def __init__(self, url):
+        super().__init__(T0)
+        self.url = url
+
+    @hookimpl
+    def summary_store(self, node):
+        return self.url
+
+
+def test_hook_summary_store(sisock_node, tmp_path):
+    # a plugin handing over its own store: the core reads it and computes nothing
+    url = f"sqlite:///{tmp_path}/own.sqlite"
+    own = sisock_node(OwnSummaries(url), name="own", clock=lambda: T0 + 30 * 86400)
+    assert own.server.engine.summaries.describe() == url
+    assert own.server.summarizer is None and own.summarize() == 0
+    # without the hook the core computes them from read_range into the state directory
+    plugin = ArchivePlugin(T0 + 12 * 86400)
+    node = sisock_node(plugin, name="arch", clock=lambda: T0 + 30 * 86400)
+    store = node.server.engine.summaries
+    assert store.url.path == str(node.site_config.state_dir / "summaries" / "arch.sqlite")
+    assert node.summarize() > 0
+    assert set(store.series(["a", "b", "n", "s"])) == {"a", "b", "n"}
+    t0, t1 = T0 + 3600.5, T0 + 20 * 86400
+    ans = node.get_data(["a", "b"], t0, t1, max_points=400)
+    exp, tier, _ = expected(plugin.read_range, ["a", "b"], t0, t1, 400, open_end=True)
+    assert tier == 3600.0
+    assert_same({k: ans[k] for k in ("data", "timeline")}, exp)
+
+
+class Slow(ArchivePlugin):
+    """A read that goes on until its caller gives up (checking between chunks)."""
+
+    def __init__(self):
+        super().__init__(T0)
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+        self.chunks = 0
+
+    @hookimpl
+    def read_range(self, fields, start, end):
+        self.started.set()
+        try:
+            while not self.stopped.wait(0.01):  # one "chunk" of work
+                self.chunks += 1
+                cancel.check()
+        except cancel.Cancelled:
+            self.stopped.set()
+            raise
+        return {}
+
+
+def test_a_request_the_caller_abandoned_stops_and_is_logged_once_at_info(sisock_node):
+    from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+    plugin = Slow()
+    node = sisock_node(plugin, name="slow")
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        reactor = node.server.reactor
+        calls = {}
+
+        def start():
+            calls["d"] = node.server.get_data(["a"], T0, T0 + 100)
+            calls["d"].addErrback(lambda f: calls.setdefault("failure", f))
+
+        reactor.callFromThread(start)
+        assert plugin.started.wait(30)
+        reactor.callFromThread(lambda: calls["d"].cancel())
+        assert plugin.stopped.wait(30), "the worker kept running after the caller gave up"
+        done = threading.Event()
+        reactor.callFromThread(done.set)
+        assert done.wait(30)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    mine = [e for e in events if "abandoned" in formatEvent(e)]
+    assert len(mine) == 1 and mine[0]["log_level"] == LogLevel.info, [formatEvent(e) for e in mine]
+    assert not [e for e in events if e["log_level"] in (LogLevel.critical, LogLevel.error)]
+
+
 def test_a_cancelled_request_stops_at_the_next_check():
     token = cancel.CancelToken()
     seen = []
@@ -280,3 +363,4 @@ def test_a_cancelled_request_stops_at_the_next_check():
         work()
     assert seen == [0, 1, 2, 3]
     cancel.check()  # outside a request: nothing happens
+pytest_plugins = ["sisock_core.testing"]

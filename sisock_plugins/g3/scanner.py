@@ -126,8 +126,11 @@ class Scanner:
         *,
         progress: ProgressFactory | None = None,
         clock: Callable[[], float] = time.time,
+        summarize: bool = True,
     ) -> None:
+        """``summarize=False`` indexes without summaries (benchmarks measure what they cost)."""
         self.index = index
+        self.summarize = summarize
         self.data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
         self.progress = progress
         self.clock = clock
@@ -270,9 +273,10 @@ class Scanner:
     def read_file(self, path: str, st: os.stat_result, row: FileRow | None, action: str) -> ScanResult:
         """Read one file (fully or from where it was left) and record it."""
         if action == "resume" and row is not None:
-            result = scan_file(path, row.offset, ScanState.from_json(row.state), stat=st)
+            result = scan_file(path, row.offset, ScanState.from_json(row.state), stat=st,
+                               summarize=self.summarize)
         else:
-            result = scan_file(path, 0, None, stat=st)
+            result = scan_file(path, 0, None, stat=st, summarize=self.summarize)
         if result.status == STATUS_MISSING:
             self.index.remove_files([path])
             return result
