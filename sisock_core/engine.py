@@ -293,9 +293,9 @@ class NodeEngine:
         if not plan:
             return names
         series = [infos[m] for _, members, _ in plan for m in members]
+        last_cut = max(c for _, _, c in plan)
         try:
-            buckets = self.summaries.read(series, S.TIERS.index(tier), a, max(c for _, _, c in plan),
-                                          check=_cancel.check)
+            buckets = self.summaries.read(series, S.TIERS.index(tier), a, last_cut, check=_cancel.check)
         except _cancel.Cancelled:
             raise
         except Exception as exc:
@@ -312,7 +312,9 @@ class NodeEngine:
         for tl_name, members, cut in plan:
             kinds = {m: infos[m].kind for m in members}
             parts = [self._raw_part(left, members, t0, a, grid)]
-            mid = {m: buckets[infos[m].id].between(tier, a, cut) for m in members}
+            mid = {m: buckets[infos[m].id] for m in members}
+            if cut < last_cut:
+                mid = {m: b.between(tier, a, cut) for m, b in mid.items()}
             if any(len(v) for v in mid.values()):
                 parts.append(S.decimate_buckets(mid, tier, grid, kinds))
             parts.append(self._raw_part(right, members, cut, t1, grid))

@@ -30,7 +30,7 @@ import numpy as np
 from sisock_core.decimate import _first_equal
 
 #: Bucket widths (s) kept for every summarized field, finest first.
-TIERS: tuple[float, ...] = (60.0, 600.0, 3600.0, 21600.0, 172800.0)
+TIERS: tuple[float, ...] = (60.0, 120.0, 600.0, 3600.0, 21600.0, 172800.0)
 
 #: The finest tier: what plugins and the core compute from raw samples.
 BASE_TIER = TIERS[0]

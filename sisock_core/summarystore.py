@@ -8,6 +8,7 @@ Tables (prefixed ``sisock_sum_``, so they sit beside a plugin's own, as in the g
   writing summaries in the transaction that indexes a file). ``dirty_*``: a time range
   whose coarse tiers must be recomputed from the base tier (:meth:`SummaryStore.rollup`).
 * ``sisock_sum_rows(series_id, tier, source, seg, t0, t1, m, data)``: packed buckets
+  (``tier`` is the bucket width in seconds)
   (:func:`sisock_core.summaries.pack`). Base-tier rows belong to a *source*: a file for
   plugins writing summaries themselves (replaced when the file is read again, deleted with
   it), or ``""`` with one row per day for summaries the core computes. Coarse-tier rows
@@ -21,10 +22,12 @@ the finer tier on the fly, so no answer is built from stale rows.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import sqlite3
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -48,7 +51,9 @@ CORE_ROW_BUCKETS = 1440
 #: Kinds of values summarized (numpy dtype kinds): floats and integers.
 SUMMARIZED_KINDS = ("f", "i", "u")
 
-TABLES = ("sisock_sum_series", "sisock_sum_rows")
+TABLES = ("sisock_sum_series", "sisock_sum_rows", "sisock_sum_meta")
+_BASE = int(S.BASE_TIER)
+_TIER_LIST = ",".join(str(int(w)) for w in S.TIERS)
 
 
 class SummaryStoreError(DatabaseError):
@@ -82,6 +87,7 @@ def _ddl(kind: str) -> list[str]:
                 PRIMARY KEY (series_id, tier, source, seg))""",
             "CREATE INDEX IF NOT EXISTS sisock_sum_rows_t1 ON sisock_sum_rows (series_id, tier, t1)",
             "CREATE INDEX IF NOT EXISTS sisock_sum_rows_source ON sisock_sum_rows (source)",
+            "CREATE TABLE IF NOT EXISTS sisock_sum_meta (name VARCHAR(64) PRIMARY KEY, value VARCHAR(255))",
         ]
     tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
     return [
@@ -95,6 +101,7 @@ def _ddl(kind: str) -> list[str]:
             t0 DOUBLE, t1 DOUBLE, m INT, data LONGBLOB,
             PRIMARY KEY (series_id, tier, source, seg),
             KEY sisock_sum_rows_t1 (series_id, tier, t1), KEY sisock_sum_rows_source (source))""" + tail,
+        "CREATE TABLE IF NOT EXISTS sisock_sum_meta (name VARCHAR(64) PRIMARY KEY, value VARCHAR(255))" + tail,
     ]
 
 
@@ -118,8 +125,21 @@ class SummaryWriter:
         return ("MIN", "MAX") if self.kind == "sqlite" else ("LEAST", "GREATEST")
 
     def ensure_schema(self, cur: Any) -> None:
+        """Create the tables; if they were written with other coarse tiers, drop those rows
+        and mark every series for a rollup (the base tier stays)."""
         for stmt in _ddl(self.kind):
             cur.execute(stmt)
+        cur.execute(self.sql("SELECT value FROM sisock_sum_meta WHERE name = ?"), ("tiers",))
+        row = cur.fetchone()
+        if row is not None and row[0] == _TIER_LIST:
+            return
+        if row is None:
+            cur.execute(self.sql("INSERT INTO sisock_sum_meta (name, value) VALUES (?, ?)"), ("tiers", _TIER_LIST))
+        else:
+            cur.execute(self.sql("UPDATE sisock_sum_meta SET value = ? WHERE name = ?"), (_TIER_LIST, "tiers"))
+        cur.execute(self.sql(f"DELETE FROM sisock_sum_rows WHERE tier <> {_BASE}"))
+        cur.execute("UPDATE sisock_sum_series SET dirty_t0 = t_first, dirty_t1 = t_last + 1, "
+                    "dirty_gen = dirty_gen + 1 WHERE t_first IS NOT NULL")
 
     def drop_tables(self, cur: Any) -> None:
         for table in TABLES:
@@ -170,7 +190,7 @@ class SummaryWriter:
         cur.execute(
             self.sql(f"{verb} INTO sisock_sum_rows (series_id, tier, source, seg, t0, t1, m, data) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-            (sid, tier, source, seg, t0, t1, len(b), S.pack(b, w)),
+            (sid, int(w), source, seg, t0, t1, len(b), S.pack(b, w)),
         )
 
     def put_base(self, cur: Any, sid: int, source: str, b: S.Buckets, *, seg: int = 0,
@@ -178,7 +198,7 @@ class SummaryWriter:
         """Write base-tier buckets of ``source`` (replacing its row ``seg``, or merged into it)."""
         if merge:
             cur.execute(
-                self.sql("SELECT data FROM sisock_sum_rows WHERE series_id = ? AND tier = 0 AND source = ? "
+                self.sql(f"SELECT data FROM sisock_sum_rows WHERE series_id = ? AND tier = {_BASE} AND source = ? "
                          "AND seg = ?"),
                 (sid, source, seg),
             )
@@ -203,11 +223,11 @@ class SummaryWriter:
 
     def drop_source(self, cur: Any, source: str) -> None:
         """Delete a source's base rows (its file went away or is read again)."""
-        cur.execute(self.sql("SELECT series_id, t0, t1 FROM sisock_sum_rows WHERE tier = 0 AND source = ?"),
+        cur.execute(self.sql(f"SELECT series_id, t0, t1 FROM sisock_sum_rows WHERE tier = {_BASE} AND source = ?"),
                     (source,))
         for sid, t0, t1 in cur.fetchall():
             self._mark_dirty(cur, int(sid), float(t0), float(t1))
-        cur.execute(self.sql("DELETE FROM sisock_sum_rows WHERE tier = 0 AND source = ?"), (source,))
+        cur.execute(self.sql(f"DELETE FROM sisock_sum_rows WHERE tier = {_BASE} AND source = ?"), (source,))
 
     def set_covered(self, cur: Any, sid: int, covered_until: float | None) -> None:
         cur.execute(self.sql("UPDATE sisock_sum_series SET covered_until = ? WHERE id = ?"), (covered_until, sid))
@@ -219,8 +239,13 @@ class SummaryStore:
     Thread-safe (one lock around the connection; queries are short).
     """
 
-    def __init__(self, url: str | DbUrl, *, create: bool = True) -> None:
+    def __init__(self, url: str | DbUrl, *, create: bool = True, cache_mb: float = 16.0) -> None:
+        """``cache_mb``: unpacked rows kept between reads (an LRU; rows are checked by
+        checksum, so a rewritten row is never served from it)."""
         self.url = url if isinstance(url, DbUrl) else parse_db_url(url)
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._unpacked: collections.OrderedDict = collections.OrderedDict()
+        self._unpacked_bytes = 0
         self.kind = self.url.kind
         self.create = create
         self.writer = SummaryWriter(self.kind)
@@ -320,6 +345,26 @@ class SummaryStore:
         with self.cursor() as cur:
             return self._read(cur, {s.id: s.dirty for s in series}, tier, start, end, check)
 
+    def _unpack(self, key: tuple, blob: bytes, width: float) -> S.Buckets:
+        """Unpacked buckets of a row, from a small LRU keyed by row and checksum."""
+        crc = zlib.crc32(blob)
+        with self._lock:
+            hit = self._unpacked.get(key)
+            if hit is not None and hit[0] == crc:
+                self._unpacked.move_to_end(key)
+                return hit[1]
+        b = S.unpack(blob, width)
+        with self._lock:
+            old = self._unpacked.pop(key, None)
+            if old is not None:
+                self._unpacked_bytes -= old[1].nbytes
+            self._unpacked[key] = (crc, b)
+            self._unpacked_bytes += b.nbytes
+            while self._unpacked_bytes > self.cache_bytes and self._unpacked:
+                _, (_, gone) = self._unpacked.popitem(last=False)
+                self._unpacked_bytes -= gone.nbytes
+        return b
+
     def _read(self, cur: Any, dirty: Mapping[int, tuple[float, float] | None], tier: int, start: float,
               end: float, check: Callable[[], None] | None = None) -> dict[int, S.Buckets]:
         w = S.TIERS[tier]
@@ -327,12 +372,13 @@ class SummaryStore:
         pieces: dict[int, list[S.Buckets]] = {sid: [] for sid in ids}
         if ids:
             cur.execute(
-                self.sql(f"SELECT series_id, data FROM sisock_sum_rows WHERE series_id IN ({','.join('?' * len(ids))}) "
+                self.sql(f"SELECT series_id, source, seg, data FROM sisock_sum_rows "
+                         f"WHERE series_id IN ({','.join('?' * len(ids))}) "
                          "AND tier = ? AND t1 > ? AND t0 < ?"),
-                (*ids, tier, start, end),
+                (*ids, int(w), start, end),
             )
-            for sid, blob in cur.fetchall():
-                pieces[int(sid)].append(S.unpack(bytes(blob), w))
+            for sid, source, seg, blob in cur.fetchall():
+                pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
         out = {}
         for sid in ids:
             if check is not None:
@@ -370,7 +416,7 @@ class SummaryStore:
                         cur.execute(
                             self.sql("DELETE FROM sisock_sum_rows WHERE series_id = ? AND tier = ? AND seg >= ? "
                                      "AND seg < ?"),
-                            (sid, tier, first, last),
+                            (sid, int(w), first, last),
                         )
                         if len(coarse):
                             segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)

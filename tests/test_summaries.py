@@ -91,7 +91,8 @@ def test_sum_and_count_give_means_and_nan_is_no_data():
 
 
 @pytest.mark.parametrize("width,expected", [
-    (59.999, None), (60.0, 60.0), (599.0, 60.0), (600.0, 600.0), (3599.0, 600.0), (3600.0, 3600.0),
+    (59.999, None), (60.0, 60.0), (119.9, 60.0), (120.0, 120.0), (599.0, 120.0), (600.0, 600.0),
+    (3599.0, 600.0), (3600.0, 3600.0),
     (21599.0, 3600.0), (21600.0, 21600.0), (172799.0, 21600.0), (172800.0, 172800.0), (1e9, 172800.0)])
 def test_tier_choice_at_every_boundary(width, expected):
     assert S.choose_tier(width) == expected

@@ -349,30 +349,48 @@ class FrameReader:
 
         Only the named fields are converted to numpy (spt3g's per-vector cost dominates).
         """
-        ts: list[np.ndarray] = []
-        cols: dict[str, list[np.ndarray]] = {f: [] for f in fields}
-        for offset, index in blocks:
+        return self.read_many({None: (blocks, fields)})[None]
+
+    def read_many(self, requests: dict) -> dict:
+        """:meth:`read_fields` for several layouts at once: ``{key: (blocks, fields)}`` to
+        ``{key: (t, {field: values})}``, reading and deserializing every frame once even
+        when it holds blocks of several keys (an LS372 frame holds its 16 channels)."""
+        wanted: dict[int, list[tuple[Any, int]]] = {}
+        for key, (blocks, _) in requests.items():
+            for offset, index in blocks:
+                wanted.setdefault(offset, []).append((key, index))
+        ts: dict[Any, list[np.ndarray]] = {key: [] for key in requests}
+        cols: dict[Any, dict[str, list[np.ndarray]]] = {key: {f: [] for f in fields}
+                                                        for key, (_, fields) in requests.items()}
+        for offset in sorted(wanted):
             self._reader.seek(offset)
             frames = self._reader.Process(None)
             if not frames or "blocks" not in frames[0]:
                 raise RuntimeError(f"no housekeeping data frame at byte {offset}")
-            block = frames[0]["blocks"][index]
-            if isinstance(block, core.G3TimesampleMap):
-                ts.append(np.asarray(block.times))
-                for f in fields:
-                    cols[f].append(np.asarray(block[f]))
-            elif isinstance(block, so3g.IrregBlockDouble):
-                # as so3g's HKTranslator: G3 time ticks, truncated
-                ts.append((np.array(block.t, dtype=np.float64) * _SECOND).astype(np.int64))
-                data = block.data
-                for f in fields:
-                    cols[f].append(np.array(data[f], dtype=np.float64))
-            else:
-                raise RuntimeError(f"block {index} at byte {offset} is a {type(block).__name__}")
-        if not ts:
-            return np.empty(0), {f: np.empty(0) for f in fields}
-        t = np.concatenate(ts).astype(np.float64) / _SECOND
-        return t, {f: np.concatenate(v) for f, v in cols.items()}
+            frame_blocks = frames[0]["blocks"]
+            for key, index in wanted[offset]:
+                block = frame_blocks[index]
+                fields = requests[key][1]
+                if isinstance(block, core.G3TimesampleMap):
+                    ts[key].append(np.asarray(block.times))
+                    for f in fields:
+                        cols[key][f].append(np.asarray(block[f]))
+                elif isinstance(block, so3g.IrregBlockDouble):
+                    # as so3g's HKTranslator: G3 time ticks, truncated
+                    ts[key].append((np.array(block.t, dtype=np.float64) * _SECOND).astype(np.int64))
+                    data = block.data
+                    for f in fields:
+                        cols[key][f].append(np.array(data[f], dtype=np.float64))
+                else:
+                    raise RuntimeError(f"block {index} at byte {offset} is a {type(block).__name__}")
+        out = {}
+        for key, (_, fields) in requests.items():
+            if not ts[key]:
+                out[key] = (np.empty(0), {f: np.empty(0) for f in fields})
+                continue
+            t = np.concatenate(ts[key]).astype(np.float64) / _SECOND
+            out[key] = (t, {f: np.concatenate(v) for f, v in cols[key].items()})
+        return out
 
     def blocks_at(self, offset: int) -> dict[int, Decoded]:
         """Every block of the data frame at ``offset``, decoded, by block index."""

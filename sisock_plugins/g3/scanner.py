@@ -203,9 +203,8 @@ class Scanner:
         return stats
 
     def _rollup(self, stats: ScanStats) -> None:
-        """Recompute the coarse tiers of the summaries the pass changed."""
-        if not (stats.read or stats.removed):
-            return
+        """Recompute the coarse tiers of the summaries the pass (or an earlier, interrupted
+        one) changed; cheap when nothing is pending."""
         if self._summary_store is None:
             self._summary_store = SummaryStore(self.index.url)
         try:
