@@ -1,8 +1,16 @@
-"""A day of aggregator output for the g3 benchmarks (P2, P7), generated once and reused.
+"""Aggregator output for the g3 benchmarks (P2, P7, P8), generated once and reused.
 
-24 one-hour v2 files, 60 s frames, 5 providers and 81 fields: three Lakeshores at 1 Hz
-(16, 32 and 16 channels), a Bluefors feed and a status feed with strings and bools,
-like the data set in ocs-and-g3.md (24 h, 3 providers, 81 fields, 24 files).
+:func:`day_archive`: 24 one-hour v2 files, 60 s frames, 5 providers: a Lakeshore 372 at
+1 Hz laid out as the OCS aggregator writes that agent (one block per channel, ``Channel
+01`` ... ``Channel 16``, each with its own timestamps and fields ``Channel_XX_T`` /
+``Channel_XX_R``), two Lakeshores with one shared block (32 and 16 channels), a Bluefors
+feed and a status feed with strings and bools.
+
+:func:`ls372_archive`: only the LS372 feed, 600 s frames, hourly files, over any span and
+rate (the long-range benchmark's 30 days at 1 Hz and year at 0.1 Hz).
+
+Blocks are built from numpy arrays in one call each (:class:`FastAggregator`), so a month
+at 1 Hz (~1 GB) is written in a few minutes.
 """
 
 from __future__ import annotations
@@ -27,16 +35,102 @@ def _gen():
     return g3gen
 
 
-def day_archive(directory: str | os.PathLike | None = None) -> Path:
-    """The data directory of the day (generated on first use; ~1 minute)."""
+def ls372(instance: str = "LSA22YE", channels: int = 16, rate: float = 1.0):
+    """A Lakeshore 372 feed as the aggregator stores it: one block per channel."""
     g = _gen()
-    base = Path(directory) if directory else Path(tempfile.gettempdir()) / "sisock-g3-bench-day"
+    import attrs
+
+    @attrs.define
+    class Staggered(g.Provider):
+        """The 372 scans its channels in turn: each block has its own timestamps."""
+
+    return Staggered(f"observatory.{instance}.feeds.temperatures",
+                     {f"Channel {i:02d}": {f"Channel_{i:02d}_T": "float", f"Channel_{i:02d}_R": "float"}
+                      for i in range(1, channels + 1)}, rate=rate)
+
+
+def _fast_aggregator():
+    g = _gen()
+    import numpy as np
+
+    import so3g  # noqa: F401  (before spt3g)
+    from spt3g import core
+
+    class FastAggregator(g.Aggregator):
+        """g3gen's Aggregator with blocks built from numpy arrays; providers flagged
+        ``staggered`` get one timestamp vector per block (offset within the period)."""
+
+        def frame(self, t0: float, t1: float) -> None:
+            for p in self.providers:
+                step = 1.0 / p.rate
+                nb = len(p.blocks)
+                blocks, names, last = [], [], None
+                for i, (name, fields) in enumerate(p.blocks.items()):
+                    off = (i * step / nb) if type(p).__name__ == "Staggered" else 0.0
+                    times = np.arange(np.ceil((t0 - off) / step) * step + off, t1, step)
+                    times = times[(times >= t0) & (times < t1)]
+                    if times.size == 0:
+                        continue
+                    b = core.G3TimesampleMap()
+                    b.times = core.G3VectorTime(np.round(times * core.G3Units.s).astype(np.int64))
+                    rng = np.random.default_rng(int(times[0]) * 31 + i)
+                    for fname, kind in fields.items():
+                        v = g.value(fname, kind, times)
+                        if kind == "float":
+                            b[fname] = core.G3VectorDouble(v + 1e-3 * rng.standard_normal(times.size))
+                        elif kind == "int":
+                            b[fname] = core.G3VectorInt(v.astype(int))
+                        elif kind == "bool":
+                            b[fname] = core.G3VectorBool([bool(x) for x in v])
+                        else:
+                            b[fname] = core.G3VectorString([str(x) for x in v])
+                    blocks.append(b)
+                    names.append(name)
+                    last = times[-1] if last is None else max(last, times[-1])
+                if not blocks:
+                    continue
+                f = self.helper.data_frame(p.prov_id, timestamp=float(last))
+                for b, name in zip(blocks, names):
+                    f["blocks"].append(b)
+                    f["block_names"].append(name)
+                self.writer.Process(f)
+
+    return FastAggregator
+
+
+def ls372_archive(base: str | os.PathLike, start: float, days: float, rate: float = 1.0,
+                  progress: bool = True) -> Path:
+    """An LS372-only archive under ``base/data`` (generated once: ``base/.complete``)."""
+    base = Path(base)
     data = base / "data"
     done = base / ".complete"
     if done.exists():
         return data
-    agg = g.Aggregator(data, version=2, time_per_file=3600, frame_length=60, start_time=T0)
-    agg.add(g.lakeshore(16, "LSA22YE"))
+    agg = _fast_aggregator()(data, version=2, time_per_file=3600, frame_length=600, start_time=start)
+    agg.add(ls372(rate=rate))
+    end = start + days * DAY
+    t = start
+    step = 7 * DAY
+    while t < end:
+        agg.run(t, min(t + step, end))
+        t += step
+        if progress:
+            print(f"  generated {min(t, end) - start:.0f} s of {end - start:.0f} s in {data}", file=sys.stderr)
+    agg.close()
+    done.touch()
+    return data
+
+
+def day_archive(directory: str | os.PathLike | None = None) -> Path:
+    """The data directory of the day (generated on first use; ~1 minute)."""
+    g = _gen()
+    base = Path(directory) if directory else Path(tempfile.gettempdir()) / "sisock-g3-bench-day-ls372"
+    data = base / "data"
+    done = base / ".complete"
+    if done.exists():
+        return data
+    agg = _fast_aggregator()(data, version=2, time_per_file=3600, frame_length=60, start_time=T0)
+    agg.add(ls372("LSA22YE"))
     agg.add(g.lakeshore(32, "LSB33"))
     agg.add(g.lakeshore(16, "LSC44"))
     agg.add(g.bluefors())

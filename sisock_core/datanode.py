@@ -18,6 +18,7 @@ every reconnection.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 from typing import Any, Callable, Mapping
@@ -29,9 +30,10 @@ from twisted.internet import defer, task
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from sisock_core import wamp
+from sisock_core import cancel, wamp
 from sisock_core.answersize import ERROR_ANSWER_TOO_LARGE, AnswerTooLarge
 from sisock_core.config import NodeConfig, SiteConfig
 from sisock_core.engine import (
@@ -50,6 +52,8 @@ from sisock_core.livecache import (
 )
 from sisock_core.model import NodeContext
 from sisock_core.plugins import load_plugin
+from sisock_core.summarizer import Summarizer
+from sisock_core.summarystore import SummaryStore, default_store_path
 
 #: Seconds between attempts to register or to join the hub (grows to the max).
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15, 30)
@@ -60,6 +64,8 @@ LIVE_PUSH_INTERVAL = 0.5
 LIVE_PUSH_MAX_ROWS = 20_000
 #: Seconds between log lines reporting the live cache's memory.
 LIVE_REPORT_INTERVAL = 600.0
+#: Seconds between passes of the core's summarizer (archive plugins without their own summaries).
+SUMMARY_INTERVAL = 600.0
 def _get_fields_signature(start: Any = 1, end: Any = 0) -> None: ...
 
 
@@ -307,6 +313,11 @@ class DataNodeServer:
         self._stop_called = False
         self.component: Any = None
         self._failures = RepeatedFailures()
+        #: The core's summarizer, for archive plugins that do not write their own summaries.
+        self.summarizer: Summarizer | None = None
+        self._summary_loop: LoopingCall | None = None
+        self._summarizing = False
+        self._stopping = False
         if connect:
             self.component = wamp.make_component(cfg, serializers=serializers,
                                                  session_factory=wamp.quiet_session_factory())
@@ -331,14 +342,97 @@ class DataNodeServer:
             self.live = LiveFeed(self.name, cache, lambda: self._session)
             self.engine.live_cache = cache
             self.live.stop_plugin = self.pm.hook.subscribe(node=self.context, publish=self.live.publish)
+        else:
+            self._open_summaries()
+
+    # -- summaries -------------------------------------------------------------
+
+    def _open_summaries(self) -> None:
+        """The summary store of an archive node: the plugin's own, or one the core fills."""
+        url = self.pm.hook.summary_store(node=self.context)
+        if url:
+            self.engine.summaries = SummaryStore(url)
+            self.log.info("{name}: long ranges answered from the summaries the plugin writes in {db}",
+                          name=self.name, db=self.engine.summaries.describe())
+        else:
+            path = default_store_path(self.cfg.state_dir, self.name)
+            self.engine.summaries = SummaryStore(f"sqlite:///{path}")
+            self.summarizer = Summarizer(self.engine.summaries, self._summary_fields, self._summary_read,
+                                         clock=self._clock)
+        self.engine.on_summary_failure = lambda error: self._failures(
+            f"{self.name}: summary store failed ({error}); answering from raw data")
+
+    def _summary_fields(self, start: float, end: float) -> Any:
+        return self.engine._call("list_fields", start=start, end=end)
+
+    def _summary_read(self, fields: list[str], start: float, end: float) -> Any:
+        return self.engine._read(fields, start, end)
+
+    def summarize_once(self) -> defer.Deferred:
+        """Run one pass of the core's summarizer in the node's pool (skipped if one runs)."""
+        if self.summarizer is None or self._summarizing:
+            return defer.succeed(0)
+        self._summarizing = True
+        started = time.monotonic()
+
+        def done(result: Any) -> Any:
+            self._summarizing = False
+            if isinstance(result, Failure):
+                self.log.error("{name}: computing summaries failed: {error}; retried in {every:.0f} s",
+                               name=self.name, error=str(result.value), every=SUMMARY_INTERVAL)
+                return 0
+            if result:
+                self.log.info("{name}: summarized {n} buckets of final data in {s:.1f} s",
+                              name=self.name, n=result, s=time.monotonic() - started)
+            return result
+
+        return deferToThreadPool(self.reactor, self.pool, self._summarize_guarded).addBoth(done)
+
+    def _summarize_guarded(self) -> int:
+        try:
+            return self.summarizer.run_once(should_stop=lambda: self._stopping)
+        except Exception:
+            self._recover_store()
+            raise
+
+    def _recover_store(self) -> None:
+        """A corrupt core store (not a database any more) is deleted and rebuilt."""
+        store = self.engine.summaries
+        if store is None or store.kind != "sqlite":
+            return
+        try:
+            store.series([])
+        except Exception as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                store.close()
+                for suffix in ("", "-wal", "-shm"):
+                    path = f"{store.url.path}{suffix}"
+                    try:
+                        os.unlink(path)
+                    except FileNotFoundError:
+                        pass
+                self.log.warn("{name}: summary store {db} was corrupt ({error}); rebuilding it",
+                              name=self.name, db=store.describe(), error=str(exc))
+
+    def _start_summaries(self) -> None:
+        if self.summarizer is None or self._summary_loop is not None:
+            return
+        loop = self._summary_loop = LoopingCall(self.summarize_once)
+        loop.clock = self.reactor
+        loop.start(SUMMARY_INTERVAL, now=True).addErrback(
+            lambda f: self.log.failure("{name}: summary loop failed", f, name=self.name))
 
     def start(self) -> defer.Deferred:
         """Start serving; the Deferred fires when the component finally stops."""
         self.pool.start()
         self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)
+        self._start_summaries()
         return self.component.start(self.reactor)
 
     async def _stop(self) -> None:
+        self._stopping = True
+        if self._summary_loop is not None and self._summary_loop.running:
+            self._summary_loop.stop()
         session = self._session
         if session is not None and session.is_attached() and self._in_hub:
             try:
@@ -357,6 +451,8 @@ class DataNodeServer:
             self.pm.hook.node_stop(node=self.context)
         finally:
             self.pool.stop()
+            if self.engine.summaries is not None:
+                self.engine.summaries.close()
 
     def stop(self) -> defer.Deferred:
         """Leave the hub and the router and stop the plugin (once: later calls, like the
@@ -369,11 +465,36 @@ class DataNodeServer:
     # -- WAMP procedures -----------------------------------------------------
 
     def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
-        d = deferToThreadPool(self.reactor, self.pool, fn, *args, **kwargs)
+        """Run ``fn`` in the pool under a :class:`~sisock_core.cancel.CancelToken`.
+
+        Cancelling the returned Deferred (the router interrupts a call its caller
+        abandoned) cancels the token: the worker stops at its next
+        :func:`sisock_core.cancel.check` and the cancellation is logged once, at info.
+        """
+        token = cancel.CancelToken()
+        started = time.monotonic()
+        inner = deferToThreadPool(self.reactor, self.pool, self._in_scope, token, fn, *args, **kwargs)
+        outer: defer.Deferred = defer.Deferred(canceller=lambda d: token.cancel())
+
+        def relay(result: Any) -> None:
+            if not outer.called:
+                if isinstance(result, Failure):
+                    outer.errback(result)
+                else:
+                    outer.callback(result)
+            elif isinstance(result, Failure):
+                _forget_traceback(result)  # the abandoned request's end (Cancelled): already logged
+
+        inner.addBoth(relay)
 
         def translate(failure):
             exc = failure.value
             try:
+                if isinstance(exc, (defer.CancelledError, cancel.Cancelled)):
+                    self.log.info("{name}: {call} abandoned by its caller after {s:.1f} s; stopped",
+                                  name=self.name, call=getattr(fn, "__name__", "call"),
+                                  s=time.monotonic() - started)
+                    return failure
                 if isinstance(exc, AnswerTooLarge):
                     raise ApplicationError(ERROR_ANSWER_TOO_LARGE, f"{self.name}: {exc}", **exc.details)
                 if isinstance(exc, RequestError):
@@ -389,7 +510,12 @@ class DataNodeServer:
                 # ~70 MB) alive until the cyclic GC happens to run. Break it.
                 _forget_traceback(failure)
 
-        return d.addErrback(translate)
+        return outer.addErrback(translate)
+
+    @staticmethod
+    def _in_scope(token: cancel.CancelToken, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with cancel.scope(token):
+            return fn(*args, **kwargs)
 
     def get_fields(self, *args: Any, **kwargs: Any) -> defer.Deferred:
         """WAMP ``get_fields(start=1, end=0)``."""

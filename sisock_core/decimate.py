@@ -206,6 +206,40 @@ def decimate_timeline(
     starts = bucket_starts(t, max_points, min_stride)
     if starts is None:
         return t, dict(data)
+    return reduce_buckets(t, data, starts)
+
+
+def grid_starts(t: np.ndarray, width: float) -> np.ndarray:
+    """Start indices of the non-empty buckets ``[k * width, (k + 1) * width)`` of sorted ``t``."""
+    t = np.asarray(t, dtype=np.float64)
+    if t.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    k = np.floor(t / width)
+    change = np.flatnonzero(k[1:] != k[:-1])
+    starts = np.empty(change.size + 1, dtype=np.intp)
+    starts[0] = 0
+    starts[1:] = change + 1
+    return starts
+
+
+def decimate_on_grid(
+    t: np.ndarray, data: Mapping[str, np.ndarray], width: float
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Min-max reduction of one timeline on the buckets ``[k * width, (k + 1) * width)``.
+
+    Always reduces (even data sparser than the grid); what the summaries of
+    :mod:`sisock_core.summaries` reproduce exactly from their tiers.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    if t.size == 0:
+        return t, {k: np.asarray(v) for k, v in data.items()}
+    return reduce_buckets(t, data, grid_starts(t, width))
+
+
+def reduce_buckets(
+    t: np.ndarray, data: Mapping[str, np.ndarray], starts: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Keep each bucket's extrema (see the module docstring); bucket ``i`` starts at ``starts[i]``."""
     n = t.size
     counts = np.diff(starts, append=n)
     lasts = starts + counts - 1

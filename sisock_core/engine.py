@@ -4,6 +4,17 @@
 on the node's plugin and the plugin's answers into sisock's wire format: time
 resolution (t <= 0 means now + t), trimming to ``[start, end)``, empty arrays for
 unknown fields, timeline assembly with ``finalized_until``, and decimation.
+
+Long ranges. When a call is decimated (``max_points`` or ``min_stride``) and the node has
+a summary store (:mod:`sisock_core.summarystore`), the fields it summarizes are answered
+from the coarsest tier whose buckets are no wider than the bucket width the call needs:
+the range is cut on a grid of width ``W`` (a multiple of that tier), whole grid buckets
+come from the summaries, and the partial buckets at both ends plus the not yet
+summarized newest part come from the plugin's ``read_range``. The answer equals the
+min-max decimation of the raw samples on that grid
+(:func:`sisock_core.decimate.decimate_on_grid`), and its cost depends on the points
+returned, not on the samples in the range. Work stops at the next
+:func:`sisock_core.cancel.check` once the caller abandons the call.
 """
 
 from __future__ import annotations
@@ -15,8 +26,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pluggy
 
+from sisock_core import cancel as _cancel
+from sisock_core import summaries as S
 from sisock_core.answersize import bound_answer_size
-from sisock_core.decimate import decimate_timeline
+from sisock_core.decimate import decimate_on_grid, decimate_timeline
 from sisock_core.model import Field, NodeContext, Timeline
 from sisock_core.timeutil import TimeRangeError, resolve_range
 
@@ -94,6 +107,30 @@ def to_wire_list(values: np.ndarray) -> list:
     return np.asarray(values).tolist()
 
 
+def summary_grid(span: float, limit: int | None, stride: float | None) -> tuple[float, float] | None:
+    """``(tier, grid width)`` for a decimated answer over ``span`` seconds of data, or None.
+
+    The bucket width the call needs is ``span / (limit // 2 - 1)`` (as
+    :func:`sisock_core.decimate.bucket_starts` for ``max_points``) or ``2 * min_stride``,
+    the wider; the tier is the coarsest no wider than that, and the grid the smallest
+    multiple of the tier not narrower (so at most ``limit`` points per field).
+    """
+    if span <= 0:
+        return None
+    widths = []
+    if limit:
+        cap = max(1, limit // 2)
+        widths.append(span / (cap - 1) if cap > 1 else 2.0 * span)
+    if stride:
+        widths.append(2.0 * stride)
+    if not widths:
+        return None
+    tier = S.choose_tier(max(widths))
+    if tier is None:
+        return None
+    return tier, S.grid_width(max(widths), tier)
+
+
 class NodeEngine:
     """The request logic of one data node around its plugin manager."""
 
@@ -106,6 +143,7 @@ class NodeEngine:
         max_points: int | None = None,
         clock: Callable[[], float] = time.time,
         live_cache: Any = None,
+        summaries: Any = None,
     ) -> None:
         self.node = node
         self.pm = pm
@@ -115,6 +153,11 @@ class NodeEngine:
         #: Object with ``list_fields(start, end)`` and ``read_range(fields, start, end)``
         #: answering for live plugins when their hooks return None.
         self.live_cache = live_cache
+        #: A :class:`~sisock_core.summarystore.SummaryStore` (or None) for long ranges.
+        self.summaries = summaries
+        #: Called with a message when the summary store fails (the answer comes from raw data).
+        self.on_summary_failure: Callable[[str], None] | None = None
+        self.summary_failures = 0
 
     # -- helpers ---------------------------------------------------------------
 
@@ -127,6 +170,8 @@ class NodeEngine:
     def _call(self, hook: str, **kwargs: Any) -> Any:
         try:
             return getattr(self.pm.hook, hook)(node=self.node, **kwargs)
+        except _cancel.Cancelled:
+            raise
         except Exception as exc:
             raise PluginFailure(
                 f"node {self.node.name!r}: plugin {self.plugin_name!r} failed in {hook}: "
@@ -168,19 +213,38 @@ class NodeEngine:
         result: dict[str, Any] = {"data": {n: [] for n in names}, "timeline": {}}
         if not names or t1 <= t0:
             return result
-        timelines = self._call("read_range", fields=names, start=t0, end=t1)
+        raw_names = names
+        if self.summaries is not None and (limit or stride):
+            raw_names = self._from_summaries(names, t0, t1, stride, limit, result)
+        if raw_names:
+            self._from_raw(raw_names, t0, t1, stride, limit, result)
+        return result
+
+    def _read(self, names: Sequence[str], t0: float, t1: float) -> Mapping[str, Timeline]:
+        """The plugin's (or the live cache's) samples of ``names`` in ``[t0, t1)``, checked."""
+        _cancel.check()
+        timelines = self._call("read_range", fields=list(names), start=t0, end=t1)
         if timelines is None:
             timelines = (
-                self.live_cache.read_range(names, t0, t1) if self.live_cache is not None else {}
+                self.live_cache.read_range(list(names), t0, t1) if self.live_cache is not None else {}
             )
-        wanted = set(names)
-        answer_bytes = 0
+        out = {}
         for tl_name, tl in dict(timelines).items():
             if not isinstance(tl, Timeline):
                 raise PluginFailure(
                     f"node {self.node.name!r}: plugin {self.plugin_name!r} returned "
                     f"{type(tl).__name__} for timeline {tl_name!r}; expected Timeline"
                 )
+            out[tl_name] = tl
+        _cancel.check()
+        return out
+
+    def _from_raw(self, names: Sequence[str], t0: float, t1: float, stride: float | None,
+                  limit: int | None, result: dict) -> None:
+        """Answer ``names`` from raw samples decimated as they come (today's path)."""
+        wanted = set(names)
+        answer_bytes = 0
+        for tl_name, tl in self._read(names, t0, t1).items():
             cols = {k: v for k, v in tl.data.items() if k in wanted}
             if not cols or tl.t.size == 0:
                 continue
@@ -197,4 +261,112 @@ class NodeEngine:
                 "t": to_wire_list(t),
                 "finalized_until": tl.finalized_until,
             }
-        return result
+
+    def _from_summaries(self, names: list[str], t0: float, t1: float, stride: float | None,
+                        limit: int | None, result: dict) -> list[str]:
+        """Answer what the summaries can (see the module docstring); return the other names."""
+        if summary_grid(t1 - t0, limit, stride) is None:
+            return names  # finer than the finest tier even over the whole range: raw data
+        canonical = dict(self._call("resolve_fields", fields=list(names)) or {})
+        try:
+            found = self.summaries.series({canonical.get(n, n) for n in names})
+        except Exception as exc:  # a broken store is a cache miss, never a wrong answer
+            self._summary_failure(exc)
+            return names
+        infos = {n: found[canonical.get(n, n)] for n in names if canonical.get(n, n) in found}
+        infos = {n: i for n, i in infos.items() if i.kind in ("f", "i", "u")}
+        if not infos:
+            return names
+        firsts = [i.t_first for i in infos.values() if i.t_first is not None]
+        lasts = [math.inf if i.covered_until is not None else i.t_last
+                 for i in infos.values() if i.t_last is not None]
+        lo = max(t0, min(firsts)) if firsts else t0
+        hi = min(t1, max(lasts) + 1e-6) if lasts else t1
+        chosen = summary_grid(hi - lo, limit, stride)
+        if chosen is None:
+            return names
+        tier, grid = chosen
+        a = math.ceil(t0 / grid) * grid
+        b = math.floor(t1 / grid) * grid
+        groups: dict[str, list[str]] = {}
+        for n, i in infos.items():
+            groups.setdefault(i.timeline, []).append(n)
+        plan = []  # (timeline, fields, cut)
+        for tl_name, members in groups.items():
+            cov = [infos[m].covered_until for m in members]
+            cut = b if all(c is None for c in cov) else min(b, math.floor(min(c for c in cov if c is not None) / grid) * grid)
+            if cut > a:
+                plan.append((tl_name, members, cut))
+        if not plan:
+            return names
+        series = [infos[m] for _, members, _ in plan for m in members]
+        last_cut = max(c for _, _, c in plan)
+        try:
+            buckets = self.summaries.read(series, S.TIERS.index(tier), a, last_cut, check=_cancel.check)
+        except _cancel.Cancelled:
+            raise
+        except Exception as exc:
+            self._summary_failure(exc)
+            return names
+        handled = [m for _, members, _ in plan for m in members]
+        if limit and sum(int(buckets[infos[m].id].n.sum()) for _, members, _ in plan
+                         for m in members[:1]) <= limit:
+            return names  # few samples: the raw path returns them as they are
+        # Raw samples of the partial buckets at the start and of what follows the cuts.
+        left = self._read(handled, t0, a) if a > t0 else {}
+        min_cut = min(c for _, _, c in plan)
+        right = self._read(handled, min_cut, t1) if t1 > min_cut else {}
+        answer_bytes = 0
+        for tl_name, members, cut in plan:
+            kinds = {m: infos[m].kind for m in members}
+            parts = [self._raw_part(left, members, t0, a, grid)]
+            mid = {m: buckets[infos[m].id] for m in members}
+            if cut < last_cut:
+                mid = {m: b.between(tier, a, cut) for m, b in mid.items()}
+            if any(len(v) for v in mid.values()):
+                parts.append(S.decimate_buckets(mid, tier, grid, kinds))
+            parts.append(self._raw_part(right, members, cut, t1, grid))
+            parts = [p for p in parts if p is not None and p[0].size]
+            if not parts:
+                continue
+            t = np.concatenate([p[0] for p in parts])
+            cols = {m: np.concatenate([p[1][m] for p in parts]) for m in members}
+            answer_bytes = bound_answer_size(answer_bytes, t, cols)
+            for m in members:
+                result["data"][m] = to_wire_list(cols[m])
+            finalized = [tl.finalized_until for tl in right.values() if tl.finalized_until is not None
+                         and set(members) & tl.data.keys()]
+            result["timeline"][tl_name] = {
+                "t": to_wire_list(t),
+                "finalized_until": max(finalized) if finalized else float(t[-1]),
+            }
+        done = set(handled)
+        return [n for n in names if n not in done]
+
+    @staticmethod
+    def _raw_part(timelines: Mapping[str, Timeline], members: list[str], t0: float, t1: float,
+                  grid: float) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """Raw samples of ``members`` in ``[t0, t1)`` decimated on the grid."""
+        t = None
+        cols: dict[str, np.ndarray] = {}
+        for tl in timelines.values():
+            have = [m for m in members if m in tl.data]
+            if not have:
+                continue
+            lo, hi = np.searchsorted(tl.t, [t0, t1], side="left")
+            if t is not None and not np.array_equal(t, tl.t[lo:hi]):
+                raise PluginFailure(f"fields {members} of one timeline came back with different times")
+            t = tl.t[lo:hi]
+            for m in have:
+                cols[m] = tl.data[m][lo:hi]
+        if t is None or t.size == 0:
+            return None
+        for m in members:
+            if m not in cols:
+                cols[m] = np.full(t.size, np.nan)
+        return decimate_on_grid(t, cols, grid)
+
+    def _summary_failure(self, exc: BaseException) -> None:
+        self.summary_failures += 1
+        if self.on_summary_failure is not None:
+            self.on_summary_failure(f"{type(exc).__name__}: {exc}")

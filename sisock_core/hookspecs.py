@@ -85,6 +85,35 @@ def read_range(
 
 
 @hookspec(firstresult=True)
+def summary_store(node: NodeContext) -> str | None:
+    """Return the URL of the database where the plugin writes its own summaries, or None.
+
+    Optional; first result. Summaries let the core answer long, decimated ranges from
+    per-bucket minima, maxima, first/last samples, sums and counts at coarser tiers
+    instead of reading every raw sample (see ``docs/writing-plugins.md``). A plugin that
+    can compute them cheaply while it indexes its data (g3 does, in the transaction that
+    indexes a file) writes them with :class:`sisock_core.summarystore.SummaryWriter` into
+    a database (``sqlite:///path`` or ``mysql://...``) and returns its URL here; its
+    series are then taken as complete. Without this hook (or with None) the core
+    computes them itself from ``read_range`` answers for data before each timeline's
+    ``finalized_until``, into ``<state_dir>/summaries/<node>.sqlite``. Live plugins
+    (those implementing ``subscribe``) get no summaries. Called once after ``node_start``.
+    """
+
+
+@hookspec(firstresult=True)
+def resolve_fields(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str] | None:
+    """Map the field names a consumer asked for to the names the plugin declares.
+
+    Optional; first result. Only needed by a plugin that accepts other spellings of its
+    field names in ``read_range`` (g3 accepts the original reader's lower-cased names and
+    so3g's short names): the core looks up summaries under the declared name, so an
+    alias is answered exactly like its field. Leave out names that are not aliases (or
+    unknown). Called in a worker thread.
+    """
+
+
+@hookspec(firstresult=True)
 def subscribe(
     node: NodeContext,
     publish: Callable[..., Any],

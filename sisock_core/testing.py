@@ -550,6 +550,11 @@ class SisockNode:
         kwargs = {} if max_points is None else {"max_points": max_points}
         return self.call("get_data", field, start, end, min_stride, **kwargs)
 
+    def summarize(self) -> int:
+        """Run one pass of the core's summarizer now (a node serving an archive plugin
+        without its own summaries runs one every few minutes); returns buckets written."""
+        return self._runner.run(self.server.summarize_once, timeout=self.timeout)
+
     def publish(self, topic: str, *args: Any, **kwargs: Any) -> None:
         """Publish a WAMP event the node may be subscribed to (e.g. an OCS feed,
         ``observatory.<agent>.feeds.<feed>``), as a router would deliver it."""

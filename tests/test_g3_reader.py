@@ -166,9 +166,10 @@ def test_get_data_reads_only_overlapping_files_and_fields_and_caches_them(tmp_pa
     real = reader_mod.FrameReader
 
     class Recording(real):
-        def read_fields(self, blocks, fields):
-            reads.append((self.path, len(blocks), tuple(fields)))
-            return super().read_fields(blocks, fields)
+        def read_many(self, requests):
+            for blocks, fields in requests.values():
+                reads.append((self.path, len(blocks), tuple(fields)))
+            return super().read_many(requests)
 
     monkeypatch.setattr(reader_mod, "FrameReader", Recording)
     reader = HKReader(index)

@@ -53,14 +53,31 @@ import math
 import os
 import sqlite3
 import threading
-import urllib.parse
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
-#: Bumped when our tables change incompatibly.
-SCHEMA_VERSION = 1
+from sisock_core.summarystore import TABLES as SUMMARY_TABLES
+from sisock_core.summarystore import SummaryWriter
+from sisock_core.sqldb import (  # noqa: F401  (re-exported: the g3 plugin's names for them)
+    DatabaseConfigError,
+    DatabaseError as IndexDbError,
+    DatabaseUnavailable,
+    DbUrl,
+    connect,
+    driver_errors,
+    error_message as _msg,
+    mysql_url,
+    parse_db_url,
+)
+
+#: Bumped when our tables change incompatibly. 2: summaries (``sisock_sum_*``) written
+#: with the index; an index of an older version is dropped and rebuilt from the files.
+SCHEMA_VERSION = 2
+
+#: Every table of the index (the summaries' are the core's, :mod:`sisock_core.summarystore`).
+_TABLES = ("feeds", "fields", "description", "sisock_meta", "sisock_files", "sisock_layouts",
+           "sisock_frames", "sisock_fieldsum") + SUMMARY_TABLES
 
 #: Status of a file in ``sisock_files``.
 STATUS_OK = "ok"  #: every frame indexed
@@ -74,106 +91,6 @@ _UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
-class IndexDbError(RuntimeError):
-    """Base of the index's errors."""
-
-
-class DatabaseUnavailable(IndexDbError):
-    """The index database cannot be reached or answered with an error."""
-
-
-class DatabaseConfigError(IndexDbError):
-    """The database URL or the database's contents are not usable."""
-
-
-# -- URLs ---------------------------------------------------------------------------
-
-
-@attrs.frozen
-class DbUrl:
-    """A parsed database URL (see :func:`parse_db_url`)."""
-
-    kind: str  #: "sqlite" or "mysql"
-    path: str | None = None  #: SQLite file
-    host: str | None = None
-    port: int | None = None
-    user: str | None = None
-    password: str | None = attrs.field(default=None, repr=False)
-    database: str | None = None
-    unix_socket: str | None = None
-
-    def redacted(self) -> str:
-        """The URL without its password, for logs and error messages."""
-        if self.kind == "sqlite":
-            return f"sqlite:///{self.path}" if self.path and self.path.startswith("/") else f"sqlite:{self.path}"
-        auth = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port else ""
-        sock = f"?unix_socket={self.unix_socket}" if self.unix_socket else ""
-        return f"mysql://{auth}{self.host or ''}{port}/{self.database or ''}{sock}"
-
-
-def parse_db_url(url: str) -> DbUrl:
-    """Parse ``sqlite:///abs/path``, ``sqlite:rel/path``, a bare path, or
-    ``mysql://user:password@host:port/db`` (also ``mariadb://``).
-
-    Raises :class:`DatabaseConfigError` naming what is wrong.
-    """
-    text = url.strip()
-    if not text:
-        raise DatabaseConfigError("database URL is empty")
-    if "://" not in text and not text.startswith("sqlite:"):
-        return DbUrl(kind="sqlite", path=os.path.expanduser(text))
-    parts = urllib.parse.urlsplit(text)
-    scheme = parts.scheme.lower()
-    if scheme == "sqlite":
-        if text.startswith("sqlite:///"):
-            path = "/" + text[len("sqlite:///"):].lstrip("/") if text[len("sqlite:///"):] else ""
-        elif text.startswith("sqlite://"):
-            path = text[len("sqlite://"):]
-        else:
-            path = text[len("sqlite:"):]
-        if not path or path == "/":
-            raise DatabaseConfigError(f"database URL {url!r}: no SQLite file path")
-        return DbUrl(kind="sqlite", path=os.path.expanduser(urllib.parse.unquote(path)))
-    if scheme in ("mysql", "mariadb"):
-        try:
-            port = parts.port
-        except ValueError:
-            raise DatabaseConfigError(f"database URL {_redact_text(url)!r}: bad port") from None
-        database = urllib.parse.unquote(parts.path.lstrip("/"))
-        if not database:
-            raise DatabaseConfigError(
-                f"database URL {_redact_text(url)!r}: no database name (mysql://user@host/DATABASE)"
-            )
-        query = urllib.parse.parse_qs(parts.query)
-        unknown = set(query) - {"unix_socket"}
-        if unknown:
-            raise DatabaseConfigError(
-                f"database URL {_redact_text(url)!r}: unknown parameter(s) {', '.join(sorted(unknown))} "
-                "(only unix_socket is understood)"
-            )
-        return DbUrl(
-            kind="mysql",
-            host=parts.hostname or "localhost",
-            port=port,
-            user=urllib.parse.unquote(parts.username) if parts.username else None,
-            password=urllib.parse.unquote(parts.password) if parts.password is not None else None,
-            database=database,
-            unix_socket=query.get("unix_socket", [None])[0],
-        )
-    raise DatabaseConfigError(
-        f"database URL {_redact_text(url)!r}: unknown scheme {parts.scheme!r} (use sqlite:/// or mysql://)"
-    )
-
-
-def _redact_text(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def db_url_from_env(env: Mapping[str, str] = os.environ) -> str | None:
     """A ``mysql://`` URL from the original ``SQL_HOST``/``SQL_USER``/``SQL_PASSWD``/``SQL_DB``.
 
@@ -184,18 +101,6 @@ def db_url_from_env(env: Mapping[str, str] = os.environ) -> str | None:
         return None
     return mysql_url(host, env.get("SQL_USER") or None, env.get("SQL_PASSWD") or None,
                      env.get("SQL_DB") or "sisock")
-
-
-def mysql_url(host: str, user: str | None, password: str | None, database: str) -> str:
-    """Build a ``mysql://`` URL (``host`` may carry ``:port``)."""
-    q = urllib.parse.quote
-    auth = ""
-    if user:
-        auth = q(user, safe="")
-        if password:
-            auth += ":" + q(password, safe="")
-        auth += "@"
-    return f"mysql://{auth}{host}/{q(database, safe='')}"
 
 
 # -- time conversions --------------------------------------------------------------
@@ -338,6 +243,8 @@ class FileUpdate:
     blocks: list[tuple[int, int, int, str, str, tuple[tuple[str, str], ...], float, float, int]] = attrs.field(
         factory=list
     )
+    #: base-tier summaries of the blocks read: (field name, timeline, dtype kind, buckets)
+    summaries: list = attrs.field(factory=list)
 
 
 # -- the database ----------------------------------------------------------------------
@@ -436,12 +343,9 @@ class Index:
         #: layout digest -> id (committed), and those added by the open transaction
         self._layout_ids: dict[str, int] = {}
         self._pending_layouts: dict[str, int] = {}
-        if self.kind == "mysql":
-            import MySQLdb  # noqa: F401  (fail early if mysqlclient is missing)
-
-            self._errors: tuple[type[BaseException], ...] = (MySQLdb.Error,)
-        else:
-            self._errors = (sqlite3.Error,)
+        #: Writes each file's summaries in the transaction that indexes it.
+        self.summaries = SummaryWriter(self.kind)
+        self._errors = driver_errors(self.kind)
 
     # -- connection ----------------------------------------------------------------
 
@@ -449,44 +353,7 @@ class Index:
         return self.url.redacted()
 
     def _connect(self) -> Any:
-        if self.kind == "sqlite":
-            path = Path(self.url.path or "")
-            if self.create:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            elif not path.exists():
-                raise DatabaseUnavailable(f"index database {self.describe()} does not exist (not scanned yet?)")
-            conn = sqlite3.connect(str(path), timeout=60.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            return conn
-        import MySQLdb
-
-        u = self.url
-        kwargs: dict[str, Any] = {"host": u.host or "localhost", "charset": "utf8mb4",
-                                  "connect_timeout": 10, "autocommit": True}
-        if u.port:
-            kwargs["port"] = u.port
-        if u.user:
-            kwargs["user"] = u.user
-        if u.password is not None:
-            kwargs["passwd"] = u.password
-        if u.unix_socket:
-            kwargs["unix_socket"] = u.unix_socket
-        try:
-            return MySQLdb.connect(database=u.database, **kwargs)
-        except MySQLdb.OperationalError as exc:
-            if exc.args and exc.args[0] == 1049 and self.create:  # unknown database
-                conn = MySQLdb.connect(**kwargs)
-                cur = conn.cursor()
-                cur.execute(
-                    "CREATE DATABASE IF NOT EXISTS `{}` CHARACTER SET utf8mb4".format(
-                        (u.database or "").replace("`", "``")
-                    )
-                )
-                cur.execute("USE `{}`".format((u.database or "").replace("`", "``")))
-                return conn
-            raise
+        return connect(self.url, create=self.create, what="index database")
 
     def _connection(self) -> Any:
         if self._conn is not None and self.kind == "mysql":
@@ -552,8 +419,10 @@ class Index:
                 # tables may have been dropped (sisock scan --rebuild): check them again
                 self._schema_ok = False
                 self._layout_ids.clear()
+                self.summaries.forget()
                 raise DatabaseUnavailable(f"index database {self.describe()}: {_msg(exc)}") from exc
             except BaseException:
+                self.summaries.forget()
                 if write:
                     try:
                         cur.execute("ROLLBACK")
@@ -590,8 +459,16 @@ class Index:
                 if "sisock_meta" not in existing:
                     raise DatabaseUnavailable(f"index database {self.describe()} has no index yet (not scanned?)")
             else:
+                if "sisock_meta" in existing:
+                    cur.execute(self.sql("SELECT value FROM sisock_meta WHERE name = ?"), ("schema_version",))
+                    row = cur.fetchone()
+                    if row is not None and int(row[0]) < SCHEMA_VERSION:
+                        # an older index: a cache, rebuilt from the files by the next scan
+                        for table in _TABLES:
+                            cur.execute(f"DROP TABLE IF EXISTS {table}")
                 for stmt in (_sqlite_ddl() if self.kind == "sqlite" else _mysql_ddl()):
                     cur.execute(stmt)
+                self.summaries.ensure_schema(cur)
                 ins = "INSERT OR IGNORE" if self.kind == "sqlite" else "INSERT IGNORE"
                 for name, value in (("schema_version", SCHEMA_VERSION), ("generation", 0), ("max_frame_span", 0)):
                     cur.execute(self.sql(f"{ins} INTO sisock_meta (name, value) VALUES (?, ?)"), (name, value))
@@ -797,6 +674,12 @@ class Index:
                      max(t1s) if t1s else None, max(t1s) if t1s else None, file_id),
                 )
             changed = bool(affected)
+            source = path_key(update.path)
+            if update.replace:
+                self.summaries.drop_source(cur, source)
+            for name, timeline, kind, buckets in update.summaries:
+                sid = self.summaries.series_id(cur, name, timeline, kind)
+                self.summaries.put_base(cur, sid, source, buckets, merge=not update.replace)
             if update.providers or update.blocks:
                 changed |= self._add_rows(cur, file_id, update)
             for description, field in affected:
@@ -817,6 +700,7 @@ class Index:
                 if old is None:
                     continue
                 n += 1
+                self.summaries.drop_source(cur, path_key(path))
                 affected = self._delete_file(cur, old[0])
                 for description, field in affected:
                     self._refresh_summary(cur, description, field)
@@ -1009,14 +893,14 @@ class Index:
     # -- maintenance ---------------------------------------------------------------
 
     def drop_all(self) -> None:
-        """Drop every table of the index (tests; ``sisock scan --rebuild``)."""
+        """Drop every table of the index and its summaries (tests; ``sisock scan --rebuild``)."""
         with self._cursor() as cur:
-            for table in ("feeds", "fields", "description", "sisock_meta", "sisock_files",
-                          "sisock_layouts", "sisock_frames", "sisock_fieldsum"):
+            for table in _TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
         with self._lock:
             self._schema_ok = False
             self._layout_ids.clear()
+            self.summaries.forget()
             self._drop()
 
 
@@ -1024,9 +908,3 @@ def _num(x: float) -> str:
     """A float as SQL text (NULL if not finite)."""
     x = float(x)
     return repr(x) if math.isfinite(x) else "NULL"
-
-
-def _msg(exc: BaseException) -> str:
-    if len(getattr(exc, "args", ())) == 2 and isinstance(exc.args[0], int):
-        return f"{exc.args[1]} (error {exc.args[0]})"
-    return str(exc) or type(exc).__name__

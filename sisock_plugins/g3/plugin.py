@@ -40,6 +40,7 @@ from sisock_plugins.g3.index import (
 log = Logger(namespace="sisock_plugins.g3")
 
 STATE_KEY = "g3"
+URL_KEY = "g3_db_url"
 DEFAULT_NODE_NAME = "g3_reader"
 
 
@@ -153,6 +154,19 @@ def node_start(node: NodeContext) -> None:
     else:
         log.info("g3: serving {dir} through the index {db}", dir=directory, db=index.describe())
     node.state[STATE_KEY] = HKReader(index, cache_mb=options.cache_mb)
+    node.state[URL_KEY] = url
+
+
+@hookimpl
+def resolve_fields(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str]:
+    """The full names of lower-cased and short names (their summaries are stored under those)."""
+    return _reader(node).resolve(fields)
+
+
+@hookimpl
+def summary_store(node: NodeContext) -> str | None:
+    """The index database: the scanner writes each file's summaries with its index rows."""
+    return node.state.get(URL_KEY)
 
 
 @hookimpl

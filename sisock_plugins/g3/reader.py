@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 from twisted.logger import Logger
 
+from sisock_core.cancel import check
 from sisock_core.model import Field, Timeline
 from sisock_plugins.g3.index import Chunk, FieldSummary, Index, Layout, original_field_name
 from sisock_plugins.g3.scan import FrameReader
@@ -163,6 +164,19 @@ class HKReader:
             self._catalog = cat
         return cat
 
+    def resolve(self, names: Sequence[str]) -> dict[str, str]:
+        """Full names of the names that are other spellings (unknown or ambiguous: left out)."""
+        cat = self.catalog()
+        out = {}
+        for name in names:
+            try:
+                full = cat.resolve(name)
+            except AmbiguousField:
+                continue
+            if full is not None and full != name:
+                out[name] = full
+        return out
+
     # -- get_fields ----------------------------------------------------------------
 
     def list_fields(self, start: float, end: float) -> list[Field]:
@@ -198,9 +212,17 @@ class HKReader:
             mine = tuple(c for c in chunks if c.layout_id in ids)
             if mine:
                 groups.setdefault(mine, []).append(full)
+        needed: dict[int, list[str]] = {}
+        for group_chunks, members in groups.items():
+            for c in group_chunks:
+                have = needed.setdefault(c.layout_id, [])
+                for m in members:
+                    if cat.by_name[m].field not in have:
+                        have.append(cat.by_name[m].field)
+        decoded = self._decode(list(dict.fromkeys(c for g in groups for c in g)), needed)
         out: dict[str, Timeline] = {}
         for group_chunks, members in groups.items():
-            timeline = self._assemble(list(group_chunks), members, cat, start, end)
+            timeline = self._assemble(list(group_chunks), members, cat, start, end, decoded)
             if timeline is None:
                 continue
             base = cat.by_name[members[0]].timeline
@@ -214,55 +236,66 @@ class HKReader:
             out[name] = Timeline(t=timeline.t, data=data, finalized_until=timeline.finalized_until)
         return out
 
-    def _chunk(self, chunk: Chunk, fields: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-        """Times and ``fields`` (short names) of a chunk, from the cache or the file."""
+    def _cached(self, chunk: Chunk, fields: list[str]) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """A chunk's times (None if not cached) and those of ``fields`` the cache holds."""
         base = (chunk.file_id, chunk.layout_id, chunk.version)
         t = self.cache.get(base + ("",))
         cols = {}
-        missing = []
-        for f in fields:
-            v = self.cache.get(base + (f,))
-            if v is None:
-                missing.append(f)
-            else:
-                cols[f] = v
-        if t is None or missing:
-            need = missing if t is not None else list(fields)
+        if t is not None:
+            for f in fields:
+                v = self.cache.get(base + (f,))
+                if v is not None and v.size == t.size:
+                    cols[f] = v
+        return t, cols
+
+    def _decode(self, chunks: list[Chunk], fields: dict[int, list[str]]) -> dict[tuple[int, int], tuple]:
+        """Times and fields of every chunk, from the cache or the files: the chunks of one
+        file are read together, each frame once, and only the fields the cache lacks
+        (a file is the unit :func:`~sisock_core.cancel.check` stops between)."""
+        out: dict[tuple[int, int], tuple] = {}
+        by_file: dict[tuple[int, str], list[tuple[Chunk, list[str]]]] = {}
+        for c in chunks:
+            t, cols = self._cached(c, fields[c.layout_id])
+            missing = [f for f in fields[c.layout_id] if f not in cols] if t is not None else fields[c.layout_id]
+            out[(c.file_id, c.layout_id)] = (t, cols)
+            if t is None or missing:
+                by_file.setdefault((c.file_id, c.path), []).append((c, missing))
+        for (file_id, path), todo in by_file.items():
+            check()  # the caller may have given up: stop between files
             try:
-                blocks = self.index.chunk_frames(chunk.file_id, chunk.layout_id)
-                t_new, decoded = FrameReader(chunk.path).read_fields(blocks, need)
+                requests = {c.layout_id: (self.index.chunk_frames(file_id, c.layout_id), missing)
+                            for c, missing in todo}
+                decoded = FrameReader(path).read_many(requests)
             except Exception as exc:  # RuntimeError, OSError, KeyError, MemoryError from spt3g
                 # Changed or vanished since it was indexed; the scanner will catch up.
                 log.warn("cannot read {path} (indexed earlier): {error}; its data is left out",
-                         path=chunk.path, error=str(exc) or type(exc).__name__)
-                return None
-            if t is not None and t.size != t_new.size:  # stale cache entry: start over
-                t, cols = None, {}
-                return self._fresh(chunk, fields, base)
-            if t is None:
-                t = t_new
-                self.cache.put(base + ("",), t)
-            for f, v in decoded.items():
-                cols[f] = v
-                self.cache.put(base + (f,), v)
-        return t, cols
-
-    def _fresh(self, chunk: Chunk, fields: list[str], base: tuple):
-        blocks = self.index.chunk_frames(chunk.file_id, chunk.layout_id)
-        t, decoded = FrameReader(chunk.path).read_fields(blocks, list(fields))
-        self.cache.put(base + ("",), t)
-        for f, v in decoded.items():
-            self.cache.put(base + (f,), v)
-        return t, decoded
+                         path=path, error=str(exc) or type(exc).__name__)
+                for c, _ in todo:
+                    out.pop((c.file_id, c.layout_id), None)
+                continue
+            for c, _ in todo:
+                t_new, new = decoded[c.layout_id]
+                t, cols = out[(c.file_id, c.layout_id)]
+                base = (c.file_id, c.layout_id, c.version)
+                if t is None or t.size != t_new.size:  # not cached, or a stale entry
+                    if t is not None and len(new) < len(fields[c.layout_id]):
+                        t_new, new = FrameReader(path).read_many(
+                            {0: (requests[c.layout_id][0], fields[c.layout_id])})[0]
+                    t, cols = t_new, {}
+                    self.cache.put(base + ("",), t)
+                for f, v in new.items():
+                    cols[f] = v
+                    self.cache.put(base + (f,), v)
+                out[(c.file_id, c.layout_id)] = (t, cols)
+        return out
 
     def _assemble(self, chunks: list[Chunk], members: list[str], cat: _Catalog,
-                  start: float, end: float) -> Timeline | None:
+                  start: float, end: float, decoded: dict) -> Timeline | None:
         shorts = {m: cat.by_name[m].field for m in members}
-        wanted = list(dict.fromkeys(shorts.values()))
         ts: list[np.ndarray] = []
         cols: dict[str, list[np.ndarray]] = {m: [] for m in members}
         for chunk in chunks:
-            got = self._chunk(chunk, wanted)
+            got = decoded.get((chunk.file_id, chunk.layout_id))
             if got is None:
                 continue
             t, values = got

@@ -104,6 +104,10 @@ class ScanResult:
     orphan_frames: int = 0
     #: typed fields by (provider, keys), filled while reading
     types: dict = attrs.field(factory=dict, repr=False, eq=False)
+    #: base-tier summaries of the numeric fields read: (field name, timeline, dtype kind, buckets)
+    summaries: list = attrs.field(factory=list, repr=False, eq=False)
+    #: decoded numeric samples by (description, block name), while reading
+    collected: dict | None = attrs.field(default=None, repr=False, eq=False)
 
     @property
     def bytes_read(self) -> int:
@@ -170,8 +174,12 @@ def _same_head(path: str, head: str | None) -> bool:
 
 
 def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
-              stat: os.stat_result | None = None) -> ScanResult:
+              stat: os.stat_result | None = None, summarize: bool = True) -> ScanResult:
     """Read ``path`` from byte ``offset`` (with the stream ``state`` there).
+
+    With ``summarize``, the numeric fields of the blocks read are also decoded and
+    their base-tier summaries (:mod:`sisock_core.summaries`) returned in
+    ``result.summaries``, so the index and the summaries of a file are written together.
 
     Never raises for bad file contents: the result's ``status`` and ``error`` say
     what happened (``missing`` if the file vanished). When resuming (``offset`` >
@@ -185,6 +193,8 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
         return ScanResult(path, 0, 0, 0, offset, offset, 0, STATUS_MISSING, "file vanished", state)
     result = ScanResult(path, st.st_size, st.st_mtime_ns, st.st_ino, offset, offset, 0,
                         STATUS_OK, None, state)
+    if summarize:
+        result.collected = {}
     if st.st_size == 0:
         result.status = STATUS_EMPTY
         return result
@@ -230,7 +240,49 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
     elif state.hk_frames == 0:
         result.status = STATUS_NOT_HK
         result.error = f"no housekeeping frames in {result.frames} frames"
+    if result.collected:
+        result.summaries = _summaries(result.collected)
+    result.collected = None
     return result
+
+
+def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
+    """Base-tier summaries of the numeric samples collected per (description, block name)."""
+    from sisock_core.summaries import BASE_TIER, summarize_many
+
+    out = []
+    for (description, block_name), (ts, cols) in collected.items():
+        t = np.concatenate(ts) if len(ts) > 1 else ts[0]
+        order = None
+        if t.size > 1 and np.any(t[1:] < t[:-1]):
+            order = np.argsort(t, kind="stable")
+            t = t[order]
+        columns = {}
+        for field, parts in cols.items():
+            if sum(p.size for p in parts) != t.size:
+                continue  # the field is missing from some blocks of this name: not summarized
+            y = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            columns[field] = y[order] if order is not None else y
+        for field, buckets in summarize_many(t, columns, BASE_TIER).items():
+            out.append((f"{description}.{field}", f"{description}.{block_name}", columns[field].dtype.kind,
+                        buckets))
+    return out
+
+
+def _collect(result: ScanResult, description: str, name: str, block: Any,
+             fields: tuple[tuple[str, str], ...]) -> None:
+    """Keep the times and numeric fields of one block for :func:`_summaries`."""
+    if isinstance(block, core.G3TimesampleMap):
+        t = np.asarray(block.times, dtype=np.int64) / _SECOND
+        cols = {f: np.asarray(block[f]) for f, kind in fields if kind == "number"}
+    else:  # IrregBlockDouble (v0)
+        t = np.array(block.t, dtype=np.float64)
+        cols = {f: np.array(block.data[f], dtype=np.float64) for f, _ in fields}
+    ts, acc = result.collected.setdefault((description, name), ([], {}))
+    ts.append(t)
+    for f, v in cols.items():
+        if v.dtype.kind in "fiu":
+            acc.setdefault(f, []).append(v)
 
 
 def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None:
@@ -265,6 +317,8 @@ def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None
             else:
                 name = "block_for_%s" % keys[0] if keys else "block%d" % index
             result.blocks.append((pos, index, prov_id, description, name, fields, t0, t1, n))
+            if result.collected is not None:
+                _collect(result, description, name, block, fields)
 
 
 # -- decoding --------------------------------------------------------------------------
@@ -296,30 +350,48 @@ class FrameReader:
 
         Only the named fields are converted to numpy (spt3g's per-vector cost dominates).
         """
-        ts: list[np.ndarray] = []
-        cols: dict[str, list[np.ndarray]] = {f: [] for f in fields}
-        for offset, index in blocks:
+        return self.read_many({None: (blocks, fields)})[None]
+
+    def read_many(self, requests: dict) -> dict:
+        """:meth:`read_fields` for several layouts at once: ``{key: (blocks, fields)}`` to
+        ``{key: (t, {field: values})}``, reading and deserializing every frame once even
+        when it holds blocks of several keys (an LS372 frame holds its 16 channels)."""
+        wanted: dict[int, list[tuple[Any, int]]] = {}
+        for key, (blocks, _) in requests.items():
+            for offset, index in blocks:
+                wanted.setdefault(offset, []).append((key, index))
+        ts: dict[Any, list[np.ndarray]] = {key: [] for key in requests}
+        cols: dict[Any, dict[str, list[np.ndarray]]] = {key: {f: [] for f in fields}
+                                                        for key, (_, fields) in requests.items()}
+        for offset in sorted(wanted):
             self._reader.seek(offset)
             frames = self._reader.Process(None)
             if not frames or "blocks" not in frames[0]:
                 raise RuntimeError(f"no housekeeping data frame at byte {offset}")
-            block = frames[0]["blocks"][index]
-            if isinstance(block, core.G3TimesampleMap):
-                ts.append(np.asarray(block.times))
-                for f in fields:
-                    cols[f].append(np.asarray(block[f]))
-            elif isinstance(block, so3g.IrregBlockDouble):
-                # as so3g's HKTranslator: G3 time ticks, truncated
-                ts.append((np.array(block.t, dtype=np.float64) * _SECOND).astype(np.int64))
-                data = block.data
-                for f in fields:
-                    cols[f].append(np.array(data[f], dtype=np.float64))
-            else:
-                raise RuntimeError(f"block {index} at byte {offset} is a {type(block).__name__}")
-        if not ts:
-            return np.empty(0), {f: np.empty(0) for f in fields}
-        t = np.concatenate(ts).astype(np.float64) / _SECOND
-        return t, {f: np.concatenate(v) for f, v in cols.items()}
+            frame_blocks = frames[0]["blocks"]
+            for key, index in wanted[offset]:
+                block = frame_blocks[index]
+                fields = requests[key][1]
+                if isinstance(block, core.G3TimesampleMap):
+                    ts[key].append(np.asarray(block.times))
+                    for f in fields:
+                        cols[key][f].append(np.asarray(block[f]))
+                elif isinstance(block, so3g.IrregBlockDouble):
+                    # as so3g's HKTranslator: G3 time ticks, truncated
+                    ts[key].append((np.array(block.t, dtype=np.float64) * _SECOND).astype(np.int64))
+                    data = block.data
+                    for f in fields:
+                        cols[key][f].append(np.array(data[f], dtype=np.float64))
+                else:
+                    raise RuntimeError(f"block {index} at byte {offset} is a {type(block).__name__}")
+        out = {}
+        for key, (_, fields) in requests.items():
+            if not ts[key]:
+                out[key] = (np.empty(0), {f: np.empty(0) for f in fields})
+                continue
+            t = np.concatenate(ts[key]).astype(np.float64) / _SECOND
+            out[key] = (t, {f: np.concatenate(v) for f, v in cols[key].items()})
+        return out
 
     def blocks_at(self, offset: int) -> dict[int, Decoded]:
         """Every block of the data frame at ``offset``, decoded, by block index."""

@@ -30,7 +30,10 @@ from typing import Callable, Iterable, Iterator, Protocol
 import attrs
 from twisted.logger import Logger
 
+from sisock_core.sqldb import DatabaseError
+from sisock_core.summarystore import SummaryStore
 from sisock_plugins.g3.index import (
+    DatabaseUnavailable,
     STATUS_EMPTY,
     STATUS_ERROR,
     STATUS_MISSING,
@@ -79,13 +82,15 @@ class ScanStats:
     partial: int = 0  #: ending with an incomplete frame
     frames: int = 0
     bytes: int = 0
+    rolled_up: int = 0  #: series whose coarse summary tiers were recomputed
     seconds: float = 0.0
 
     def summary(self) -> str:
         return (
             f"{self.seen} files: {self.read} read ({self.resumed} resumed, {self.bytes / 1e6:.1f} MB, "
             f"{self.frames} frames), {self.unchanged} unchanged, {self.removed} removed, "
-            f"{self.errors} unreadable, {self.partial} incomplete, in {self.seconds:.2f} s"
+            f"{self.errors} unreadable, {self.partial} incomplete, coarse summaries of "
+            f"{self.rolled_up} fields recomputed, in {self.seconds:.2f} s"
         )
 
 
@@ -122,13 +127,17 @@ class Scanner:
         *,
         progress: ProgressFactory | None = None,
         clock: Callable[[], float] = time.time,
+        summarize: bool = True,
     ) -> None:
+        """``summarize=False`` indexes without summaries (benchmarks measure what they cost)."""
         self.index = index
+        self.summarize = summarize
         self.data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
         self.progress = progress
         self.clock = clock
         #: Set it (from any thread) to stop a pass after the file being read.
         self.cancel = threading.Event()
+        self._summary_store: SummaryStore | None = None
 
     # -- walking -----------------------------------------------------------------
 
@@ -190,8 +199,19 @@ class Scanner:
                 stats.removed += self.index.remove_files(gone)
                 log.info("{n} files disappeared from {dir}; removed from the index", n=len(gone), dir=self.data_dir)
         self._read_all(todo, stats)
+        self._rollup(stats)
         stats.seconds = time.perf_counter() - started
         return stats
+
+    def _rollup(self, stats: ScanStats) -> None:
+        """Recompute the coarse tiers of the summaries the pass (or an earlier, interrupted
+        one) changed; cheap when nothing is pending."""
+        if self._summary_store is None:
+            self._summary_store = SummaryStore(self.index.url)
+        try:
+            stats.rolled_up += self._summary_store.rollup(should_stop=self.cancel.is_set)
+        except DatabaseError as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
 
     def scan_paths(self, paths: Iterable[str]) -> ScanStats:
         """Look only at ``paths`` (files created, changed, moved or deleted)."""
@@ -220,6 +240,7 @@ class Scanner:
             else:
                 todo.append((path, st, row, action))
         self._read_all(todo, stats)
+        self._rollup(stats)
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -252,9 +273,10 @@ class Scanner:
     def read_file(self, path: str, st: os.stat_result, row: FileRow | None, action: str) -> ScanResult:
         """Read one file (fully or from where it was left) and record it."""
         if action == "resume" and row is not None:
-            result = scan_file(path, row.offset, ScanState.from_json(row.state), stat=st)
+            result = scan_file(path, row.offset, ScanState.from_json(row.state), stat=st,
+                               summarize=self.summarize)
         else:
-            result = scan_file(path, 0, None, stat=st)
+            result = scan_file(path, 0, None, stat=st, summarize=self.summarize)
         if result.status == STATUS_MISSING:
             self.index.remove_files([path])
             return result
@@ -277,6 +299,7 @@ class Scanner:
             replace=replace,
             providers=sorted(set(result.providers)),
             blocks=result.blocks,
+            summaries=result.summaries,
         )
 
     def _log_result(self, result: ScanResult, row: FileRow | None) -> None:

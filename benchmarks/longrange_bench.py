@@ -1,0 +1,296 @@
+"""P8: long ranges. 16 channels x {24 h, 7 d, 30 d, 1 year} to 1000 points, cold and warm.
+
+Run: ``python -m benchmarks.longrange_bench [--cache DIR] [--year-rate 0.1] [--cold 3]``.
+
+Data (generated once into ``--cache``, default ``~/.cache/sisock-bench``, never the repo):
+a Lakeshore 372 feed as the OCS aggregator writes it (one block per channel, each with its
+own timestamps, fields ``Channel_XX_T`` and ``Channel_XX_R``, 600 s frames, hourly files;
+:func:`benchmarks.g3_data.ls372_archive`): 30 days at 1 Hz (~1 GB; the 24 h and 7 d panels
+are its last day and week) and a year at ``--year-rate`` Hz (1 Hz would be ~12 GB and
+about an hour to generate and index on a shared 2-core machine: 0.1 Hz by default, said in
+the output).
+
+Cases, each a fresh process (the node's import and start-up excluded, its first query
+timed: "cold"; then the same query repeated: "warm"), with the OS page cache dropped
+before every cold run when the benchmark may (root writing ``/proc/sys/vm/drop_caches``;
+it says whether it could):
+
+* sisock: the g3 plugin in :class:`sisock_core.engine.NodeEngine` with the summaries the
+  scanner wrote, ``get_data(16 fields, range, max_points=1000)``, ready to send;
+* sisock raw: the same node without summaries (today's path; 24 h and 7 d only, the 30
+  days took > 25 s before summaries existed);
+* baseline so3g: ``HKArchiveScanner.process_file`` over the files of the range +
+  ``HKArchive.get_data`` + the same decimation to 1000 points; warm = ``get_data`` +
+  decimation again on the scanned archive.
+
+Also: the first scan of two days of files with and without summaries and so3g's scan of
+the same files, and the summaries' size against the raw .g3 bytes. InfluxDB is compared
+only where ``influxd`` is installed (it is not installed by this benchmark).
+Prints medians and ratios against the bars of performance.md (P8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.g3_data import DAY, T0, ls372_archive
+
+LS = "observatory.LSA22YE.feeds.temperatures"
+FIELDS = [f"{LS}.Channel_{i:02d}_T" for i in range(1, 17)]
+POINTS = 1000
+BARS = {"24 h": (150, None), "7 d": (None, None), "30 d": (300, 30), "1 year": (500, None)}
+
+
+def drop_caches() -> bool:
+    """Drop the OS page cache if permitted; whether it was."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1\n")
+        return True
+    except OSError:
+        return False
+
+
+def files_between(data: Path, t0: float, t1: float) -> list[str]:
+    """Files whose first frame (ctime in the name) may hold samples in [t0, t1)."""
+    from sisock_plugins.g3.scanner import files_in
+
+    out = []
+    for f in files_in(data):
+        start = float(f.stem)
+        if start < t1 and start + 3600 > t0:
+            out.append(str(f))
+    return out
+
+
+# -- child processes ---------------------------------------------------------------------
+
+
+def child(spec: dict) -> dict:
+    """One fresh process: the first (cold) query, then ``warm`` repeats."""
+    import numpy as np
+
+    t0, t1 = spec["t0"], spec["t1"]
+    if spec["kind"] == "so3g":
+        import so3g  # noqa: F401
+        from so3g.hk import HKArchiveScanner
+
+        from sisock_core.decimate import decimate_timeline
+
+        def decimated(arch):
+            data, timelines = arch.get_data(FIELDS, t0, t1, short_match=False)
+            n = 0
+            for tl in timelines.values():
+                t = np.asarray(tl["t"])
+                out_t, cols = decimate_timeline(t, {f: np.asarray(data[f]) for f in tl["fields"]},
+                                                max_points=POINTS)
+                n = max(n, out_t.size)
+            return n
+
+        files = files_between(Path(spec["data"]), t0, t1)
+        start = time.perf_counter()
+        sc = HKArchiveScanner()
+        for f in files:
+            sc.process_file(f)
+        arch = sc.finalize()
+        n = decimated(arch)
+        cold = time.perf_counter() - start
+        warm = []
+        for _ in range(spec["warm"]):
+            s = time.perf_counter()
+            decimated(arch)
+            warm.append(time.perf_counter() - s)
+        return {"cold": cold, "warm": statistics.median(warm) if warm else None, "points": n}
+
+    from sisock_core.engine import NodeEngine
+    from sisock_core.model import NodeContext
+    from sisock_core.plugins import make_plugin_manager
+    from sisock_core.summarystore import SummaryStore
+    from sisock_plugins.g3 import plugin as g3_plugin
+
+    ctx = NodeContext(name="g3_reader", description="bench",
+                      options=g3_plugin.Options(data_dir=spec["data"], db=spec["db"]), state={})
+    pm = make_plugin_manager(g3_plugin, name="g3")
+    pm.hook.node_start(node=ctx)
+    store = SummaryStore(pm.hook.summary_store(node=ctx)) if spec["kind"] == "sisock" else None
+    engine = NodeEngine(ctx, pm, "g3", summaries=store)
+
+    def query() -> int:
+        ans = engine.get_data(FIELDS, t0, t1, max_points=POINTS)
+        return max(len(v) for v in ans["data"].values())
+
+    start = time.perf_counter()
+    n = query()
+    cold = time.perf_counter() - start
+    warm = []
+    for _ in range(spec["warm"]):
+        s = time.perf_counter()
+        query()
+        warm.append(time.perf_counter() - s)
+    import resource
+
+    return {"cold": cold, "warm": statistics.median(warm) if warm else None, "points": n,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_child(spec: dict, drop: bool) -> dict:
+    if drop:
+        drop_caches()
+    out = subprocess.run([sys.executable, "-m", "benchmarks.longrange_bench", "--child", json.dumps(spec)],
+                         capture_output=True, text=True, check=True, env={**os.environ})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- set-up -----------------------------------------------------------------------------
+
+
+def index(data: Path, db: Path, summarize: bool = True) -> float:
+    """Index ``data`` into ``db`` (once; kept beside the data); seconds it took."""
+    from sisock_plugins.g3.index import Index
+    from sisock_plugins.g3.scanner import Scanner
+
+    done = db.with_suffix(".done")
+    if done.exists():
+        return float(done.read_text())
+    start = time.perf_counter()
+    Scanner(Index(f"sqlite:///{db}"), data, summarize=summarize).scan_tree()
+    took = time.perf_counter() - start
+    done.write_text(str(took))
+    return took
+
+
+def scan_costs(month: Path, work: Path) -> dict:
+    """First scan of two days with and without summaries, so3g's scan, sizes."""
+    import so3g  # noqa: F401
+    from so3g.hk import HKArchiveScanner
+
+    from sisock_core.summarystore import SummaryStore
+    from sisock_plugins.g3.index import Index
+    from sisock_plugins.g3.scanner import Scanner
+
+    sub = work / "two-days"
+    if sub.exists():
+        shutil.rmtree(sub)
+    files = files_between(month, T0, T0 + 2 * DAY)
+    for f in files:
+        dest = sub / Path(f).relative_to(month)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(f, dest)
+    raw = sum(os.path.getsize(f) for f in files)
+    out: dict = {"files": len(files), "raw_bytes": raw}
+    for summarize in (False, True, False, True):
+        db = work / f"scan-{int(summarize)}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(f"{db}{suffix}"):
+                os.unlink(f"{db}{suffix}")
+        index_ = Index(f"sqlite:///{db}")
+        start = time.perf_counter()
+        Scanner(index_, sub, summarize=summarize).scan_tree()
+        out.setdefault(f"scan_{int(summarize)}", []).append(time.perf_counter() - start)
+        index_.close()
+        out[f"db_{int(summarize)}"] = sum(os.path.getsize(f"{db}{s}") for s in ("", "-wal")
+                                          if os.path.exists(f"{db}{s}"))
+    out["blob_bytes"] = SummaryStore(f"sqlite:///{work / 'scan-1.sqlite'}").size_bytes()
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        sc = HKArchiveScanner()
+        for f in files:
+            sc.process_file(f)
+        sc.finalize()
+        times.append(time.perf_counter() - start)
+    out["so3g"] = min(times)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", default=os.path.expanduser("~/.cache/sisock-bench"),
+                        help="where generated data and indexes live (reused between runs)")
+    parser.add_argument("--year-rate", type=float, default=0.1, help="sample rate of the year (Hz)")
+    parser.add_argument("--cold", type=int, default=3, help="fresh processes per cold case (median)")
+    parser.add_argument("--warm", type=int, default=7, help="repeats per warm case (median)")
+    parser.add_argument("--skip-year", action="store_true", help="leave the year out")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+
+    cache = Path(args.cache)
+    began = time.perf_counter()
+    print(f"data in {cache} (generated on first use)", flush=True)
+    month = ls372_archive(cache / "ls372-30d-1hz", T0, 30, 1.0)
+    sets = {"month": (month, T0, 30)}
+    if not args.skip_year:
+        year = ls372_archive(cache / f"ls372-365d-{args.year_rate:g}hz", T0, 365, args.year_rate)
+        sets["year"] = (year, T0, 365)
+    took = {k: index(d, d.parent / "index.sqlite") for k, (d, _, _) in sets.items()}
+    for k, (d, _, days) in sets.items():
+        size = sum(f.stat().st_size for f in d.rglob("*.g3"))
+        print(f"{k}: {days} days, {size / 1e9:.2f} GB of .g3, indexed with summaries in {took[k]:.0f} s")
+    dropped = drop_caches()
+    print(f"OS page cache {'dropped before every cold run' if dropped else 'NOT dropped (no permission): cold = fresh process only'}")
+    print(f"InfluxDB: {'influxd found but not compared by this version' if shutil.which('influxd') else 'influxd not installed: not compared'}")
+    end = T0 + 30 * DAY
+    panels = [("24 h", "month", end - DAY, end), ("7 d", "month", end - 7 * DAY, end),
+              ("30 d", "month", T0, end)]
+    if "year" in sets:
+        panels.append(("1 year", "year", T0, T0 + 365 * DAY))
+    rows = []
+    for label, which, t0, t1 in panels:
+        data, _, _ = sets[which]
+        base = {"data": str(data), "db": f"sqlite:///{data.parent / 'index.sqlite'}", "t0": t0, "t1": t1,
+                "warm": args.warm}
+        res = {}
+        for kind in ("sisock", "raw", "so3g"):
+            if kind == "raw" and label not in ("24 h", "7 d"):
+                continue
+            n = args.cold if not (kind == "so3g" and label == "1 year") else 1
+            runs = [run_child({**base, "kind": kind}, dropped) for _ in range(n)]
+            res[kind] = {"cold": statistics.median(r["cold"] for r in runs),
+                         "warm": statistics.median(r["warm"] for r in runs if r["warm"] is not None),
+                         "points": runs[0]["points"], "rss": max(r.get("rss_mb", 0) for r in runs)}
+            print(f"  {label:>6} {kind:<6} cold {res[kind]['cold'] * 1e3:9.1f} ms  warm "
+                  f"{res[kind]['warm'] * 1e3:8.1f} ms  points {res[kind]['points']}"
+                  + (f"  max RSS {res[kind]['rss']:.0f} MB" if res[kind]["rss"] else ""), flush=True)
+        rows.append((label, res))
+    print()
+    print("| panel (16 ch -> 1000 points) | sisock cold | sisock warm | sisock raw cold | so3g cold | so3g warm | "
+          "cold vs so3g | bars |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for label, res in rows:
+        s, g = res["sisock"], res["so3g"]
+        raw = f"{res['raw']['cold'] * 1e3:.0f} ms" if "raw" in res else "-"
+        bar_cold, bar_warm = BARS[label]
+        verdict = []
+        if bar_cold:
+            verdict.append(f"cold <= {bar_cold} ms {'OK' if s['cold'] * 1e3 <= bar_cold else 'MISSED'}")
+        if bar_warm:
+            verdict.append(f"warm <= {bar_warm} ms {'OK' if s['warm'] * 1e3 <= bar_warm else 'MISSED'}")
+        print(f"| {label} | {s['cold'] * 1e3:.0f} ms | {s['warm'] * 1e3:.1f} ms | {raw} | {g['cold'] * 1e3:.0f} ms | "
+              f"{g['warm'] * 1e3:.0f} ms | {s['cold'] / g['cold']:.3f}x | {'; '.join(verdict) or '-'} |")
+    costs = scan_costs(month, cache / "scan-costs")
+    s0, s1 = min(costs["scan_0"]), min(costs["scan_1"])
+    print()
+    print(f"first scan of {costs['files']} files ({costs['raw_bytes'] / 1e6:.0f} MB): without summaries "
+          f"{s0:.2f} s, with {s1:.2f} s ({s1 / s0:.2f}x; bar <= 1.5x {'OK' if s1 / s0 <= 1.5 else 'MISSED'}); "
+          f"so3g HKArchiveScanner {costs['so3g']:.2f} s (with summaries {s1 / costs['so3g']:.2f}x so3g)")
+    extra = costs["db_1"] - costs["db_0"]
+    print(f"summaries' size: {costs['blob_bytes'] / 1e6:.2f} MB packed, database grows by {extra / 1e6:.2f} MB = "
+          f"{extra / costs['raw_bytes'] * 100:.1f} % of the raw .g3 bytes (bar <= 10 % "
+          f"{'OK' if extra <= 0.1 * costs['raw_bytes'] else 'MISSED'})")
+    print(f"benchmark took {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
