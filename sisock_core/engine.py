@@ -262,6 +262,8 @@ class NodeEngine:
     def _from_summaries(self, names: list[str], t0: float, t1: float, stride: float | None,
                         limit: int | None, result: dict) -> list[str]:
         """Answer what the summaries can (see the module docstring); return the other names."""
+        if summary_grid(t1 - t0, limit, stride) is None:
+            return names  # finer than the finest tier even over the whole range: raw data
         try:
             infos = self.summaries.series(names)
         except Exception as exc:  # a broken store is a cache miss, never a wrong answer
