@@ -296,6 +296,25 @@ def test_hook_summary_store(sisock_node, tmp_path):
     assert_same({k: ans[k] for k in ("data", "timeline")}, exp)
 
 
+def test_a_corrupt_core_store_is_rebuilt_never_used(sisock_node):
+    plugin = ArchivePlugin(T0 + 12 * 86400)
+    node = sisock_node(plugin, name="arch", clock=lambda: T0 + 30 * 86400)
+    store = node.server.engine.summaries
+    path = store.url.path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"garbage, not SQLite " * 200)
+    t0, t1 = T0 + 3600.5, T0 + 20 * 86400
+    plain = NodeEngine(node.server.context, node.server.pm, "arch", clock=lambda: T0 + 30 * 86400)
+    # answered from raw data while the store is broken
+    assert node.get_data(["a"], t0, t1, max_points=400) == plain.get_data(["a"], t0, t1, max_points=400)
+    assert node.summarize() == 0  # the pass fails, the file is deleted
+    assert not os.path.exists(path)
+    assert node.summarize() > 0  # and rebuilt by the next pass
+    exp, _, _ = expected(plugin.read_range, ["a"], t0, t1, 400, open_end=True)
+    assert_same(node.get_data(["a"], t0, t1, max_points=400), exp)
+
+
 class Slow(ArchivePlugin):
     """A read that goes on until its caller gives up (checking between chunks)."""
 
