@@ -115,6 +115,22 @@ def test_g3_answers_from_summaries_equal_raw_min_max_on_the_tier_grid(tmp_path, 
     assert {60.0, 120.0, 600.0} <= tiers
 
 
+def test_hook_resolve_fields(tmp_path):
+    """g3's aliases (lower-cased and short names) are answered from the same summaries."""
+    data = tmp_path / "data"
+    write(data, hours=3)
+    url = f"sqlite:///{tmp_path}/i.sqlite"
+    Scanner(Index(url), data).scan_tree()
+    engine, ctx = g3_engine(data, url)
+    full, low, short = f"{LS}.Channel_01_T", f"{LS}.channel_01_t", "LSA22YE.Channel_01_T"
+    assert engine.pm.hook.resolve_fields(node=ctx, fields=[full, low, short, "nope"]) == {low: full, short: full}
+    ans = engine.get_data([full, low, short], T0, T0 + 3 * 3600, max_points=40)
+    assert ans["data"][low] == ans["data"][full] == ans["data"][short]
+    assert set(ans["timeline"]) == {f"{LS}.temps"}
+    exp, _, _ = expected(ctx.state["g3"].read_range, [full, low, short], T0, T0 + 3 * 3600, 40)
+    assert_same(ans, exp)
+
+
 def test_g3_file_growing_while_summarized_resumes_without_counting_twice(tmp_path):
     full = tmp_path / "full"
     files = write(full, hours=2)
