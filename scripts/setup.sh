@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything sisock needs on a fresh Debian/Ubuntu machine (idempotent):
-# system packages (mysqlclient, lm-sensors), a virtualenv in .venv, and the project with all
-# plugins' extras and the test tools. Safe to run again; quick when nothing changed.
+# system packages (mysqlclient, lm-sensors, npm, chromium for the browser tests), a virtualenv
+# in .venv, the project with all plugins' extras and the test tools, and the quick-look page's
+# plotting library from npm. Safe to run again; quick when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 # the sensors plugin's first source (it falls back to /sys/class/hwmon without it)
 command -v sensors >/dev/null 2>&1 || need_apt+=(lm-sensors)
+# npm installs the quick-look page's plotting library
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "setup: installing system packages: ${need_apt[*]}"
@@ -36,6 +39,27 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
       --no-deps --no-build-isolation --no-binary bjdata "bjdata==$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("bjdata"))')"
   fi
   touch "$stamp"
+fi
+
+# The quick-look page's plotting library (uPlot) from the npm registry, as package-lock.json
+# pins it; node_modules/ is not committed and the bridge serves it from there (no CDN).
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing the quick-look page's plotting library (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null \
+    || echo "setup: WARNING: npm ci failed; the quick-look page will say uPlot is missing" >&2
+fi
+
+# Debian's chromium and its driver run the quick-look page's browser tests
+# (SISOCK_NO_BROWSER=1 leaves them out on a machine that only serves data). Where they
+# cannot be had (Ubuntu ships chromium as a snap), warn and go on: those tests then fail
+# saying what is missing.
+if [ -z "${SISOCK_NO_BROWSER:-}" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "setup: installing chromium and chromium-driver (for the browser tests)"
+  if ! { $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+         $SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }; then
+    echo "setup: WARNING: cannot install chromium/chromium-driver; the browser tests will fail" >&2
+  fi
 fi
 
 # `scripts/setup.sh --test-mariadb` (CI: .ci/run) also provides the MariaDB the g3 plugin's

@@ -43,7 +43,12 @@ def _config_args(arg: str | None) -> list[str]:
 
 
 def parse_time(text: str) -> float:
-    """A sisock time: a UNIX time, a number <= 0 (seconds before now), or ISO-8601 UTC."""
+    """A sisock time: a UNIX time, a number <= 0 (seconds before now), or ISO-8601 UTC.
+
+    An ISO time is absolute whatever its value: one at or before the epoch becomes
+    :data:`~sisock_core.timeutil.EARLIEST_ABSOLUTE_TIME`, never "seconds before now"."""
+    from sisock_core.timeutil import absolute
+
     try:
         return float(text)
     except ValueError:
@@ -56,7 +61,7 @@ def parse_time(text: str) -> float:
         )
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
+    return absolute(when.timestamp())
 
 
 def _run_reactor(main: Any, *args: Any) -> None:
@@ -290,6 +295,7 @@ def cmd_http(args: argparse.Namespace) -> None:
     from sisock_core.bridge.app import run_bridge
     from sisock_core.bridge.auth import BridgeSecurityError, bridge_credentials
     from sisock_core.logs import announce_ready, setup_logging
+    from sisock_core.oslimits import raise_open_files_limit
 
     cfg = _load(args.config)
     overrides = {k: v for k, v in (("listen", args.listen), ("port", args.port)) if v is not None}
@@ -301,6 +307,7 @@ def cmd_http(args: argparse.Namespace) -> None:
         sys.stderr.write(f"sisock http: {exc}\n")
         raise SystemExit(2)
     setup_logging(cfg.log_level)
+    raise_open_files_limit()
 
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
@@ -330,11 +337,13 @@ def cmd_scan(args: argparse.Namespace) -> None:
 
 def cmd_up(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
+    from sisock_core.oslimits import raise_open_files_limit
     from sisock_core.site import run_site
 
     path = args.config_file or args.config
     cfg = _load(path)
     setup_logging(cfg.log_level)
+    raise_open_files_limit()
     _run_reactor(run_site, cfg, _config_args(path))
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, Sequence
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 
 from sisock_core.config import SiteConfig
+from sisock_core.trustcheck import (
+    explain_untrusted_router,
+    is_untrusted_certificate,
+    where_the_site_keeps_its_state,
+)
 from sisock_core.wamp import make_component
 
 
@@ -22,10 +27,19 @@ async def with_session(
     """Join the site's router, return ``await work(session)``, then leave.
 
     Joins as the read-only consumer user unless ``consumer=False``. Raises
-    ``RuntimeError`` naming the router when it cannot be reached or joined, and
+    ``RuntimeError`` naming the router when it cannot be reached or joined (when TLS
+    refuses its certificate: which one was tried and where the site keeps its own), and
     ``twisted.internet.defer.TimeoutError`` after ``timeout`` seconds.
     """
-    comp = make_component(cfg, consumer=consumer, serializers=serializers, max_retries=0)
+    from sisock_core.router import SecretsError
+
+    try:
+        comp = make_component(cfg, consumer=consumer, serializers=serializers, max_retries=0)
+    except SecretsError as exc:  # perhaps the site runs with another state directory
+        hint = await threads.deferToThread(where_the_site_keeps_its_state, cfg)
+        if hint is None:
+            raise
+        raise SecretsError(f"{exc}; {hint}") from None
     result: defer.Deferred = defer.Deferred()
     where = f"{cfg.router.host}:{cfg.router.tls_port}"
 
@@ -53,6 +67,13 @@ async def with_session(
     result.addTimeout(timeout, reactor)
     try:
         return await result
+    except RuntimeError as exc:
+        if not is_untrusted_certificate(exc):
+            raise
+        # "certificate verify failed" alone does not say which certificate, nor where the
+        # site keeps its own (a site started with another SISOCK_STATE_DIR)
+        why = await threads.deferToThread(explain_untrusted_router, cfg)
+        raise RuntimeError(f"cannot connect to the router at {where}: {why}") from None
     finally:
         if not done.called:
             if joined:

@@ -122,6 +122,13 @@ class HttpConfig:
     cors_origins: tuple[str, ...] = ("*",)
     #: gzip answers for clients that accept it (worth it only when Grafana is far away)
     gzip: bool = False
+    #: open connections at most (lowered to fit the open-file limit); when full, a new
+    #: connection replaces the oldest one that is not being answered
+    max_connections: int = attrs.field(default=512, validator=lambda i, a, v: _at_least(1, v))
+    #: seconds a client has to send a request's headers and body, from its first byte
+    request_deadline: float = attrs.field(default=10.0, validator=lambda i, a, v: _above(0.0, v))
+    #: requests of one client address answered at once; more get a 429
+    max_client_requests: int = attrs.field(default=64, validator=lambda i, a, v: _at_least(1, v))
 
 
 @attrs.frozen
@@ -204,6 +211,9 @@ DEFAULT_SITE_TOML = """\
 # query_timeout = 25.0      # seconds to wait for a node's answer
 # cors_origins = ["*"]      # origins allowed for browser-mode Grafana
 # gzip = false              # compress answers (helps only over slow links)
+# max_connections = 512     # open at most (and below the open-file limit)
+# request_deadline = 10.0   # seconds to send a request's headers and body
+# max_client_requests = 64  # answered at once per client address; more get a 429
 
 # Data nodes: one [nodes.<name>] table each. The name (lowercase letters, digits,
 # '_', starting with a letter) is the node's name on the wire. Keys:

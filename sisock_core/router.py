@@ -1,6 +1,6 @@
 """The crossbar WAMP router: secrets, node configuration, and running it as a child process.
 
-What a site gets (see ``shared/docs/wire-protocol.md``):
+What a site gets (README, "Wire compatibility"):
 
 - a TLS WebSocket (``router.listen:router.tls_port``, paths ``/`` and ``/ws``) with WAMP-CRA
   only, for two users: ``router.wamp_user`` (role ``server``: nodes and the hub) and

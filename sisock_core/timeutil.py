@@ -7,6 +7,17 @@ import time
 from typing import Callable
 
 
+#: The earliest absolute time that can be sent: the protocol reads any t <= 0 as
+#: "seconds before now", so an absolute time at or before the epoch (an ISO date before
+#: 1970) is sent as this instead. No housekeeping data is that old.
+EARLIEST_ABSOLUTE_TIME = 1.0
+
+
+def absolute(t: float) -> float:
+    """An absolute UNIX time ``t`` as the protocol must carry it (never <= 0)."""
+    return max(float(t), EARLIEST_ABSOLUTE_TIME)
+
+
 class TimeRangeError(ValueError):
     """A start or end time that is not a finite number."""
 

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sisock_core.bridge import grafana as g
+from sisock_core.bridge import variables as v
 from sisock_core.bridge.auth import (
     BridgeSecurityError,
     Credentials,
@@ -122,25 +125,121 @@ def test_parse_query_simpod_payload_and_filters():
         ],
         "filters": [{"key": "node", "operator": "=", "value": "apex_archive"}],
     }
-    q = g.parse_query(body)
+    q = g.resolve_query(g.parse_query(body), ["apex_archive", "other"], lambda node: None)
     assert [(t.ref_id, t.format) for t in q.targets] == [("A", "dataframe"), ("B", "table")]
     assert q.interval == 30.0 and q.max_points == 550
     assert q.by_node() == {"apex_archive": ["apex_humidity", "apex_pressure"]}
 
 
 def test_adhoc_filter_operators():
-    def kept(op, value):
+    def kept(op, value, **extra):
         body = dict(SIMPLEJSON_QUERY, targets=[{"target": "a::x"}, {"target": "b::y"}],
-                    adhocFilters=[{"key": "node", "operator": op, "value": value}])
-        return [t.text for t in g.parse_query(body).targets]
+                    adhocFilters=[{"key": "node", "operator": op, "value": value, **extra}])
+        q = g.resolve_query(g.parse_query(body), ["a", "b"], lambda node: None)
+        return [t.text for t in q.targets], q.notices
 
-    assert kept("=", "a") == ["a::x"]
-    assert kept("!=", "a") == ["b::y"]
-    assert kept("=~", "^b") == ["b::y"]
-    assert kept("!~", "^b") == ["a::x"]
-    assert kept("<", "a") == ["a::x", "b::y"]  # unknown operator filters nothing
-    with pytest.raises(g.BadRequest, match=r"adhocFilters\[0\].value is not a regular expression"):
-        kept("=~", "(")
+    assert kept("=", "a") == (["a::x"], [])
+    assert kept("!=", "a") == (["b::y"], [])
+    assert kept("=~", "^b") == (["b::y"], [])
+    assert kept("!~", "^b") == (["a::x"], [])
+    # Grafana 11's one of / not one of carry "values" (and the first as "value")
+    assert kept("=|", "a", values=["a", "c"]) == (["a::x"], [])
+    assert kept("!=|", "a", values=["a", "b"]) == ([], [])
+    assert kept("=|", "b") == (["b::y"], [])  # no values: the value alone
+    # what cannot be applied filters nothing, and says so
+    targets, notices = kept("<", "a")
+    assert targets == ["a::x", "b::y"]
+    assert notices == ["ad hoc filter 'node < a' ignored: operator '<' is not supported here "
+                       "(use =, !=, =~, !~, =|, !=|)"]
+    targets, notices = kept("=~", "(")
+    assert targets == ["a::x", "b::y"] and "'(' is not a regular expression" in notices[0]
+    targets, notices = kept("!~", "a{4294967296}")  # too large for re: OverflowError
+    assert targets == ["a::x", "b::y"] and "is not a regular expression" in notices[0]
+
+
+# -- template variables in Grafana's regex format ----------------------------------------------
+
+
+@pytest.mark.parametrize("text,choices", [
+    ("apex_radiometer", ["apex_radiometer"]),
+    (r"a\.b", ["a.b"]),
+    (r"c\(1\)\/x", ["c(1)/x"]),
+    ("(apex_radiometer|apex_windspeed)", ["apex_radiometer", "apex_windspeed"]),
+    (r"(a\.b|a\|b|a)", ["a.b", "a|b", "a"]),
+    ("(x|x)", ["x"]),
+    ("a-b c", ["a-b c"]),  # Grafana does not escape - or space
+])
+def test_name_choices_of_interpolated_variables(text, choices):
+    assert v.name_choices(text) == choices
+
+
+@pytest.mark.parametrize("text", [".*", "apex_.*ure", "(a|b.*)", "a.b", "x{2}"])
+def test_name_choices_patterns(text):
+    assert v.name_choices(text).pattern == text
+
+
+@pytest.mark.parametrize("text", ["(", "a\\", "[z-a]", "x" * 600 + ".*", "a{4294967296}",
+                                  "x{99999999999999999999}"])
+def test_name_choices_not_a_pattern_is_a_name(text):
+    assert v.name_choices(text) == [text]
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4, unique=True))
+def test_grafana_regex_format_round_trips(names):
+    """Whatever Grafana's regex format makes of one or several values reads back as them."""
+    from .grafana11 import TemplateSrv
+
+    text = TemplateSrv().format(names if len(names) > 1 else names[0], "regex")
+    assert v.name_choices(text) == names
+
+
+def test_resolve_targets():
+    fields = {"n": ["a.b", "a_b", "x"], "m": ["x", "y"]}
+    live = ["m", "n", "gone"]
+
+    def resolve(*texts):
+        targets = [g.parse_target({"target": t, "refId": "A"}, 0) for t in texts]
+        return [(t.text, t.error) for t in g.resolve_targets(targets, live, fields.get)]
+
+    assert resolve("n::x") == [("n::x", None)]
+    assert resolve(r"n::a\.b", "n::(a\\.b|x)") == [("n::a.b", None), ("n::a.b", None), ("n::x", None)]
+    assert resolve("n::.*") == [("n::a.b", None), ("n::a_b", None), ("n::x", None)]
+    assert resolve("(m|n)::x") == [("m::x", None), ("n::x", None)]
+    assert resolve("(m|n)::(y|a_b)") == [("m::y", None), ("n::a_b", None)]  # combinations that exist
+    # a node whose fields are unknown keeps the name (its own error shows on the panel)
+    assert resolve(".*::y") == [("m::y", None), ("gone::y", None)]
+    assert resolve("gone::.*") == [("gone::.*", None)]
+    assert resolve("n::z.*") == [("n::z.*", "no field of node 'n' matches 'z.*'")]
+    assert resolve("(m|n)::z") == [("(m|n)::z", "no field of nodes m, n matches 'z'")]
+    assert resolve("q.*::x") == [("q.*::x", "no live node matches 'q.*'")]
+
+
+def test_text_matcher_reads_regex_format():
+    targets = ["n::a.b", "n::a_b", "m::x", "lab::X"]
+    assert g.filter_targets(targets, r"a\.b", 10) == ["n::a.b"]
+    assert g.filter_targets(targets, "(m|lab)::", 10) == ["lab::X", "m::x"]
+    assert g.filter_targets(targets, "a.b", 10) == ["n::a.b", "n::a_b"]
+    assert g.filter_targets(targets, "x", 10) == ["lab::X", "m::x"]
+    assert g.filter_targets(targets, "(", 10) == []
+    assert g.filter_targets(targets, "x{4294967296}", 10) == []
+    assert g.filter_targets(targets, ["a_b", "::x"], 10) == ["lab::X", "m::x", "n::a_b"]
+
+
+def test_tag_values_keep_what_the_other_filters_keep():
+    targets = ["m::x", "m::y", "n::x", "n::z"]
+    req = g.parse_tag_values({"key": "field", "filters": [
+        {"key": "node", "operator": "=|", "value": "n", "values": ["n"]},
+        {"key": "field", "operator": "=", "value": "ignored: the key asked for"}]})
+    assert g.tag_values(req, targets, 10) == ["x", "z"]
+    assert g.tag_values(g.parse_tag_values({"key": "node"}), targets, 1) == ["m"]
+    assert g.tag_values(g.parse_tag_values({"key": "site"}), targets, 10) == []
+
+
+def test_error_object():
+    assert g.error_object("no", "bad_request") == {"error": {"code": "bad_request", "message": "no"},
+                                                   "code": "bad_request", "message": "no"}
+    assert json.loads(g.error_body("gone", 404)) == g.error_object("gone", "not_found")
 
 
 @pytest.mark.parametrize("item,error", [
@@ -307,17 +406,20 @@ def test_variable_payloads():
     assert g.parse_variable({"payload": {"target": "rad"}}) == g.VariableRequest(text="rad")
     assert g.parse_variable({"payload": "nodes"}).list == "nodes"
     assert g.parse_variable({"payload": {"list": "fields", "node": "a"}}) == \
-        g.VariableRequest(list="fields", node="a")
+        g.VariableRequest(list="fields", node=("a",))
     with pytest.raises(g.BadRequest, match="payload.list must be one of"):
         g.parse_variable({"payload": {"list": "everything"}})
-    assert g.variable_answer(["a"]) == [{"__text": "a", "__value": "a"}]
+    with pytest.raises(g.BadRequest, match="payload.node must be a string or an array of strings, got a number"):
+        g.parse_variable({"payload": {"list": "fields", "node": 5}})
+    # the JSON plugin's parser reads __text/__value; other readers text/value
+    assert g.variable_answer(["a"]) == [{"__text": "a", "__value": "a", "text": "a", "value": "a"}]
 
 
 def test_tags_and_annotations():
     assert g.tag_keys_answer() == [{"type": "string", "text": "node"}, {"type": "string", "text": "field"}]
-    assert g.tag_values_key({"key": "node"}) == "node"
+    assert g.parse_tag_values({"key": "node"}) == g.TagValuesRequest("node")
     with pytest.raises(g.BadRequest, match="missing key: key"):
-        g.tag_values_key({})
+        g.parse_tag_values({})
     body = {"range": SIMPLEJSON_QUERY["range"],
             "annotation": {"name": "a", "query": "n::f", "enable": True, "iconColor": "red"}}
     req = g.parse_annotations(body)
@@ -426,8 +528,6 @@ def test_cors_headers():
 
 # -- anything in, only BadRequest / AnswerError out ----------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=10),
@@ -435,10 +535,12 @@ _json = st.recursive(
     max_leaves=15)
 _keys = st.sampled_from(["range", "targets", "from", "to", "target", "maxDataPoints", "intervalMs",
                          "interval", "adhocFilters", "filters", "key", "operator", "value", "payload",
-                         "annotation", "query", "name", "data", "timeline", "t", "f", "list", "node"])
+                         "annotation", "query", "name", "data", "timeline", "t", "f", "list", "node",
+                         "values"])
 _shaped = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 10**13) | st.floats() |
-    st.sampled_from(["2017-07-20T00:00:00.000Z", "n::f", "f", "1y", "=~", "(", "table", "dataframe"]),
+    st.sampled_from(["2017-07-20T00:00:00.000Z", "n::f", "f", "1y", "=~", "(", "table", "dataframe",
+                     "=|", "!=|", "<", "n::(f|g)", "(n|a\\.b)::.*", "n::\\", "(::)"]),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=4), max_leaves=25)
 
 
@@ -446,11 +548,14 @@ _shaped = st.recursive(
 @given(body=_json | _shaped)
 def test_parsers_raise_only_bad_request(body):
     for parse in (g.parse_query, g.parse_annotations, g.parse_variable, g.search_text,
-                  g.metrics_request, g.payload_options, g.tag_values_key):
+                  g.metrics_request, g.payload_options, g.parse_tag_values, g.tag_keys_request):
         try:
-            parse(body)
+            parsed = parse(body)
         except g.BadRequest as exc:
             assert str(exc)
+            continue
+        if parse is g.parse_query:  # expanding names never raises either
+            g.resolve_query(parsed, ["n", "a.b"], lambda node: ["f", "g"] if node == "n" else None)
 
 
 @settings(max_examples=300, deadline=None)

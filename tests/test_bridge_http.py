@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor, threads
 
+from sisock_core.bridge.grafana import error_object
 from sisock_core.client import with_session
 from sisock_core.config import load_config
 from sisock_core.wamp import node_uri
@@ -158,10 +159,78 @@ def test_simpod_metrics_payload_options_and_variable(bridge):
              {"metric": "apex_archive::apex_humidity", "payload": {}, "name": "format"})
     assert [o["value"] for o in r.body] == ["timeseries", "table", "dataframe"]
     r = post(bridge, "/variable", {"payload": {"target": "temperature"}, "range": JULY})
-    assert r.body == [{"__text": t, "__value": t} for t in
+    assert r.body == [{"__text": t, "__value": t, "text": t, "value": t} for t in
                       ["apex_archive::apex_temperature", "second_archive::apex_temperature"]]
     r = post(bridge, "/variable", {"payload": {"list": "nodes"}, "range": JULY})
     assert [v["__value"] for v in r.body] == ["apex_archive", "second_archive"]
+
+
+def test_readme_dashboard_with_multi_value_variables(bridge):
+    """README's dashboard against the whole site: $node and $channel variables (raw JSON
+    queries, multi-value), a panel with metric $node::$channel, as Grafana 11 and the JSON
+    plugin send them (tests/grafana11.py)."""
+    from .grafana11 import TemplateSrv, query_request, variable_request
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    node_query, channel_query, metric = '{"list": "nodes"}', '{"list": "fields", "node": $node}', "$node::$channel"
+    for text in (node_query, channel_query, metric):
+        assert f"`{text}`" in readme, text
+    srv = TemplateSrv(node=dict(options=[], value=["$__all"]))
+    srv.variables["node"]["options"] = [v["value"] for v in post(bridge, "/variable", variable_request(
+        node_query, srv, raw_json=True)).body]
+    assert srv.variables["node"]["options"] == ["apex_archive", "second_archive"]
+    channels = post(bridge, "/variable", variable_request(channel_query, srv, raw_json=True)).body
+    assert [c["value"] for c in channels] == APEX_FIELDS
+    srv.variables["node"]["value"] = ["apex_archive"]
+    srv.variables["channel"] = dict(options=APEX_FIELDS, value=["apex_radiometer", "apex_windspeed"])
+    body = query_request([metric], srv, rng=JULY, max_points=100)
+    assert body["targets"][0]["target"] == "apex_archive::(apex_radiometer|apex_windspeed)"
+    r = post(bridge, "/query", body)
+    assert r.status == 200
+    assert [s["target"] for s in r.body] == ["apex_archive::apex_radiometer", "apex_archive::apex_windspeed"]
+    for s in r.body:
+        assert 0 < len(s["datapoints"]) <= 100 and "meta" not in s
+    # All, over both nodes: every field of each, one series each
+    srv.variables["node"]["value"] = srv.variables["channel"]["value"] = ["$__all"]
+    r = post(bridge, "/query", query_request([metric], srv, rng=JULY, max_points=100))
+    assert [s["target"] for s in r.body] == [f"{n}::{f}" for n in ("apex_archive", "second_archive")
+                                             for f in APEX_FIELDS]
+    assert all(s["datapoints"] for s in r.body)
+
+
+def test_nodes_with_another_state_dir_says_which_certificate(bridge, tmp_path):
+    """``sisock nodes -c SITE`` under another SISOCK_STATE_DIR, one that has a certificate
+    and secrets of its own (from another site run there): it names the certificate it
+    tried and where the running site keeps its own; with an empty one, where the site
+    keeps its state."""
+    from sisock_core.router import load_secrets
+    from sisock_core.tls import ensure_site_certificate
+
+    def nodes(state_dir: Path) -> str:
+        env = dict(os.environ, SISOCK_STATE_DIR=str(state_dir))
+        run = subprocess.run([sys.executable, "-m", "sisock_core.cli", "nodes", "-c", str(bridge.path)],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert run.returncode == 1, run
+        return run.stderr
+
+    site_dir = bridge.state_dir.resolve()
+    other = tmp_path / "other-state"
+    other_cfg = load_config(str(bridge.path), env=dict(os.environ, SISOCK_STATE_DIR=str(other)))
+    ensure_site_certificate(other_cfg)
+    load_secrets(other_cfg, create=True)
+    err = nodes(other)
+    assert err == (
+        f"sisock: cannot connect to the router at 127.0.0.1:{bridge.tls_port}: the router at "
+        f"127.0.0.1:{bridge.tls_port} presents a certificate that is not signed by "
+        f"{other_cfg.state_dir / 'tls' / 'server_cert.pem'} (state directory {other_cfg.state_dir}). "
+        f"The site there keeps its own certificate in {site_dir / 'tls' / 'server_cert.pem'} (state "
+        f"directory {site_dir}): run the command with SISOCK_STATE_DIR={site_dir}, the state directory "
+        "the site was started with (it also holds the site's WAMP secrets), or set [router] ca_cert = "
+        f'"{site_dir / "tls" / "server_cert.pem"}"\n')
+    err = nodes(tmp_path / "empty-state")
+    assert err.startswith("sisock: no WAMP-CRA secrets"), err
+    assert err.endswith(f"; the site running at 127.0.0.1:{bridge.tls_port} was started with state "
+                        f"directory {site_dir}: run the command with SISOCK_STATE_DIR={site_dir}\n"), err
 
 
 def test_tag_keys_and_values(bridge):
@@ -618,8 +687,8 @@ def test_health_503_names_the_missing_hub(bridge):
 
     r = wait_until(down, timeout=30, interval=0.05, what="health to report the hub missing")
     assert set(seen) <= {200, 503}
-    assert r.body == {"error": {"message": f"connected to wss://127.0.0.1:{bridge.tls_port}/, "
-                                           "but the hub is not running"}}
+    assert r.body == error_object(f"connected to wss://127.0.0.1:{bridge.tls_port}/, but the hub is "
+                                  "not running", "no_hub")
     wait_until(lambda: request(bridge.url + "/").status == 200, timeout=60, what="the hub to return")
     # nodes re-add themselves when the hub returns
     wait_until(lambda: request(bridge.url + "/").body.get("nodes") == ["apex_archive", "second_archive"],
@@ -684,7 +753,7 @@ def test_basic_auth(bridge, tmp_path):
         url = f"http://127.0.0.1:{port}"
         r = request(url + "/")
         assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
-        assert r.body == {"error": {"message": "authentication required"}}
+        assert r.body == error_object("authentication required", "unauthorized")
         wrong = "Basic " + base64.b64encode(b"grafana:wrong").decode()
         assert request(url + "/search", {"target": ""}, headers={"Authorization": wrong}).status == 401
         # preflights carry no credentials
@@ -713,7 +782,7 @@ def test_health_503_without_router(bridge, tmp_path):
 
         r = wait_until(answer, timeout=60, what="the bridge to listen")
         assert r.status == 503
-        assert r.body == {"error": {"message": f"not connected to the router at wss://127.0.0.1:{dead}/"}}
+        assert r.body == error_object(f"not connected to the router at wss://127.0.0.1:{dead}/", "no_router")
         r = request(f"http://127.0.0.1:{port}/query", query_body([{"target": "apex_archive::apex_humidity"}]))
         assert r.status == 200 and r.body[0]["datapoints"] == []
         assert r.body[0]["meta"]["notices"][0]["text"] == f"not connected to the router at wss://127.0.0.1:{dead}/"

@@ -236,3 +236,10 @@ def test_relative_links_resolve(doc):
 def test_readme_points_to_the_docs():
     text = (ROOT / "README.md").read_text()
     assert "docs/writing-plugins.md" in text and "docs/operating.md" in text
+
+
+def test_docstrings_cite_files_in_the_repository():
+    """A docstring citing ``something/docs/x.md`` names a file the repository has."""
+    for path in sorted((ROOT / "sisock_core").rglob("*.py")) + sorted((ROOT / "sisock_plugins").rglob("*.py")):
+        for cited in re.findall(r"[\w./-]*docs/[\w.-]+\.md", path.read_text()):
+            assert (ROOT / cited).exists(), f"{path.relative_to(ROOT)} cites {cited}, not in the repository"

@@ -1,6 +1,9 @@
-"""The bridge's HTTP side: a Klein app serving Grafana's two JSON data-source plugins.
+"""The bridge's HTTP side: a Klein app serving Grafana's two JSON data-source plugins,
+the quick-look page and a plain data API.
 
-Routes (all answers ``application/json``; errors are ``{"error": {"message": ...}}``):
+Routes (answers ``application/json`` but for the page, CSV and SSE; errors are
+``{"error": {"code", "message"}, "code", "message"}``, see
+:func:`~sisock_core.bridge.grafana.error_object`):
 
 ========================== ==================================================
 ``GET /``                  health: 200 when joined to the router and the hub
@@ -14,6 +17,11 @@ Routes (all answers ``application/json``; errors are ``{"error": {"message": ...
 ``POST /metric-payload-options``  options of that payload
 ``POST /variable``         JSON data source template variables
 ``GET /openapi.json``      an OpenAPI 3.1 description of these routes
+                           (:mod:`sisock_core.bridge.openapi`)
+``GET /`` (Accept: html)   the quick-look page; ``GET /static/*`` its files
+``GET /api/fields``        plain data API (:mod:`~sisock_core.bridge.web`):
+``GET /api/data``          fields, data as JSON or CSV, live samples (SSE)
+``GET /api/live``
 ``OPTIONS *``              CORS preflight, answered without auth
 ========================== ==================================================
 
@@ -29,13 +37,15 @@ from typing import Any, Callable
 from klein import Klein
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
-from twisted.web.server import GzipEncoderFactory, Site
+from twisted.web.server import GzipEncoderFactory
 from twisted.web.resource import EncodingResourceWrapper
 
 from sisock_core.bridge import grafana
 from sisock_core.bridge.auth import Credentials, cors_headers
 from sisock_core.bridge.grafana import BadRequest, QueryRequest, encode, error_body
+from sisock_core.bridge.limits import BridgeLimits, GuardedSite
 from sisock_core.bridge.service import BridgeService
+from sisock_core.bridge.web import WebRoutes
 from sisock_core.config import SiteConfig
 
 #: Largest request body accepted (bytes); Grafana's are a few kB.
@@ -59,6 +69,7 @@ class GrafanaAPI:
         self.credentials = credentials
         self.limit = cfg.http.max_targets
         self._openapi: bytes | None = None
+        self.web = WebRoutes(service, cfg)  # the quick-look page and /api/* (bridge/web.py)
         self._post = {
             "/search": self.search,
             "/query": self.query,
@@ -99,7 +110,11 @@ class GrafanaAPI:
             if self.credentials is not None and not self.credentials.check(request.getHeader(b"authorization")):
                 request.setResponseCode(401)
                 request.setHeader(b"WWW-Authenticate", b'Basic realm="sisock", charset="UTF-8"')
-                return error_body("authentication required")
+                return error_body("authentication required", 401)
+            if self.web.handles(path, request):
+                if method not in ("GET", "HEAD"):
+                    return self._not_allowed(request, b"GET, OPTIONS")
+                return await self.web.render(path, request)
             if path == "/":
                 if method not in ("GET", "HEAD"):
                     return self._not_allowed(request, b"GET, OPTIONS")
@@ -111,13 +126,13 @@ class GrafanaAPI:
             handler = self._post.get(path)
             if handler is None:
                 request.setResponseCode(404)
-                return error_body(f"no such endpoint: {path[:80]}")
+                return error_body(f"no such endpoint: {path[:80]}", 404)
             if method != "POST":
                 return self._not_allowed(request, b"POST, OPTIONS")
             raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
             if len(raw) > MAX_BODY:
                 request.setResponseCode(413)
-                return error_body(f"request body larger than {MAX_BODY} bytes")
+                return error_body(f"request body larger than {MAX_BODY} bytes", 413)
             body = grafana.decode_body(raw)
             return encode(await handler(body))
         except BadRequest as exc:
@@ -129,12 +144,12 @@ class GrafanaAPI:
         except Exception as exc:  # a bug: say so, keep serving
             self.log.failure("error answering {method} {path}", method=method, path=path)
             request.setResponseCode(500)
-            return error_body(f"internal error: {type(exc).__name__}: {exc}")
+            return error_body(f"internal error: {type(exc).__name__}: {exc}", 500)
 
     def _not_allowed(self, request: Any, allow: bytes) -> bytes:
         request.setResponseCode(405)
         request.setHeader(b"Allow", allow)
-        return error_body(f"method {request.method.decode('latin-1', 'replace')[:10]} not allowed here")
+        return error_body(f"method {request.method.decode('latin-1', 'replace')[:10]} not allowed here", 405)
 
     # -- endpoints --------------------------------------------------------------------
 
@@ -160,8 +175,12 @@ class GrafanaAPI:
     async def query(self, body: Any) -> list:
         req = grafana.parse_query(body)
         t0 = time.perf_counter()
+        if grafana.needs_listing(req.targets):
+            await self.service.ensure_loaded()
+        catalog = self.service.catalog
+        req = grafana.resolve_query(req, catalog.live_nodes(), catalog.known_fields)
         series = await self.service.query(req)
-        answer = grafana.query_answer(series)
+        answer = grafana.query_answer(series, req.notices)
         self.log.debug("query: {n} targets, {points} points in {ms:.1f} ms", n=len(series),
                        points=sum(s.t.size for s in series), ms=(time.perf_counter() - t0) * 1e3)
         return answer
@@ -175,17 +194,15 @@ class GrafanaAPI:
         return grafana.annotations_answer(req, series[0] if series else None)
 
     async def tag_keys(self, body: Any) -> list:
-        grafana.require_object(body)
+        grafana.tag_keys_request(body)
         return grafana.tag_keys_answer()
 
     async def tag_values(self, body: Any) -> list:
-        key = grafana.tag_values_key(body)
-        if key == "node":
+        req = grafana.parse_tag_values(body)
+        if req.key == "node" and not req.filters:  # also nodes whose fields are not loaded
             return grafana.tag_values_answer(self.service.catalog.live_nodes()[: self.limit])
-        if key == "field":
-            await self.service.ensure_loaded()
-            return grafana.tag_values_answer(self.service.catalog.field_names()[: self.limit])
-        return []
+        await self.service.ensure_loaded()
+        return grafana.tag_values_answer(grafana.tag_values(req, self.service.catalog.targets(), self.limit))
 
     async def metrics(self, body: Any) -> list:
         current = grafana.metrics_request(body)
@@ -199,21 +216,27 @@ class GrafanaAPI:
         req = grafana.parse_variable(body)
         catalog = self.service.catalog
         if req.list == "nodes":
-            values = [n for n in catalog.live_nodes() if req.text.lower() in n.lower()]
+            values = grafana.filter_targets(catalog.live_nodes(), req.text, self.limit)
         else:
             await self.service.ensure_loaded()
+            nodes = req.node or (None,)
             if req.list == "fields":
-                values = grafana.filter_targets(catalog.field_names(req.node), req.text, self.limit)
+                pool = sorted({f for n in nodes for f in catalog.field_names(n)})
             else:
-                pool = catalog.targets(req.node) if req.node else catalog.targets()
-                values = grafana.filter_targets(pool, req.text, self.limit)
+                pool = [t for n in nodes for t in catalog.targets(n)]
+            values = grafana.filter_targets(pool, req.text, self.limit)
         return grafana.variable_answer(values[: self.limit])
+
+
+#: Connections the kernel queues for the bridge to accept (Twisted's default, 50, drops
+#: new clients' SYNs during a burst of connections: a 1 s retransmit for each).
+LISTEN_BACKLOG = 1024
 
 
 def _endpoint(reactor: Any, host: str, port: int) -> Any:
     if ":" in host:
-        return endpoints.TCP6ServerEndpoint(reactor, port, interface=host.strip("[]"))
-    return endpoints.TCP4ServerEndpoint(reactor, port, interface=host)
+        return endpoints.TCP6ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=host.strip("[]"))
+    return endpoints.TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=host)
 
 
 async def run_bridge(
@@ -230,10 +253,16 @@ async def run_bridge(
     joined: defer.Deferred = defer.Deferred()
     service = BridgeService(cfg, reactor=reactor, on_join=lambda: joined.callback(None))
     api = GrafanaAPI(service, cfg, credentials)
-    site = Site(api.resource())
+    http = cfg.http
+    site = GuardedSite(api.resource(), BridgeLimits(http.max_connections, http.request_deadline,
+                                                    http.max_client_requests), reactor=reactor)
     site.noisy = False
+    if site.max_connections < http.max_connections:
+        log.info("at most {cap} connections at once (the open-file limit allows no more than "
+                 "[http] max_connections = {wanted})", cap=site.max_connections, wanted=http.max_connections)
     port = await _endpoint(reactor, cfg.http.listen, cfg.http.port).listen(site)
-    log.info("Grafana bridge listening on http://{host}:{port}/ ({auth})", host=cfg.http.listen,
+    log.info("HTTP bridge listening on http://{host}:{port}/ (open it in a browser for the quick-look "
+             "page; Grafana data source; {auth})", host=cfg.http.listen,
              port=port.getHost().port,
              auth=f"basic auth as {credentials.username!r}" if credentials else "no auth")
     done = service.start()

@@ -147,6 +147,11 @@ class FieldCatalog:
             out.extend(f"{name}{TARGET_SEP}{f}" for f in entry.fields)
         return sorted(out)
 
+    def known_fields(self, node: str) -> list[str] | None:
+        """``node``'s field names, sorted; None until its ``get_fields`` answered."""
+        entry = self.nodes.get(node)
+        return None if entry is None or entry.fields is None else sorted(entry.fields)
+
     def field_names(self, node: str | None = None) -> list[str]:
         names: set[str] = set()
         for name in self.live_nodes() if node is None else [node]:

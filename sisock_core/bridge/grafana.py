@@ -1,6 +1,8 @@
 """Grafana's JSON data-source protocols, as pure functions (numpy and orjson, no Twisted).
 
-Two Grafana plugins speak to the bridge (see ``shared/docs/grafana.md``):
+Two Grafana plugins speak to the bridge (README's Grafana section; the shapes are
+those of ``grafana-simple-json-datasource`` and of simPod's ``GrafanaJsonDatasource``
+source, ``src/DataSource.ts``):
 
 * SimpleJSON (``grafana-simple-json-datasource``): ``/search``, ``/query`` (targets
   with ``type`` ``timeserie`` or ``table``), ``/annotations``, ``/tag-keys``,
@@ -18,6 +20,10 @@ Python list is built on the hot path.
 Per-target problems (malformed target, unknown node, a node error) never fail the
 request: that series comes back empty with ``meta.notices`` carrying the message,
 which Grafana shows on the panel.
+
+Template variables arrive interpolated in Grafana's *regex* format
+(:mod:`sisock_core.bridge.variables`): :func:`resolve_targets` expands each side of
+``node::field`` against the live fields, one series per matched field.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 import numpy as np
 import orjson
 
+from sisock_core.bridge.variables import compile_pattern, name_choices, text_matcher
 from sisock_core.decimate import decimate_timeline
 
 #: Separator between node and field in a Grafana target.
@@ -61,6 +68,25 @@ MAX_QUERY_TARGETS = 1000
 
 #: Ad hoc filter keys the bridge understands (``/tag-keys``).
 TAG_KEYS = ("node", "field")
+#: Ad hoc filter operators the bridge applies: equal, not equal, regex match, regex
+#: no match, one of (``values``), not one of (``values``).
+FILTER_OPERATORS = ("=", "!=", "=~", "!~", "=|", "!=|")
+#: Operators Grafana 11 also offers; a filter with one is ignored with a notice.
+UNSUPPORTED_FILTER_OPERATORS = ("<", "<=", ">", ">=")
+#: What ``/variable`` can list (``payload.list``).
+VARIABLE_LISTS = ("targets", "nodes", "fields")
+
+#: ``code`` of an error answer, by HTTP status (health failures have their own codes).
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -89,9 +115,18 @@ def encode(obj: Any) -> bytes:
     return orjson.dumps(obj, option=_ORJSON_OPTIONS)
 
 
-def error_body(message: str) -> bytes:
-    """``{"error": {"message": ...}}``: the body of every non-200 answer."""
-    return encode({"error": {"message": message}})
+def error_object(message: str, code: str) -> dict:
+    """The body of every non-200 answer: ``{"error": {"code", "message"}, "code", "message"}``.
+
+    The object is for our clients; Grafana shows the top-level ``message`` string on the
+    panel (its ``toDataQueryError`` reads ``data.message``) and the JSON plugin's Test
+    button shows ``error.code`` and ``error.message``."""
+    return {"error": {"code": code, "message": message}, "code": code, "message": message}
+
+
+def error_body(message: str, status: int = 400, code: str | None = None) -> bytes:
+    """:func:`error_object` encoded; ``code`` defaults to the one of ``status``."""
+    return encode(error_object(message, code or ERROR_CODES.get(status, "error")))
 
 
 def decode_body(raw: bytes) -> Any:
@@ -262,35 +297,108 @@ def parse_target(item: Any, index: int) -> Target | None:
     return Target(text=text, ref_id=ref_id, format=fmt, node=node, field=field)
 
 
+def needs_listing(targets: Iterable[Target]) -> bool:
+    """Whether expanding ``targets`` needs the live nodes' field lists (a pattern)."""
+    return any(
+        t.error is None and (not isinstance(name_choices(t.node), list)
+                             or not isinstance(name_choices(t.field), list))
+        for t in targets
+    )
+
+
+def resolve_targets(
+    targets: Iterable[Target],
+    live_nodes: Sequence[str],
+    fields_of: Callable[[str], Sequence[str] | None],
+) -> list[Target]:
+    """Each target expanded to one target per matched ``node::field`` (see
+    :func:`name_choices`), in order; a target that matches nothing becomes one
+    carrying the error. Of several combinations (``(a|b)::(x|y)``) those a node is known
+    not to have are left out. ``fields_of(node)`` is None when the node's fields are not
+    known: a field pattern on such a node is then taken as a name (the node's own error
+    tells the rest). A target naming a plain ``node::field`` is kept as is."""
+    out: list[Target] = []
+    for t in targets:
+        if t.error is not None or t.node is None or t.field is None:
+            out.append(t)
+            continue
+        nodes = name_choices(t.node)
+        fields = name_choices(t.field)
+        if nodes == [t.node] and fields == [t.field]:
+            out.append(t)
+            continue
+        if not isinstance(nodes, list):
+            nodes = [n for n in live_nodes if nodes.fullmatch(n)]
+            if not nodes:
+                out.append(attrs.evolve(t, node=None, field=None,
+                                        error=f"no live node matches {t.node[:80]!r}"))
+                continue
+        several = len(nodes) > 1 or not isinstance(fields, list) or len(fields) > 1
+        expanded: list[Target] = []
+        for node in nodes:
+            known = fields_of(node)
+            if isinstance(fields, list):
+                # of several combinations, those the node is known not to have are left out
+                names: Sequence[str] = fields if known is None or not several else \
+                    [f for f in fields if f in known]
+            else:
+                names = [t.field] if known is None else [f for f in known if fields.fullmatch(f)]
+            for field in names:
+                expanded.append(attrs.evolve(t, text=f"{node}{TARGET_SEP}{field}", node=node, field=field))
+        if not expanded:
+            where = f"node {nodes[0]!r}" if len(nodes) == 1 else f"nodes {', '.join(nodes)[:120]}"
+            out.append(attrs.evolve(t, node=None, field=None,
+                                    error=f"no field of {where} matches {t.field[:80]!r}"))
+        out.extend(dict.fromkeys(expanded))
+    return out
+
+
 # -- ad hoc filters ----------------------------------------------------------------------
 
 
 @attrs.frozen
 class AdhocFilter:
-    """``{"key": "node", "operator": "=", "value": "apex_archive"}`` (keys of TAG_KEYS)."""
+    """``{"key": "node", "operator": "=", "value": "apex_archive"}`` (keys of TAG_KEYS,
+    operators of FILTER_OPERATORS); ``=|`` and ``!=|`` compare with ``values``."""
 
     key: str
     operator: str
     value: str
+    values: tuple[str, ...] = ()
     pattern: re.Pattern[str] | None = None
 
     def accepts(self, node: str, field: str) -> bool:
         subject = {"node": node, "field": field}.get(self.key)
         if subject is None:
-            return True  # a key we do not know filters nothing
+            return True
         if self.operator == "=":
             return subject == self.value
         if self.operator == "!=":
             return subject != self.value
-        if self.operator in ("=~", "!~") and self.pattern is not None:
+        if self.operator == "=|":
+            return subject in self.values
+        if self.operator == "!=|":
+            return subject not in self.values
+        if self.pattern is not None:  # =~ and !~
             hit = self.pattern.search(subject) is not None
             return hit if self.operator == "=~" else not hit
         return True
 
 
-def parse_filters(body: Mapping[str, Any]) -> list[AdhocFilter]:
-    """Ad hoc filters from ``adhocFilters`` (SimpleJSON) or ``filters`` (JSON data source)."""
+def _filter_value(value: Any, where: str) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a string, got {_json_kind(value)}")
+    return value
+
+
+def parse_filters(body: Mapping[str, Any]) -> tuple[list[AdhocFilter], list[str]]:
+    """Ad hoc filters from ``adhocFilters`` (SimpleJSON, older JSON plugin) or ``filters``
+    (Grafana 10+), and a notice for each filter the bridge cannot apply (a key other than
+    node/field, an operator such as ``<``): those filter nothing, and the panel says so."""
     out: list[AdhocFilter] = []
+    notices: list[str] = []
     for key in ("adhocFilters", "filters"):
         raw = body.get(key)
         if raw is None:
@@ -298,23 +406,40 @@ def parse_filters(body: Mapping[str, Any]) -> list[AdhocFilter]:
         if not isinstance(raw, list):
             raise BadRequest(f"{key} must be an array, got {_json_kind(raw)}")
         for i, f in enumerate(raw):
+            where = f"{key}[{i}]"
             if not isinstance(f, dict):
-                raise BadRequest(f"{key}[{i}] must be an object, got {_json_kind(f)}")
-            k, op, value = f.get("key"), f.get("operator", "="), f.get("value")
+                raise BadRequest(f"{where} must be an object, got {_json_kind(f)}")
+            k, op = f.get("key"), f.get("operator", "=")
             if not isinstance(k, str) or not isinstance(op, str):
-                raise BadRequest(f"{key}[{i}] needs string 'key' and 'operator'")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                value = str(value)
-            if not isinstance(value, str):
-                raise BadRequest(f"{key}[{i}].value must be a string, got {_json_kind(value)}")
+                raise BadRequest(f"{where} needs string 'key' and 'operator'")
+            raw_values = f.get("values")
+            if op in ("=|", "!=|") and raw_values is not None:
+                if not isinstance(raw_values, list):
+                    raise BadRequest(f"{where}.values must be an array, got {_json_kind(raw_values)}")
+                values = tuple(_filter_value(v, f"{where}.values[{j}]") for j, v in enumerate(raw_values))
+                value = values[0] if values else ""
+            else:
+                value = _filter_value(f.get("value"), f"{where}.value")
+                values = (value,)
+            shown = f"{k} {op} {value if len(values) < 2 else '|'.join(values)}"[:120]
+            if op not in FILTER_OPERATORS:
+                notices.append(f"ad hoc filter '{shown}' ignored: operator {op[:10]!r} is not "
+                               f"supported here (use {', '.join(FILTER_OPERATORS)})")
+                continue
+            if k not in TAG_KEYS:
+                notices.append(f"ad hoc filter '{shown}' ignored: sisock filters by "
+                               f"{' and '.join(TAG_KEYS)} only")
+                continue
             pattern = None
             if op in ("=~", "!~"):
-                try:
-                    pattern = re.compile(value)
-                except re.error as exc:
-                    raise BadRequest(f"{key}[{i}].value is not a regular expression: {exc}") from None
-            out.append(AdhocFilter(k, op, value, pattern))
-    return out
+                compiled = compile_pattern(value)
+                if isinstance(compiled, str):
+                    notices.append(f"ad hoc filter '{shown}' ignored: {value[:60]!r} is not a "
+                                   f"regular expression ({compiled})")
+                    continue
+                pattern = compiled
+            out.append(AdhocFilter(k, op, value, values, pattern))
+    return out, notices
 
 
 # -- /query ------------------------------------------------------------------------------
@@ -330,6 +455,8 @@ class QueryRequest:
     max_points: int | None = None  #: ``maxDataPoints``: points per series at most
     interval: float | None = None  #: seconds, from ``intervalMs`` or ``interval``
     filters: list[AdhocFilter] = attrs.field(factory=list)
+    #: problems of the whole request (an ad hoc filter ignored), shown on every series
+    notices: list[str] = attrs.field(factory=list)
 
     @property
     def min_stride(self) -> float | None:
@@ -371,15 +498,8 @@ def parse_query(body: Any) -> QueryRequest:
         interval = parse_interval(body["interval"])
     else:
         interval = None
-    filters = parse_filters(body)
-    targets = []
-    for i, item in enumerate(raw_targets):
-        t = parse_target(item, i)
-        if t is None:
-            continue
-        if t.error is None and filters and not all(f.accepts(t.node, t.field) for f in filters):
-            continue
-        targets.append(t)
+    filters, notices = parse_filters(body)
+    targets = [t for t in (parse_target(item, i) for i, item in enumerate(raw_targets)) if t is not None]
     return QueryRequest(
         start=start,
         end=end,
@@ -387,7 +507,22 @@ def parse_query(body: Any) -> QueryRequest:
         max_points=max(2, int(min(max_points, MAX_POINTS_LIMIT))) if max_points else None,
         interval=interval,
         filters=filters,
+        notices=notices,
     )
+
+
+def resolve_query(
+    req: QueryRequest,
+    live_nodes: Sequence[str],
+    fields_of: Callable[[str], Sequence[str] | None],
+) -> QueryRequest:
+    """``req`` with its targets expanded (:func:`resolve_targets`) and the ad hoc
+    filters applied to the expanded ``node::field`` names."""
+    targets = resolve_targets(req.targets, live_nodes, fields_of)
+    if req.filters:
+        targets = [t for t in targets
+                   if t.error is not None or all(f.accepts(t.node, t.field) for f in req.filters)]
+    return attrs.evolve(req, targets=targets)
 
 
 # -- series and answers -----------------------------------------------------------------
@@ -403,6 +538,8 @@ class Series:
     values: np.ndarray = attrs.field(factory=lambda: np.empty(0))
     units: str | None = None
     error: str | None = None
+    #: request-wide notices (an ignored ad hoc filter), shown as warnings
+    warnings: Sequence[str] = ()
 
     @property
     def numeric(self) -> bool:
@@ -515,8 +652,11 @@ def series_from_answer(
     return Series(target, t=t, values=values, units=units)
 
 
-def _notices(error: str | None) -> dict:
-    return {"notices": [{"severity": "error", "text": error}]} if error else {}
+def _meta(series: Series) -> dict | None:
+    """``meta.notices``: the series' error, then the request's warnings (None: none)."""
+    notices = [{"severity": "error", "text": series.error}] if series.error else []
+    notices.extend({"severity": "warning", "text": w} for w in series.warnings)
+    return {"notices": notices} if notices else None
 
 
 def _epoch_ms(t: np.ndarray) -> np.ndarray:
@@ -536,8 +676,9 @@ def timeserie(series: Series) -> dict:
                                                                  _epoch_ms(series.t).tolist())]
     if series.target.ref_id is not None:
         item["refId"] = series.target.ref_id
-    if series.error:
-        item["meta"] = _notices(series.error)
+    meta = _meta(series)
+    if meta:
+        item["meta"] = meta
     return item
 
 
@@ -558,8 +699,9 @@ def table(series: Series) -> dict:
                                                            series.values.tolist())]
     if series.target.ref_id is not None:
         item["refId"] = series.target.ref_id
-    if series.error:
-        item["meta"] = _notices(series.error)
+    meta = _meta(series)
+    if meta:
+        item["meta"] = meta
     return item
 
 
@@ -578,8 +720,9 @@ def dataframe(series: Series) -> dict:
     }
     if series.target.ref_id is not None:
         item["refId"] = series.target.ref_id
-    if series.error:
-        item["meta"] = _notices(series.error)
+    meta = _meta(series)
+    if meta:
+        item["meta"] = meta
     return item
 
 
@@ -594,8 +737,11 @@ def _plain(v: Any) -> Any:
 _BUILDERS = {"timeseries": timeserie, "table": table, "dataframe": dataframe}
 
 
-def query_answer(series: Iterable[Series]) -> list[dict]:
-    """The ``/query`` answer: one item per target, in the format each target asked for."""
+def query_answer(series: Iterable[Series], notices: Sequence[str] = ()) -> list[dict]:
+    """The ``/query`` answer: one item per target, in the format each target asked for;
+    ``notices`` (the request's, e.g. an ignored filter) are shown on every item."""
+    if notices:
+        series = [attrs.evolve(s, warnings=tuple(notices)) for s in series]
     return [_BUILDERS[s.target.format](s) for s in series]
 
 
@@ -613,10 +759,11 @@ def search_text(body: Any) -> str:
     return text
 
 
-def filter_targets(targets: Iterable[str], text: str, limit: int) -> list[str]:
-    """Targets containing ``text`` (case-insensitive), sorted, at most ``limit``."""
-    needle = text.strip().lower()
-    hits = sorted(t for t in targets if needle in t.lower())
+def filter_targets(targets: Iterable[str], text: str | Sequence[str], limit: int) -> list[str]:
+    """Targets matching ``text`` (:func:`text_matcher`; a list: any of them), sorted, at
+    most ``limit``."""
+    matchers = [text_matcher(t) for t in ([text] if isinstance(text, str) else text)]
+    hits = sorted(t for t in targets if any(m(t) for m in matchers))
     return hits[:limit]
 
 
@@ -648,13 +795,23 @@ def payload_options(body: Any) -> list[dict]:
 
 @attrs.frozen
 class VariableRequest:
-    """A ``/variable`` payload: ``{"target": "text"}`` lists the targets containing the text;
-    ``{"list": "nodes"}`` the live nodes; ``{"list": "fields", "node": "x"}`` one node's
-    field names. A bare string payload is the text filter."""
+    """A ``/variable`` payload: ``{"target": "text"}`` lists the targets matching the text
+    (:func:`text_matcher`); ``{"list": "nodes"}`` the live nodes; ``{"list": "fields",
+    "node": "x"}`` one node's field names. In raw-JSON mode a multi-value variable makes
+    ``node`` (or ``target``) an array: the union of each. A bare string payload is the
+    text."""
 
     list: str = "targets"
-    text: str = ""
-    node: str | None = None
+    text: str | tuple[str, ...] = ""
+    node: tuple[str, ...] | None = None
+
+
+def _strings(value: Any, where: str) -> str | tuple[str, ...]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise BadRequest(f"{where} must be a string or an array of strings, got {_json_kind(value)}")
 
 
 def parse_variable(body: Any) -> VariableRequest:
@@ -667,33 +824,64 @@ def parse_variable(body: Any) -> VariableRequest:
         payload = {}
     payload = require_object(payload, "payload")
     kind = payload.get("list", "targets")
-    if kind not in ("targets", "nodes", "fields"):
-        raise BadRequest(f"payload.list must be one of targets, nodes, fields; got {str(kind)[:40]!r}")
-    text = payload.get("target", "")
-    if not isinstance(text, str):
-        raise BadRequest(f"payload.target must be a string, got {_json_kind(text)}")
+    if kind not in VARIABLE_LISTS:
+        raise BadRequest(f"payload.list must be one of {', '.join(VARIABLE_LISTS)}; got {str(kind)[:40]!r}")
+    text = _strings(payload.get("target", ""), "payload.target")
     node = payload.get("node")
-    if node is not None and not isinstance(node, str):
-        raise BadRequest(f"payload.node must be a string, got {_json_kind(node)}")
+    if node is not None:
+        node = _strings(node, "payload.node")
+        node = (node,) if isinstance(node, str) else node
     return VariableRequest(list=kind, text=text, node=node)
 
 
 def variable_answer(values: Iterable[str]) -> list[dict]:
-    return [{"__text": v, "__value": v} for v in values]
+    """Rows with ``__text``/``__value`` (what the JSON plugin's parser looks for) and
+    ``text``/``value`` (what other readers of the answer take)."""
+    return [{"__text": v, "__value": v, "text": v, "value": v} for v in values]
 
 
 def tag_keys_answer() -> list[dict]:
     return [{"type": "string", "text": k} for k in TAG_KEYS]
 
 
-def tag_values_key(body: Any) -> str:
+def tag_keys_request(body: Any) -> None:
+    """Check a ``/tag-keys`` body: ``{}`` (SimpleJSON) or Grafana 11's ``{"filters",
+    "timeRange", "queries"}`` (the keys do not depend on them)."""
+    body = require_object(body)
+    parse_filters(body)
+
+
+@attrs.frozen
+class TagValuesRequest:
+    """A ``/tag-values`` body: ``key``, and Grafana 11's other ``filters`` (values are
+    listed among the node::field pairs those keep)."""
+
+    key: str
+    filters: list[AdhocFilter] = attrs.field(factory=list)
+
+
+def parse_tag_values(body: Any) -> TagValuesRequest:
     body = require_object(body)
     if "key" not in body:
         raise BadRequest("missing key: key")
     key = body["key"]
     if not isinstance(key, str):
         raise BadRequest(f"key must be a string, got {_json_kind(key)}")
-    return key
+    filters, _ = parse_filters(body)
+    return TagValuesRequest(key, [f for f in filters if f.key != key])
+
+
+def tag_values(req: TagValuesRequest, targets: Iterable[str], limit: int) -> list[str]:
+    """The values of ``req.key`` (``node`` or ``field``) among ``targets`` the other
+    filters keep, sorted; [] for other keys."""
+    if req.key not in TAG_KEYS:
+        return []
+    out: set[str] = set()
+    for t in targets:
+        node, _, field = t.partition(TARGET_SEP)
+        if all(f.accepts(node, field) for f in req.filters):
+            out.add(node if req.key == "node" else field)
+    return sorted(out)[:limit]
 
 
 def tag_values_answer(values: Iterable[str]) -> list[dict]:

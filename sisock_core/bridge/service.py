@@ -31,6 +31,7 @@ from sisock_core.bridge.grafana import (
     QueryRequest,
     Series,
     Target,
+    error_object,
     series_from_answer,
 )
 from sisock_core.config import SiteConfig
@@ -117,6 +118,11 @@ class BridgeService:
     @property
     def connected(self) -> bool:
         return self._session is not None and self._session.is_attached()
+
+    @property
+    def session(self) -> Any:
+        """The current WAMP session (None while disconnected): live subscriptions use it."""
+        return self._session if self.connected else None
 
     def start(self) -> defer.Deferred:
         """Connect (and reconnect forever); fires when the component stops."""
@@ -354,7 +360,7 @@ class BridgeService:
     async def health(self) -> tuple[bool, dict]:
         """``(ok, body)`` for ``GET /``: ok only when joined and the hub answers."""
         if not self.connected:
-            return False, {"error": {"message": f"not connected to the router at {self.router_url}"}}
+            return False, error_object(f"not connected to the router at {self.router_url}", "no_router")
         try:
             listing = await self.hub_listing()
         except ApplicationError as exc:
@@ -364,10 +370,10 @@ class BridgeService:
                 msg = f"connected to {self.router_url}, but the hub went away while answering"
             else:
                 msg = f"connected to {self.router_url}, but the hub failed: {wamp_error_text(exc)}"
-            return False, {"error": {"message": msg}}
+            return False, error_object(msg, "no_hub")
         except Exception as exc:
-            return False, {"error": {"message": f"connected to {self.router_url}, but the hub did "
-                                                f"not answer: {wamp_error_text(exc)}"}}
+            return False, error_object(f"connected to {self.router_url}, but the hub did not answer: "
+                                       f"{wamp_error_text(exc)}", "no_hub")
         need = self.catalog.set_listing(listing)
         for n in need:
             defer.ensureDeferred(self.refresh_node(n))

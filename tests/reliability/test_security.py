@@ -302,7 +302,8 @@ def test_bridge_basic_auth_is_enforced(shared_site):
             r = http(url + path, None if path in ("/", "/openapi.json") else body, headers=headers)
             assert r.status == 401, (path, headers, r.status)
             assert r.headers["www-authenticate"].startswith("Basic")
-            assert r.json == {"error": {"message": "authentication required"}}
+            assert r.json["error"] == {"code": "unauthorized", "message": "authentication required"}
+            assert r.json["message"] == "authentication required"
             assert HTTP_PASSWORD.encode() not in r.raw
     # preflights carry no credentials (browser mode) and get no data
     r = http(url + "/query", method="OPTIONS", headers={"Origin": "http://grafana:3000"})
