@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from sisock_core import cancel, wamp
+from sisock_core import cancel, lanes, wamp
 from sisock_core.config import NodeConfig, SiteConfig
 from sisock_core.engine import (
     ERROR_INVALID_ARGUMENT,
@@ -304,7 +304,13 @@ class DataNodeServer:
             max_points=node_cfg.max_points,
             clock=clock,
         )
-        self.pool = ThreadPool(minthreads=1, maxthreads=4, name=f"sisock-node-{self.name}")
+        #: The light lane (get_fields, short ranges, summaries) and the heavy lane (long raw
+        #: reads, the summarizer): see :mod:`sisock_core.lanes`.
+        self.pool = ThreadPool(minthreads=1, maxthreads=lanes.LIGHT_THREADS, name=f"sisock-node-{self.name}")
+        self.heavy_pool = ThreadPool(minthreads=0, maxthreads=lanes.HEAVY_THREADS,
+                                     name=f"sisock-node-{self.name}-heavy")
+        #: Tokens of the calls being served (cancelled when the node stops).
+        self._tokens: set[cancel.CancelToken] = set()
         self._on_ready = on_ready
         self._session: Any = None
         self._in_hub = False
@@ -384,7 +390,7 @@ class DataNodeServer:
                               name=self.name, n=result, s=time.monotonic() - started)
             return result
 
-        return deferToThreadPool(self.reactor, self.pool, self._summarize_guarded).addBoth(done)
+        return deferToThreadPool(self.reactor, self.heavy_pool, self._summarize_guarded).addBoth(done)
 
     def _summarize_guarded(self) -> int:
         try:
@@ -420,15 +426,21 @@ class DataNodeServer:
         loop.start(SUMMARY_INTERVAL, now=True).addErrback(
             lambda f: self.log.failure("{name}: summary loop failed", f, name=self.name))
 
+    def start_pools(self) -> None:
+        """Start the worker threads of both lanes."""
+        self.pool.start()
+        self.heavy_pool.start()
+
     def start(self) -> defer.Deferred:
         """Start serving; the Deferred fires when the component finally stops."""
-        self.pool.start()
+        self.start_pools()
         self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)
         self._start_summaries()
         return self.component.start(self.reactor)
 
     async def _stop(self) -> None:
         self._stopping = True
+        self.cancel_all("cancelled because the node is stopping")
         if self._summary_loop is not None and self._summary_loop.running:
             self._summary_loop.stop()
         session = self._session
@@ -448,7 +460,9 @@ class DataNodeServer:
                                    name=self.name, error=f"{type(exc).__name__}: {exc}")
             self.pm.hook.node_stop(node=self.context)
         finally:
+            self.cancel_all("cancelled because the node is stopping")
             self.pool.stop()
+            self.heavy_pool.stop()
             if self.engine.summaries is not None:
                 self.engine.summaries.close()
 
@@ -457,19 +471,33 @@ class DataNodeServer:
 
     # -- WAMP procedures -----------------------------------------------------
 
-    def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
-        """Run ``fn`` in the pool under a :class:`~sisock_core.cancel.CancelToken`.
+    def cancel_all(self, reason: str) -> int:
+        """Cancel every call being served or queued (they stop at their next check)."""
+        tokens = list(self._tokens)
+        for token in tokens:
+            token.cancel(reason)
+        if tokens:
+            self.log.info("{name}: cancelled {n} calls in progress ({reason})", name=self.name,
+                          n=len(tokens), reason=reason)
+        return len(tokens)
+
+    def _run(self, fn: Callable[..., Any], *args: Any, lane: str = lanes.LIGHT, **kwargs: Any) -> defer.Deferred:
+        """Run ``fn`` in the ``lane``'s pool under a :class:`~sisock_core.cancel.CancelToken`.
 
         Cancelling the returned Deferred (the router interrupts a call its caller
         abandoned) cancels the token: the worker stops at its next
-        :func:`sisock_core.cancel.check` and the cancellation is logged once, at info.
+        :func:`sisock_core.cancel.check` (a call still queued never starts) and the
+        cancellation is logged once, at info.
         """
         token = cancel.CancelToken()
         started = time.monotonic()
-        inner = deferToThreadPool(self.reactor, self.pool, self._in_scope, token, fn, *args, **kwargs)
+        pool = self.heavy_pool if lane == lanes.HEAVY else self.pool
+        self._tokens.add(token)
+        inner = deferToThreadPool(self.reactor, pool, self._in_scope, token, fn, *args, **kwargs)
         outer: defer.Deferred = defer.Deferred(canceller=lambda d: token.cancel())
 
         def relay(result: Any) -> None:
+            self._tokens.discard(token)
             if not outer.called:
                 if isinstance(result, Failure):
                     outer.errback(result)
@@ -484,9 +512,11 @@ class DataNodeServer:
             exc = failure.value
             try:
                 if isinstance(exc, (defer.CancelledError, cancel.Cancelled)):
-                    self.log.info("{name}: {call} abandoned by its caller after {s:.1f} s; stopped",
+                    self.log.info("{name}: {call} {reason} after {s:.1f} s; stopped",
                                   name=self.name, call=getattr(fn, "__name__", "call"),
-                                  s=time.monotonic() - started)
+                                  reason=token.reason, s=time.monotonic() - started)
+                    if isinstance(exc, cancel.Cancelled):  # not the caller's doing (the node stops)
+                        raise ApplicationError(ERROR_PLUGIN_FAILED, f"{self.name}: {exc}")
                     return failure
                 if isinstance(exc, RequestError):
                     raise ApplicationError(ERROR_INVALID_ARGUMENT, f"{self.name}: {exc}")
@@ -506,6 +536,7 @@ class DataNodeServer:
     @staticmethod
     def _in_scope(token: cancel.CancelToken, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with cancel.scope(token):
+            token.check()  # abandoned while queued: never start
             return fn(*args, **kwargs)
 
     def get_fields(self, *args: Any, **kwargs: Any) -> defer.Deferred:
@@ -524,7 +555,9 @@ class DataNodeServer:
             bound = _bind(_GET_DATA, args, kwargs)
         except RequestError as exc:
             return defer.fail(ApplicationError(ERROR_INVALID_ARGUMENT, f"{self.name}: {exc}"))
-        return self._run(self.engine.get_data, *bound)
+        lane = lanes.lane_of_get_data(*bound, node_max_points=self.engine.max_points,
+                                      summarized=self.engine.summaries is not None, clock=self._clock)
+        return self._run(self.engine.get_data, *bound, lane=lane)
 
     # -- WAMP subscriptions of the plugin (NodeContext.wamp_subscribe) -------
 
