@@ -43,6 +43,7 @@ def test_a_new_request_waits_while_the_arrays_in_use_fill_the_bound():
     cache.put("a", arr(4000), first)  # too large: held
     assert cache.in_use >= cache.max_bytes
     cache.admit(first)  # a request already using arrays never waits (no circular wait)
+    cache.admit(Lease(small=True))  # nor a light call (bounded by the lanes' threshold)
     admitted = threading.Event()
     second = Lease()
     t = threading.Thread(target=lambda: (cache.admit(second), admitted.set()))

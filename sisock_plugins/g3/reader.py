@@ -35,6 +35,7 @@ import numpy as np
 from twisted.logger import Logger
 
 from sisock_core.cancel import check
+from sisock_core.lanes import HEAVY_FIELD_SECONDS
 from sisock_core.model import Field, Timeline
 from sisock_plugins.g3.index import Chunk, FieldSummary, Index, Layout, original_field_name
 from sisock_plugins.g3.scan import FrameReader
@@ -53,10 +54,15 @@ def is_sub_seq(full: Sequence[str], sub: Sequence[str]) -> bool:
 
 
 class Lease:
-    """The decoded arrays one request uses (from the cache or decoded for it) until it ends."""
+    """The decoded arrays one request uses (from the cache or decoded for it) until it ends.
 
-    def __init__(self) -> None:
+    ``small``: the request reads at most :data:`sisock_core.lanes.HEAVY_FIELD_SECONDS` of
+    raw data (a light call): it never waits in :meth:`FrameCache.admit`.
+    """
+
+    def __init__(self, small: bool = False) -> None:
         self.values: list[np.ndarray] = []
+        self.small = small
 
 
 class FrameCache:
@@ -153,10 +159,10 @@ class FrameCache:
 
     def admit(self, lease: Lease, check: Callable[[], None] = lambda: None) -> None:
         """Wait (calling ``check`` between waits) until a request may decode: at once if it
-        already uses arrays (so requests never wait for each other in a circle), else
-        while the arrays in use fill the bound."""
+        is small or already uses arrays (so requests never wait for each other in a
+        circle), else while the arrays in use fill the bound."""
         with self._lock:
-            while not lease.values and self.in_use >= self.max_bytes > 0:
+            while not lease.small and not lease.values and self.in_use >= self.max_bytes > 0:
                 self._released.wait(0.05)
                 check()
 
@@ -304,7 +310,7 @@ class HKReader:
                 for m in members:
                     if cat.by_name[m].field not in have:
                         have.append(cat.by_name[m].field)
-        lease = Lease()
+        lease = Lease(small=(end - start) * len(wanted) <= HEAVY_FIELD_SECONDS)
         try:
             return self._answer(groups, wanted, cat, start, end,
                                 self._decode(list(dict.fromkeys(c for g in groups for c in g)), needed, lease))
