@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from sisock_core import cancel, lanes, wamp
+from sisock_core import cancel, heap, lanes, wamp
 from sisock_core.config import NodeConfig, SiteConfig
 from sisock_core.engine import (
     ERROR_INVALID_ARGUMENT,
@@ -493,7 +493,8 @@ class DataNodeServer:
         started = time.monotonic()
         pool = self.heavy_pool if lane == lanes.HEAVY else self.pool
         self._tokens.add(token)
-        inner = deferToThreadPool(self.reactor, pool, self._in_scope, token, fn, *args, **kwargs)
+        inner = deferToThreadPool(self.reactor, pool, self._in_scope, token, lane == lanes.HEAVY, fn,
+                                  *args, **kwargs)
         outer: defer.Deferred = defer.Deferred(canceller=lambda d: token.cancel())
 
         def relay(result: Any) -> None:
@@ -534,10 +535,14 @@ class DataNodeServer:
         return outer.addErrback(translate)
 
     @staticmethod
-    def _in_scope(token: cancel.CancelToken, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with cancel.scope(token):
-            token.check()  # abandoned while queued: never start
-            return fn(*args, **kwargs)
+    def _in_scope(token: cancel.CancelToken, heavy: bool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            with cancel.scope(token):
+                token.check()  # abandoned while queued: never start
+                return fn(*args, **kwargs)
+        finally:
+            if heavy:  # hundreds of MB were freed: give them back (RSS does not stay at the peak)
+                heap.trim()
 
     def get_fields(self, *args: Any, **kwargs: Any) -> defer.Deferred:
         """WAMP ``get_fields(start=1, end=0)``."""
