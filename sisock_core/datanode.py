@@ -258,6 +258,14 @@ class _WampSubscription:
             self.log.failure("{node}: the plugin's handler of {topic} failed", node=self.node, topic=self.topic)
 
 
+class _Run:
+    """One run of a call in a pool and the callers waiting for its answer."""
+
+    def __init__(self, token: cancel.CancelToken) -> None:
+        self.token = token
+        self.callers: list[defer.Deferred] = []
+
+
 class DataNodeServer:
     """Serve one node of the site on the router."""
 
@@ -311,6 +319,8 @@ class DataNodeServer:
                                      name=f"sisock-node-{self.name}-heavy")
         #: Tokens of the calls being served (cancelled when the node stops).
         self._tokens: set[cancel.CancelToken] = set()
+        #: Runs in flight by their call's arguments (identical calls share one).
+        self._runs: dict[tuple, _Run] = {}
         self._on_ready = on_ready
         self._session: Any = None
         self._in_hub = False
@@ -484,34 +494,55 @@ class DataNodeServer:
     def _run(self, fn: Callable[..., Any], *args: Any, lane: str = lanes.LIGHT, **kwargs: Any) -> defer.Deferred:
         """Run ``fn`` in the ``lane``'s pool under a :class:`~sisock_core.cancel.CancelToken`.
 
-        Cancelling the returned Deferred (the router interrupts a call its caller
-        abandoned) cancels the token: the worker stops at its next
+        Identical calls in flight at the same time (dashboards showing the same panel
+        refresh together) share one run and its answer. Cancelling the returned Deferred
+        (the router interrupts a call its caller abandoned) cancels the token once no
+        caller of the run is left: the worker stops at its next
         :func:`sisock_core.cancel.check` (a call still queued never starts) and the
         cancellation is logged once, at info.
         """
-        token = cancel.CancelToken()
+        key = (getattr(fn, "__name__", repr(fn)), lane, repr(args), repr(sorted(kwargs.items())))
+        run = self._runs.get(key)
+        if run is None:
+            run = self._runs[key] = _Run(cancel.CancelToken())
+            pool = self.heavy_pool if lane == lanes.HEAVY else self.pool
+            self._tokens.add(run.token)
+            inner = deferToThreadPool(self.reactor, pool, self._in_scope, run.token, lane == lanes.HEAVY, fn,
+                                      *args, **kwargs)
+
+            def relay(result: Any, run: _Run = run) -> None:
+                self._tokens.discard(run.token)
+                if self._runs.get(key) is run:
+                    del self._runs[key]
+                waiting, run.callers = run.callers, []
+                for outer in waiting:
+                    if isinstance(result, Failure):
+                        outer.errback(result)
+                    else:
+                        outer.callback(result)
+                if not waiting and isinstance(result, Failure):
+                    _forget_traceback(result)  # the abandoned request's end (Cancelled): already logged
+
+            inner.addBoth(relay)
+        token = run.token
         started = time.monotonic()
-        pool = self.heavy_pool if lane == lanes.HEAVY else self.pool
-        self._tokens.add(token)
-        inner = deferToThreadPool(self.reactor, pool, self._in_scope, token, lane == lanes.HEAVY, fn,
-                                  *args, **kwargs)
-        outer: defer.Deferred = defer.Deferred(canceller=lambda d: token.cancel())
 
-        def relay(result: Any) -> None:
-            self._tokens.discard(token)
-            if not outer.called:
-                if isinstance(result, Failure):
-                    outer.errback(result)
-                else:
-                    outer.callback(result)
-            elif isinstance(result, Failure):
-                _forget_traceback(result)  # the abandoned request's end (Cancelled): already logged
+        def leave(d: defer.Deferred, run: _Run = run) -> None:
+            if d in run.callers:
+                run.callers.remove(d)
+            if not run.callers:
+                token.cancel()
 
-        inner.addBoth(relay)
+        outer: defer.Deferred = defer.Deferred(canceller=leave)
+        run.callers.append(outer)
 
         def translate(failure):
             exc = failure.value
             try:
+                if isinstance(exc, defer.CancelledError) and not token.cancelled:
+                    self.log.debug("{name}: a caller of {call} left; others still wait for it",
+                                   name=self.name, call=getattr(fn, "__name__", "call"))
+                    return failure
                 if isinstance(exc, (defer.CancelledError, cancel.Cancelled)):
                     self.log.info("{name}: {call} {reason} after {s:.1f} s; stopped",
                                   name=self.name, call=getattr(fn, "__name__", "call"),

@@ -100,7 +100,7 @@ def _call_later(node, *args):
 def test_a_light_call_is_answered_while_heavy_calls_fill_their_lane(sisock_node):
     plugin = Blocking()
     node = sisock_node(plugin, name="lanes", timeout=20)
-    heavy = [_call_later(node, FIELDS, T0, T0 + 7 * DAY) for _ in range(6)]
+    heavy = [_call_later(node, FIELDS, T0, T0 + 7 * DAY + i) for i in range(6)]
     plugin.wait(lambda p: p.running == lanes.HEAVY_THREADS)
     # without lanes this call would wait behind the six heavy ones, which never end unless released
     answer = node.get_data(FIELDS, T0, T0 + HOUR)
@@ -122,13 +122,32 @@ def test_a_light_call_is_answered_while_heavy_calls_fill_their_lane(sisock_node)
 def test_stopping_a_node_cancels_the_calls_in_progress(sisock_node):
     plugin = Blocking()
     node = sisock_node(plugin, name="stopping", timeout=20)
-    calls = [_call_later(node, FIELDS, T0, T0 + 7 * DAY) for _ in range(3)]
+    calls = [_call_later(node, FIELDS, T0, T0 + 7 * DAY + i) for i in range(3)]
     plugin.wait(lambda p: p.running == lanes.HEAVY_THREADS)
     node.stop()  # returns once the pools are stopped (their threads joined)
     assert plugin.running == 0 and plugin.cancelled == lanes.HEAVY_THREADS
     for box in calls:
         assert box["done"].wait(20)
         assert "stopping" in str(getattr(box["result"], "value", box["result"]))
+
+
+def test_identical_calls_in_flight_share_one_run_until_their_last_caller_leaves(sisock_node):
+    plugin = Blocking()
+    node = sisock_node(plugin, name="shared", timeout=20)
+    same = [_call_later(node, FIELDS, T0, T0 + 7 * DAY) for _ in range(3)]
+    plugin.wait(lambda p: p.running == 1)
+    other = _call_later(node, FIELDS[:1], T0, T0 + 7 * DAY)  # different arguments: its own run
+    plugin.wait(lambda p: p.running == 2)
+    node.server.reactor.callFromThread(same[0]["d"].cancel)  # one caller leaves: the others still wait
+    assert same[0]["done"].wait(20)
+    node.server.reactor.callFromThread(other["d"].cancel)
+    plugin.wait(lambda p: p.cancelled == 1 and p.running == 1)  # only the other run stopped
+    plugin.release.set()
+    for box in same[1:]:
+        assert box["done"].wait(20)
+        assert len(box["result"]["data"]) == 16
+    assert plugin.started == 2
+    assert same[1]["result"] is same[2]["result"]
 
 
 if __name__ == "__main__":  # pragma: no cover
