@@ -17,7 +17,9 @@ Cases, each on a fresh node (cold cache; files in the OS page cache):
 * 4 identical heavy calls sent together (one shared run) vs. one alone, and 4 that end
   1 ms apart (separate runs) with the g3 reader's single flight and without it (baseline).
 
-Prints medians and p95s.
+Prints medians and p95s. On the 2-core development machine (shared): light calls under 6
+heavy ones p95 161 ms, max 472 ms with the lanes; baseline max 5.2 s (a light call queued
+behind the 4 threads' heavy calls); 4 identical heavy calls 4.4 s each (1.1x one alone).
 """
 
 from __future__ import annotations
