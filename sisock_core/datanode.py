@@ -567,6 +567,8 @@ class DataNodeServer:
 
     @staticmethod
     def _in_scope(token: cancel.CancelToken, heavy: bool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if heavy:
+            lanes.lower_thread_priority()
         try:
             with cancel.scope(token):
                 token.check()  # abandoned while queued: never start

@@ -16,6 +16,8 @@ light; 3 days of one field or 7 days of 16 channels at full resolution are heavy
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from typing import Any, Callable
 
@@ -60,3 +62,23 @@ def raw_field_seconds(field: Any, start: Any, end: Any, min_stride: Any = None, 
 def lane_of_get_data(*args: Any, **kwargs: Any) -> str:
     """:data:`HEAVY` or :data:`LIGHT` for a ``get_data`` call (see :func:`raw_field_seconds`)."""
     return HEAVY if raw_field_seconds(*args, **kwargs) > HEAVY_FIELD_SECONDS else LIGHT
+
+
+#: Niceness the heavy lane's threads add to the process's (Linux: per thread): the router,
+#: the bridge and the light lane get the CPU first when cores are scarce.
+HEAVY_NICENESS = 10
+
+_lowered = threading.local()
+
+
+def lower_thread_priority() -> None:
+    """Lower this thread's CPU priority by :data:`HEAVY_NICENESS` (once; where threads have
+    their own priority, Linux; elsewhere nothing)."""
+    if getattr(_lowered, "done", False):
+        return
+    _lowered.done = True
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + HEAVY_NICENESS))
+    except (AttributeError, OSError):
+        pass

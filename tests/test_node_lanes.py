@@ -36,6 +36,25 @@ def test_the_lane_of_a_call_follows_its_raw_field_seconds():
     assert lanes.lane_of_get_data(FIELDS, "yesterday", 0) == lanes.LIGHT
 
 
+def test_heavy_threads_yield_the_cpu_to_the_others():
+    import os
+
+    seen = {}
+
+    def worker():
+        tid = threading.get_native_id()
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, tid)
+        lanes.lower_thread_priority()
+        lanes.lower_thread_priority()  # once per thread
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, tid)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["after"] == min(19, seen["before"] + lanes.HEAVY_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == seen["before"]  # not this thread
+
+
 class Blocking:
     """Reads longer than a day go on (checking between 'chunks') until released."""
 
