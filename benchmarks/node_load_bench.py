@@ -5,7 +5,7 @@ Run: ``python -m benchmarks.node_load_bench [--heavy 6] [--light 20]``.
 A real DataNodeServer (in this process, :func:`sisock_core.testing.start_node`) serves the
 g3 plugin over 7 days of LS372 files (16 channels, one block per channel, 1 Hz,
 :func:`benchmarks.g3_data.indexed_week`), ``cache_mb = 64``. A heavy call is
-``get_data`` of the 16 channels over the 7 days with ``min_stride = 20`` (raw data:
+``get_data`` of the 16 channels over the 7 days with ``min_stride = 29`` (raw data:
 every sample decoded); a light call is 1 hour of the 16 channels at full resolution, a
 different hour each time.
 
@@ -52,7 +52,7 @@ def node(data, index):
 
 def heavy(n, fields=FIELDS, k=0):
     """``k``: seconds off the end (identical calls in flight share one run)."""
-    return n.get_data(fields, T0, T0 + 7 * DAY - k, 20.0)
+    return n.get_data(fields, T0, T0 + 7 * DAY - k, 29.0)
 
 
 def light(n, hour):

@@ -7,7 +7,7 @@ temporary directory and indexed with ``sisock scan --once``), ``cache_mb = 64`` 
 than the 155 MB one 7-day query decodes, so heavy queries really decode).
 
 A heavy query is a careless consumer's ``get_data`` of 16 channels over the 7 days with
-``min_stride = 20`` (buckets of 40 s: finer than the coarsest summary tier can answer, so
+``min_stride = 29`` (buckets of 58 s: finer than the finest summary tier (60 s), so
 every sample is decoded), sent over WAMP; a light query is a dashboard's 1-hour ``/query``
 of the same 16 channels through the bridge. Figures: light-query p50/p95 idle and under 6
 concurrent heavy queries, the node's CPU seconds after 2 heavy queries are cancelled (WAMP
@@ -94,7 +94,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def _heavy(c, fields, k: int = 0):
     """A heavy call; ``k`` makes it differ from the others (identical calls share one run)."""
-    return c.call(GET_DATA, fields, T0, T0 + DAYS * DAY - k, 20.0)
+    return c.call(GET_DATA, fields, T0, T0 + DAYS * DAY - k, 29.0)
 
 
 async def _busy(c, pid: int, field_sets: list[list[str]]) -> tuple[list, float]:
@@ -234,6 +234,7 @@ async def test_memory_under_four_heavy_queries_stays_within_the_bound(site):
     sampler.join(5)
     after = rss_mib(pid)
     assert all(len(a["data"]) == 16 for a in answers)
+    # (each answer: 16 timelines of ~20900 points, ~6 MB as msgpack: under the nodes' 8 MiB bound)
     # README (Memory): cache_mb + per heavy thread twice the raw data of its query (decoded
     # chunks and the assembled timelines) + its answer; 7 days x 16 fields at 1 Hz with times
     # = 16 x 604800 x 16 bytes = 148 MiB raw; an answer is at most 8 MiB as msgpack (the
