@@ -18,10 +18,11 @@ Cases, each on a fresh node (cold cache; files in the OS page cache):
   1 ms apart (separate runs) with the g3 reader's single flight and without it (baseline).
 
 Prints medians and p95s. On the 2-core development machine (shared), one run: light calls
-under 6 heavy ones p50 41 ms, p95 79 ms, max 298 ms with the lanes; baseline p95 183 ms,
-max 9.2 s (a light call queued behind the 4 threads' heavy calls). 4 identical heavy calls
-4.8 s each (1.4x one alone, 3.3 s); 4 ending 1 ms apart 7.5 s with single-flight decodes,
-10.5 s without.
+under 6 heavy ones p50 54 ms, p95 109 ms, max 356 ms with the lanes; baseline p50 84 ms,
+p95 155 ms, max 6.8 s (a light call queued behind the 4 threads' heavy calls); the 6 heavy
+calls take 21.1 s with the lanes vs 14.6 s (the price of 2 heavy threads, lower priority).
+4 identical heavy calls 2.2 s each (1.0x one alone, 2.3 s); 4 ending 1 ms apart 4.6 s with
+single-flight decodes, 7.0 s without.
 """
 
 from __future__ import annotations
