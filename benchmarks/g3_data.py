@@ -151,3 +151,22 @@ def g3_files(data: Path) -> list[str]:
 
 def size_mb(files: list[str]) -> float:
     return sum(os.path.getsize(f) for f in files) / 1e6
+
+
+def indexed_week(base: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """7 days of :func:`ls372_archive` at 1 Hz (from ``T0``) and its SQLite index with the
+    scanner's summaries (``sisock scan --once``), made once: ``(data dir, index path)``."""
+    import subprocess
+
+    base = Path(base) if base else Path(tempfile.gettempdir()) / "sisock-reliability-ls372-7d"
+    data = ls372_archive(base, T0, 7, progress=False)
+    index = base / "index.sqlite"
+    scanned = base / ".scanned"
+    if not scanned.exists():
+        out = subprocess.run([sys.executable, "-m", "sisock_core.cli", "scan", "--once", "--data-dir", str(data),
+                              "--db", f"sqlite:///{index}"], capture_output=True, text=True, timeout=900,
+                             stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            raise RuntimeError(f"sisock scan --once failed: {out.stderr[-3000:]}")
+        scanned.touch()
+    return data, index

@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from sisock_core import cancel, wamp
+from sisock_core import cancel, heap, lanes, wamp
 from sisock_core.answersize import ERROR_ANSWER_TOO_LARGE, AnswerTooLarge
 from sisock_core.config import NodeConfig, SiteConfig
 from sisock_core.engine import (
@@ -259,6 +259,14 @@ class _WampSubscription:
             self.log.failure("{node}: the plugin's handler of {topic} failed", node=self.node, topic=self.topic)
 
 
+class _Run:
+    """One run of a call in a pool and the callers waiting for its answer."""
+
+    def __init__(self, token: cancel.CancelToken) -> None:
+        self.token = token
+        self.callers: list[defer.Deferred] = []
+
+
 class DataNodeServer:
     """Serve one node of the site on the router."""
 
@@ -305,7 +313,15 @@ class DataNodeServer:
             max_points=node_cfg.max_points,
             clock=clock,
         )
-        self.pool = ThreadPool(minthreads=1, maxthreads=4, name=f"sisock-node-{self.name}")
+        #: The light lane (get_fields, short ranges, summaries) and the heavy lane (long raw
+        #: reads, the summarizer): see :mod:`sisock_core.lanes`.
+        self.pool = ThreadPool(minthreads=1, maxthreads=lanes.LIGHT_THREADS, name=f"sisock-node-{self.name}")
+        self.heavy_pool = ThreadPool(minthreads=0, maxthreads=lanes.HEAVY_THREADS,
+                                     name=f"sisock-node-{self.name}-heavy")
+        #: Tokens of the calls being served (cancelled when the node stops).
+        self._tokens: set[cancel.CancelToken] = set()
+        #: Runs in flight by their call's arguments (identical calls share one).
+        self._runs: dict[tuple, _Run] = {}
         self._on_ready = on_ready
         self._session: Any = None
         self._in_hub = False
@@ -386,7 +402,7 @@ class DataNodeServer:
                               name=self.name, n=result, s=time.monotonic() - started)
             return result
 
-        return deferToThreadPool(self.reactor, self.pool, self._summarize_guarded).addBoth(done)
+        return deferToThreadPool(self.reactor, self.heavy_pool, self._summarize_guarded).addBoth(done)
 
     def _summarize_guarded(self) -> int:
         try:
@@ -422,15 +438,21 @@ class DataNodeServer:
         loop.start(SUMMARY_INTERVAL, now=True).addErrback(
             lambda f: self.log.failure("{name}: summary loop failed", f, name=self.name))
 
+    def start_pools(self) -> None:
+        """Start the worker threads of both lanes."""
+        self.pool.start()
+        self.heavy_pool.start()
+
     def start(self) -> defer.Deferred:
         """Start serving; the Deferred fires when the component finally stops."""
-        self.pool.start()
+        self.start_pools()
         self.reactor.addSystemEventTrigger("before", "shutdown", self.stop)
         self._start_summaries()
         return self.component.start(self.reactor)
 
     async def _stop(self) -> None:
         self._stopping = True
+        self.cancel_all("cancelled because the node is stopping")
         if self._summary_loop is not None and self._summary_loop.running:
             self._summary_loop.stop()
         session = self._session
@@ -450,7 +472,9 @@ class DataNodeServer:
                                    name=self.name, error=f"{type(exc).__name__}: {exc}")
             self.pm.hook.node_stop(node=self.context)
         finally:
+            self.cancel_all("cancelled because the node is stopping")
             self.pool.stop()
+            self.heavy_pool.stop()
             if self.engine.summaries is not None:
                 self.engine.summaries.close()
 
@@ -464,36 +488,74 @@ class DataNodeServer:
 
     # -- WAMP procedures -----------------------------------------------------
 
-    def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
-        """Run ``fn`` in the pool under a :class:`~sisock_core.cancel.CancelToken`.
+    def cancel_all(self, reason: str) -> int:
+        """Cancel every call being served or queued (they stop at their next check)."""
+        tokens = list(self._tokens)
+        for token in tokens:
+            token.cancel(reason)
+        if tokens:
+            self.log.info("{name}: cancelled {n} calls in progress ({reason})", name=self.name,
+                          n=len(tokens), reason=reason)
+        return len(tokens)
 
-        Cancelling the returned Deferred (the router interrupts a call its caller
-        abandoned) cancels the token: the worker stops at its next
-        :func:`sisock_core.cancel.check` and the cancellation is logged once, at info.
+    def _run(self, fn: Callable[..., Any], *args: Any, lane: str = lanes.LIGHT, **kwargs: Any) -> defer.Deferred:
+        """Run ``fn`` in the ``lane``'s pool under a :class:`~sisock_core.cancel.CancelToken`.
+
+        Identical calls in flight at the same time (dashboards showing the same panel
+        refresh together) share one run and its answer. Cancelling the returned Deferred
+        (the router interrupts a call its caller abandoned) cancels the token once no
+        caller of the run is left: the worker stops at its next
+        :func:`sisock_core.cancel.check` (a call still queued never starts) and the
+        cancellation is logged once, at info.
         """
-        token = cancel.CancelToken()
+        key = (getattr(fn, "__name__", repr(fn)), lane, repr(args), repr(sorted(kwargs.items())))
+        run = self._runs.get(key)
+        if run is None:
+            run = self._runs[key] = _Run(cancel.CancelToken())
+            pool = self.heavy_pool if lane == lanes.HEAVY else self.pool
+            self._tokens.add(run.token)
+            inner = deferToThreadPool(self.reactor, pool, self._in_scope, run.token, lane == lanes.HEAVY, fn,
+                                      *args, **kwargs)
+
+            def relay(result: Any, run: _Run = run) -> None:
+                self._tokens.discard(run.token)
+                if self._runs.get(key) is run:
+                    del self._runs[key]
+                waiting, run.callers = run.callers, []
+                for outer in waiting:
+                    if isinstance(result, Failure):
+                        outer.errback(result)
+                    else:
+                        outer.callback(result)
+                if not waiting and isinstance(result, Failure):
+                    _forget_traceback(result)  # the abandoned request's end (Cancelled): already logged
+
+            inner.addBoth(relay)
+        token = run.token
         started = time.monotonic()
-        inner = deferToThreadPool(self.reactor, self.pool, self._in_scope, token, fn, *args, **kwargs)
-        outer: defer.Deferred = defer.Deferred(canceller=lambda d: token.cancel())
 
-        def relay(result: Any) -> None:
-            if not outer.called:
-                if isinstance(result, Failure):
-                    outer.errback(result)
-                else:
-                    outer.callback(result)
-            elif isinstance(result, Failure):
-                _forget_traceback(result)  # the abandoned request's end (Cancelled): already logged
+        def leave(d: defer.Deferred, run: _Run = run) -> None:
+            if d in run.callers:
+                run.callers.remove(d)
+            if not run.callers:
+                token.cancel()
 
-        inner.addBoth(relay)
+        outer: defer.Deferred = defer.Deferred(canceller=leave)
+        run.callers.append(outer)
 
         def translate(failure):
             exc = failure.value
             try:
+                if isinstance(exc, defer.CancelledError) and not token.cancelled:
+                    self.log.debug("{name}: a caller of {call} left; others still wait for it",
+                                   name=self.name, call=getattr(fn, "__name__", "call"))
+                    return failure
                 if isinstance(exc, (defer.CancelledError, cancel.Cancelled)):
-                    self.log.info("{name}: {call} abandoned by its caller after {s:.1f} s; stopped",
+                    self.log.info("{name}: {call} {reason} after {s:.1f} s; stopped",
                                   name=self.name, call=getattr(fn, "__name__", "call"),
-                                  s=time.monotonic() - started)
+                                  reason=token.reason, s=time.monotonic() - started)
+                    if isinstance(exc, cancel.Cancelled):  # not the caller's doing (the node stops)
+                        raise ApplicationError(ERROR_PLUGIN_FAILED, f"{self.name}: {exc}")
                     return failure
                 if isinstance(exc, AnswerTooLarge):
                     raise ApplicationError(ERROR_ANSWER_TOO_LARGE, f"{self.name}: {exc}", **exc.details)
@@ -513,9 +575,16 @@ class DataNodeServer:
         return outer.addErrback(translate)
 
     @staticmethod
-    def _in_scope(token: cancel.CancelToken, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with cancel.scope(token):
-            return fn(*args, **kwargs)
+    def _in_scope(token: cancel.CancelToken, heavy: bool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if heavy:
+            lanes.lower_thread_priority()
+        try:
+            with cancel.scope(token):
+                token.check()  # abandoned while queued: never start
+                return fn(*args, **kwargs)
+        finally:
+            if heavy:  # hundreds of MB were freed: give them back (RSS does not stay at the peak)
+                heap.trim()
 
     def get_fields(self, *args: Any, **kwargs: Any) -> defer.Deferred:
         """WAMP ``get_fields(start=1, end=0)``."""
@@ -533,7 +602,9 @@ class DataNodeServer:
             bound = _bind(_GET_DATA, args, kwargs)
         except RequestError as exc:
             return defer.fail(ApplicationError(ERROR_INVALID_ARGUMENT, f"{self.name}: {exc}"))
-        return self._run(self.engine.get_data, *bound)
+        lane = lanes.lane_of_get_data(*bound, node_max_points=self.engine.max_points,
+                                      summarized=self.engine.summaries is not None, clock=self._clock)
+        return self._run(self.engine.get_data, *bound, lane=lane)
 
     # -- WAMP subscriptions of the plugin (NodeContext.wamp_subscribe) -------
 

@@ -171,6 +171,12 @@ class SupervisedChild:
             except error.ProcessExitedAlready:
                 pass
 
+    def _kill_after_grace(self, grace: float) -> None:
+        """SIGKILL a child still running ``grace`` seconds after SIGTERM, saying so."""
+        self.log.warn("{child} did not stop within {grace} s of SIGTERM; killing it",
+                      child=self.name, grace=grace)
+        self.kill(signal.SIGKILL)
+
     def stop(self, grace: float = 10.0) -> defer.Deferred:
         """SIGTERM, then SIGKILL after ``grace`` seconds; fires when the child is gone."""
         self._stopping = True
@@ -180,7 +186,7 @@ class SupervisedChild:
             return defer.succeed(None)
         exited = self._exited
         self.kill(signal.SIGTERM)
-        killer = self.reactor.callLater(grace, self.kill, signal.SIGKILL)
+        killer = self.reactor.callLater(grace, self._kill_after_grace, grace)
 
         def done(result: Any) -> Any:
             if killer.active():

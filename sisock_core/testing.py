@@ -690,7 +690,7 @@ def start_node(
     node = SisockNode(server=server, session=session, runner=runner, site_config=site, timeout=timeout)
     node._cleanup.append(cleanup)
     try:
-        server.pool.start()
+        server.start_pools()
         runner.run(server._on_join, session, None, timeout=timeout)
     except BaseException:
         node.stop()

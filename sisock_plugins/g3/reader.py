@@ -27,13 +27,15 @@ provider) share a timeline named ``<provider description>.<block name>``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from twisted.logger import Logger
 
 from sisock_core.cancel import check
+from sisock_core.lanes import HEAVY_FIELD_SECONDS
 from sisock_core.model import Field, Timeline
 from sisock_plugins.g3.index import Chunk, FieldSummary, Index, Layout, original_field_name
 from sisock_plugins.g3.scan import FrameReader
@@ -51,27 +53,68 @@ def is_sub_seq(full: Sequence[str], sub: Sequence[str]) -> bool:
     return all(any(x == y for y in it) for x in sub)
 
 
+class Lease:
+    """The decoded arrays one request uses (from the cache or decoded for it) until it ends.
+
+    ``small``: the request reads at most :data:`sisock_core.lanes.HEAVY_FIELD_SECONDS` of
+    raw data (a light call): it never waits in :meth:`FrameCache.admit`.
+    """
+
+    def __init__(self, small: bool = False) -> None:
+        self.values: list[np.ndarray] = []
+        self.small = small
+
+
 class FrameCache:
-    """A thread-safe LRU of decoded arrays, bounded in bytes.
+    """A thread-safe LRU of decoded arrays, bounded in bytes, in flight as well as at rest.
 
     Keys are ``(file id, layout id, indexed size, field)``, with field ``""`` for the
     times: a chunk's times and each of its fields are cached separately, so a query
     decodes only the fields it needs.
+
+    Requests take the arrays they use under a :class:`Lease` until they end. Arrays in
+    use are never evicted (that would free nothing); an array too large to cache counts
+    in :attr:`held` while in use. Eviction keeps ``bytes + held <= max_bytes`` as far as
+    arrays not in use allow, and a request starts decoding only while the arrays in use
+    (:attr:`in_use`) are below ``max_bytes`` (:meth:`admit`): decoded data beyond the
+    bound is only what requests already decoding add while they finish.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max(0, int(max_bytes))
-        self.bytes = 0
+        self.bytes = 0  #: at rest (in use or not)
+        self.held = 0  #: in use and not at rest (too large, or replaced)
+        self.pinned = 0  #: at rest and in use
         self.hits = 0
         self.misses = 0
         self._items: collections.OrderedDict = collections.OrderedDict()
+        self._users: dict[int, list] = {}  # id(array) -> [size, leases using it, at rest]
         self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)
+
+    @property
+    def in_use(self) -> int:
+        """Bytes of the arrays requests in flight use."""
+        return self.pinned + self.held
 
     @staticmethod
     def size_of(value: np.ndarray) -> int:
         return int(value.nbytes) + 200
 
-    def get(self, key: tuple) -> np.ndarray | None:
+    def _use(self, lease: Lease | None, value: np.ndarray, size: int, at_rest: bool) -> None:
+        if lease is None:
+            return
+        user = self._users.get(id(value))
+        if user is None:
+            user = self._users[id(value)] = [size, 0, at_rest]
+            if at_rest:
+                self.pinned += size
+            else:
+                self.held += size
+        user[1] += 1
+        lease.values.append(value)
+
+    def get(self, key: tuple, lease: Lease | None = None) -> np.ndarray | None:
         with self._lock:
             value = self._items.get(key)
             if value is None:
@@ -79,26 +122,73 @@ class FrameCache:
                 return None
             self._items.move_to_end(key)
             self.hits += 1
+            self._use(lease, value[0], value[1], True)
             return value[0]
 
-    def put(self, key: tuple, value: np.ndarray) -> None:
+    def put(self, key: tuple, value: np.ndarray, lease: Lease | None = None) -> None:
         size = self.size_of(value)
-        if size > self.max_bytes:
-            return
         with self._lock:
+            if size > self.max_bytes:
+                self._use(lease, value, size, False)
+                self._trim()
+                return
             old = self._items.pop(key, None)
             if old is not None:
-                self.bytes -= old[1]
+                self._dropped(*old)
             self._items[key] = (value, size)
             self.bytes += size
-            while self.bytes > self.max_bytes and self._items:
-                _, (_, s) = self._items.popitem(last=False)
-                self.bytes -= s
+            self._use(lease, value, size, True)
+            self._trim()
+
+    def _dropped(self, value: np.ndarray, size: int) -> None:
+        self.bytes -= size
+        user = self._users.get(id(value))
+        if user is not None and user[2]:
+            user[2] = False
+            self.pinned -= size
+            self.held += size
+
+    def _trim(self) -> None:
+        """Evict the least recently used arrays nobody uses until within the bound."""
+        while self.bytes + self.held > self.max_bytes and self.bytes > self.pinned:
+            key, (value, size) = self._items.popitem(last=False)
+            if id(value) in self._users:  # in use: keep it (newest end)
+                self._items[key] = (value, size)
+            else:
+                self.bytes -= size
+
+    def admit(self, lease: Lease, check: Callable[[], None] = lambda: None) -> None:
+        """Wait (calling ``check`` between waits) until a request may decode: at once if it
+        is small or already uses arrays (so requests never wait for each other in a
+        circle), else while the arrays in use fill the bound."""
+        with self._lock:
+            while not lease.small and not lease.values and self.in_use >= self.max_bytes > 0:
+                self._released.wait(0.05)
+                check()
+
+    def release(self, lease: Lease) -> None:
+        """The request ended: its arrays may be evicted again."""
+        with self._lock:
+            for value in lease.values:
+                user = self._users.get(id(value))
+                if user is None:
+                    continue
+                user[1] -= 1
+                if user[1] == 0:
+                    del self._users[id(value)]
+                    if user[2]:
+                        self.pinned -= user[0]
+                    else:
+                        self.held -= user[0]
+            lease.values.clear()
+            self._trim()
+            self._released.notify_all()
 
     def clear(self) -> None:
         with self._lock:
+            for value, size in list(self._items.values()):
+                self._dropped(value, size)
             self._items.clear()
-            self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -150,6 +240,7 @@ class HKReader:
         self.cache = FrameCache(int(cache_mb * 1024 * 1024))
         self._catalog: _Catalog | None = None
         self._lock = threading.Lock()
+        self._flights: dict[int, list] = {}  # file id -> [lock, requests using it]
 
     # -- catalog -----------------------------------------------------------------
 
@@ -219,7 +310,15 @@ class HKReader:
                 for m in members:
                     if cat.by_name[m].field not in have:
                         have.append(cat.by_name[m].field)
-        decoded = self._decode(list(dict.fromkeys(c for g in groups for c in g)), needed)
+        lease = Lease(small=(end - start) * len(wanted) <= HEAVY_FIELD_SECONDS)
+        try:
+            return self._answer(groups, wanted, cat, start, end,
+                                self._decode(list(dict.fromkeys(c for g in groups for c in g)), needed, lease))
+        finally:
+            self.cache.release(lease)
+
+    def _answer(self, groups: dict, wanted: dict, cat: _Catalog, start: float, end: float,
+                decoded: dict) -> dict[str, Timeline]:
         out: dict[str, Timeline] = {}
         for group_chunks, members in groups.items():
             timeline = self._assemble(list(group_chunks), members, cat, start, end, decoded)
@@ -236,58 +335,102 @@ class HKReader:
             out[name] = Timeline(t=timeline.t, data=data, finalized_until=timeline.finalized_until)
         return out
 
-    def _cached(self, chunk: Chunk, fields: list[str]) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    def _cached(self, chunk: Chunk, fields: list[str],
+                lease: Lease | None = None) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """A chunk's times (None if not cached) and those of ``fields`` the cache holds."""
         base = (chunk.file_id, chunk.layout_id, chunk.version)
-        t = self.cache.get(base + ("",))
+        t = self.cache.get(base + ("",), lease)
         cols = {}
         if t is not None:
             for f in fields:
-                v = self.cache.get(base + (f,))
+                v = self.cache.get(base + (f,), lease)
                 if v is not None and v.size == t.size:
                     cols[f] = v
         return t, cols
 
-    def _decode(self, chunks: list[Chunk], fields: dict[int, list[str]]) -> dict[tuple[int, int], tuple]:
-        """Times and fields of every chunk, from the cache or the files: the chunks of one
-        file are read together, each frame once, and only the fields the cache lacks
-        (a file is the unit :func:`~sisock_core.cancel.check` stops between)."""
-        out: dict[tuple[int, int], tuple] = {}
-        by_file: dict[tuple[int, str], list[tuple[Chunk, list[str]]]] = {}
+    def _lookup(self, chunks: list[Chunk], fields: dict[int, list[str]], out: dict,
+                lease: Lease) -> list[tuple[Chunk, list[str]]]:
+        """Put what the cache holds of ``chunks`` in ``out``; return the chunks with the
+        fields still to decode."""
+        todo = []
         for c in chunks:
-            t, cols = self._cached(c, fields[c.layout_id])
+            t, cols = self._cached(c, fields[c.layout_id], lease)
             missing = [f for f in fields[c.layout_id] if f not in cols] if t is not None else fields[c.layout_id]
             out[(c.file_id, c.layout_id)] = (t, cols)
             if t is None or missing:
-                by_file.setdefault((c.file_id, c.path), []).append((c, missing))
-        for (file_id, path), todo in by_file.items():
-            check()  # the caller may have given up: stop between files
+                todo.append((c, missing))
+        return todo
+
+    @contextlib.contextmanager
+    def _decoding(self, file_id: int) -> Iterator[None]:
+        """One request at a time decodes a file (single flight): the others wait (stopping if
+        their caller gives up) and then find its chunks in the cache."""
+        with self._lock:
+            flight = self._flights.setdefault(file_id, [threading.Lock(), 0])
+            flight[1] += 1
+        try:
+            while not flight[0].acquire(timeout=0.05):
+                check()
             try:
-                requests = {c.layout_id: (self.index.chunk_frames(file_id, c.layout_id), missing)
-                            for c, missing in todo}
-                decoded = FrameReader(path).read_many(requests)
-            except Exception as exc:  # RuntimeError, OSError, KeyError, MemoryError from spt3g
-                # Changed or vanished since it was indexed; the scanner will catch up.
-                log.warn("cannot read {path} (indexed earlier): {error}; its data is left out",
-                         path=path, error=str(exc) or type(exc).__name__)
-                for c, _ in todo:
-                    out.pop((c.file_id, c.layout_id), None)
+                yield
+            finally:
+                flight[0].release()
+        finally:
+            with self._lock:
+                flight[1] -= 1
+                if flight[1] == 0:
+                    del self._flights[file_id]
+
+    def _decode(self, chunks: list[Chunk], fields: dict[int, list[str]],
+                lease: Lease | None = None) -> dict[tuple[int, int], tuple]:
+        """Times and fields of every chunk, from the cache or the files: the chunks of one
+        file are read together, each frame once, by one request at a time, and only the
+        fields the cache lacks (a file is the unit :func:`~sisock_core.cancel.check`
+        stops between)."""
+        lease = lease if lease is not None else Lease()
+        out: dict[tuple[int, int], tuple] = {}
+        by_file: dict[tuple[int, str], list[Chunk]] = {}
+        for c in chunks:
+            by_file.setdefault((c.file_id, c.path), []).append(c)
+        for (file_id, path), file_chunks in by_file.items():
+            if not self._lookup(file_chunks, fields, out, lease):
                 continue
-            for c, _ in todo:
-                t_new, new = decoded[c.layout_id]
-                t, cols = out[(c.file_id, c.layout_id)]
-                base = (c.file_id, c.layout_id, c.version)
-                if t is None or t.size != t_new.size:  # not cached, or a stale entry
-                    if t is not None and len(new) < len(fields[c.layout_id]):
-                        t_new, new = FrameReader(path).read_many(
-                            {0: (requests[c.layout_id][0], fields[c.layout_id])})[0]
-                    t, cols = t_new, {}
-                    self.cache.put(base + ("",), t)
-                for f, v in new.items():
-                    cols[f] = v
-                    self.cache.put(base + (f,), v)
-                out[(c.file_id, c.layout_id)] = (t, cols)
+            check()  # the caller may have given up: stop between files
+            self.cache.admit(lease, check)  # (never while waiting for a file another request decodes)
+            with self._decoding(file_id):
+                # what another request decoded while this one waited is in the cache now
+                todo = self._lookup(file_chunks, fields, out, lease)
+                if todo:
+                    self._decode_file(file_id, path, todo, fields, out, lease)
         return out
+
+    def _decode_file(self, file_id: int, path: str, todo: list[tuple[Chunk, list[str]]],
+                     fields: dict[int, list[str]], out: dict, lease: Lease) -> None:
+        try:
+            requests = {c.layout_id: (self.index.chunk_frames(file_id, c.layout_id), missing)
+                        for c, missing in todo}
+            decoded = FrameReader(path).read_many(requests)
+        except Exception as exc:  # RuntimeError, OSError, KeyError, MemoryError from spt3g
+            # Changed or vanished since it was indexed; the scanner will catch up.
+            log.warn("cannot read {path} (indexed earlier): {error}; its data is left out",
+                     path=path, error=str(exc) or type(exc).__name__)
+            for c, _ in todo:
+                out.pop((c.file_id, c.layout_id), None)
+            return
+        for c, _ in todo:
+            t_new, new = decoded[c.layout_id]
+            t, cols = out[(c.file_id, c.layout_id)]
+            base = (c.file_id, c.layout_id, c.version)
+            if t is None or t.size != t_new.size:  # not cached, or a stale entry
+                if t is not None and len(new) < len(fields[c.layout_id]):
+                    t_new, new = FrameReader(path).read_many(
+                        {0: (requests[c.layout_id][0], fields[c.layout_id])})[0]
+                t, cols = t_new, {}
+                self.cache.put(base + ("",), t, lease)
+            for f, v in new.items():
+                cols[f] = v
+                self.cache.put(base + (f,), v, lease)
+            out[(c.file_id, c.layout_id)] = (t, cols)
 
     def _assemble(self, chunks: list[Chunk], members: list[str], cat: _Catalog,
                   start: float, end: float, decoded: dict) -> Timeline | None:
