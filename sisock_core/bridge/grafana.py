@@ -473,15 +473,13 @@ class QueryRequest:
     def capped(self, cap: int) -> "QueryRequest":
         """This request with at most ``cap`` points per series (``[http] max_points``).
 
-        A budget above the cap is lowered with a notice shown on every series; a request
-        without one (an old SimpleJSON panel) gets the cap silently."""
-        if self.max_points is not None and self.max_points <= cap:
+        A budget above the cap is lowered with a notice shown on every series. A request
+        without one (an old SimpleJSON panel) is left as it is: the nodes answer it at full
+        resolution up to their answer-size bound (:mod:`sisock_core.answersize`)."""
+        if self.max_points is None or self.max_points <= cap:
             return self
-        notices = list(self.notices)
-        if self.max_points is not None:
-            notices.append(f"{self.max_points} points per series asked; at most {cap} are served "
-                           "([http] max_points)")
-        return attrs.evolve(self, max_points=cap, notices=notices)
+        notice = f"{self.max_points} points per series asked; at most {cap} are served ([http] max_points)"
+        return attrs.evolve(self, max_points=cap, notices=[*self.notices, notice])
 
     def by_node(self) -> dict[str, list[str]]:
         """Field names to fetch from each node (unique, in target order)."""
