@@ -99,35 +99,75 @@ def summarize_many(t: np.ndarray, columns: Mapping[str, np.ndarray],
     t = np.asarray(t, dtype=np.float64)
     if t.size == 0:
         return {name: Buckets.empty() for name in columns}
-    kf = np.floor(t / width)
-    change = np.flatnonzero(kf[1:] != kf[:-1]) + 1
-    starts = np.concatenate(([0], change))
-    ends = np.concatenate((change, [t.size]))
-    n = ends - starts
-    k = kf[starts].astype(np.int64)
-    nn = n.astype(np.int64)
-    t_first, t_last = t[starts], t[ends - 1]
+    starts, ends = _bucket_bounds(np.floor(t / width))
+    k = np.floor(t[starts] / width).astype(np.int64)
     out = {}
     for name, y in columns.items():
         y = np.asarray(y)
         if y.dtype.kind != "f":
             y = y.astype(np.float64)
-        nan = np.isnan(y)
-        count = np.add.reduceat((~nan).astype(np.int64), starts)
-        vsum = np.add.reduceat(np.where(nan, 0.0, y), starts)
-        with np.errstate(invalid="ignore"):
-            vmin = np.fmin.reduceat(y, starts)
-            vmax = np.fmax.reduceat(y, starts)
-        i_min = _first_equal(y, vmin, starts, n)
-        i_max = _first_equal(y, vmax, starts, n)
-        i_min = np.where(i_min < 0, starts, i_min)
-        i_max = np.where(i_max < 0, starts, i_max)
-        out[name] = Buckets(
-            k=k, n=nn, count=count, t_first=t_first, t_last=t_last, t_min=t[i_min], t_max=t[i_max],
-            first=y[starts].astype(np.float64), last=y[ends - 1].astype(np.float64),
-            vmin=vmin.astype(np.float64), vmax=vmax.astype(np.float64), vsum=vsum.astype(np.float64),
-        )
+        out[name] = _reduce(t, y, k, starts, ends)
     return out
+
+
+def summarize_series(series: Sequence[tuple[np.ndarray, np.ndarray]],
+                     width: float = BASE_TIER) -> list[Buckets]:
+    """:func:`summarize` of many ``(t, y)`` series at once (one pass of numpy over all of
+    them: what a scanner calls per file). Values that are not float32 are summarized as
+    float64, exactly as :func:`summarize` does; the result is the same, series by series."""
+    out: list[Buckets | None] = [None] * len(series)
+    flat: list[int] = []
+    for i, (t, y) in enumerate(series):
+        y = np.asarray(y)
+        if len(t) == 0:
+            out[i] = Buckets.empty()
+        elif y.dtype.kind == "f" and y.dtype != np.float64:
+            out[i] = summarize(t, y, width)  # reduced in its own precision, as summarize does
+        else:
+            flat.append(i)
+    if not flat:
+        return out  # type: ignore[return-value]
+    sizes = np.array([len(series[i][0]) for i in flat], dtype=np.intp)
+    t = np.concatenate([np.asarray(series[i][0], dtype=np.float64) for i in flat])
+    y = np.concatenate([np.asarray(series[i][1], dtype=np.float64) for i in flat])
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    kf = np.floor(t / width)
+    starts, ends = _bucket_bounds(kf, bounds[1:-1])
+    b = _reduce(t, y, kf[starts].astype(np.int64), starts, ends)
+    cuts = np.searchsorted(starts, bounds)
+    for j, i in enumerate(flat):
+        out[i] = b.take(slice(int(cuts[j]), int(cuts[j + 1])))
+    return out  # type: ignore[return-value]
+
+
+def _bucket_bounds(kf: np.ndarray, breaks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """First and past-the-end indices of the runs of equal bucket numbers ``kf`` (a run
+    also ends at each index of ``breaks``, where one series ends and the next begins)."""
+    change = kf[1:] != kf[:-1]
+    if breaks is not None and breaks.size:
+        change[breaks - 1] = True
+    change = np.flatnonzero(change) + 1
+    return np.concatenate(([0], change)), np.concatenate((change, [kf.size]))
+
+
+def _reduce(t: np.ndarray, y: np.ndarray, k: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Buckets:
+    """The summaries of the buckets ``[starts, ends)`` of the samples ``(t, y)``."""
+    n = ends - starts
+    nan = np.isnan(y)
+    count = np.add.reduceat((~nan).astype(np.int64), starts)
+    vsum = np.add.reduceat(np.where(nan, 0.0, y), starts)
+    with np.errstate(invalid="ignore"):
+        vmin = np.fmin.reduceat(y, starts)
+        vmax = np.fmax.reduceat(y, starts)
+    i_min = _first_equal(y, vmin, starts, n)
+    i_max = _first_equal(y, vmax, starts, n)
+    i_min = np.where(i_min < 0, starts, i_min)
+    i_max = np.where(i_max < 0, starts, i_max)
+    return Buckets(
+        k=k, n=n.astype(np.int64), count=count, t_first=t[starts], t_last=t[ends - 1], t_min=t[i_min],
+        t_max=t[i_max], first=y[starts].astype(np.float64), last=y[ends - 1].astype(np.float64),
+        vmin=vmin.astype(np.float64), vmax=vmax.astype(np.float64), vsum=vsum.astype(np.float64),
+    )
 
 
 def _pick_time(values: np.ndarray, times: np.ndarray, per_group: np.ndarray, starts: np.ndarray,
@@ -270,22 +310,26 @@ def decimate_buckets(
 _HEADER = struct.Struct("<qI")
 
 
-def _shuffle(a: np.ndarray) -> bytes:
-    return np.ascontiguousarray(a).view(np.uint8).reshape(-1, 8).T.tobytes()
-
-
 def pack(b: Buckets, width: float) -> bytes:
     """Compact bytes of ``b`` (tier ``width``): bucket numbers as differences, times as
     offsets from their bucket's start (exact), each column byte-shuffled, then zlib."""
     m = len(b)
     if m == 0:
         return _HEADER.pack(0, 0)
+    cols = np.empty((len(_INT_COLS) + len(_FLOAT_COLS), m), dtype=np.float64)
+    ints = cols[:len(_INT_COLS)].view(np.int64)
+    ints[0, 0] = 0
+    np.subtract(b.k[1:], b.k[:-1], out=ints[0, 1:])
+    ints[1] = b.n
+    ints[2] = b.count
     base = b.k.astype(np.float64) * width
-    cols = [np.diff(b.k, prepend=b.k[0]).astype(np.int64), b.n.astype(np.int64), b.count.astype(np.int64)]
-    for c in _FLOAT_COLS:
-        v = getattr(b, c).astype(np.float64)
-        cols.append(v - base if c in _TIME_COLS else v)
-    payload = b"".join(_shuffle(c) for c in cols)
+    for i, c in enumerate(_FLOAT_COLS, len(_INT_COLS)):
+        if c in _TIME_COLS:
+            np.subtract(getattr(b, c), base, out=cols[i])
+        else:
+            cols[i] = getattr(b, c)
+    # byte planes of each column in turn: (column, byte, bucket)
+    payload = cols.view(np.uint8).reshape(cols.shape[0], m, 8).transpose(0, 2, 1).tobytes()
     return _HEADER.pack(int(b.k[0]), m) + zlib.compress(payload, 1)
 
 

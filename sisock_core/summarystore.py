@@ -182,43 +182,58 @@ class SummaryWriter:
             (t0, t0, t1, t1, sid),
         )
 
-    def _write_row(self, cur: Any, sid: int, tier: int, source: str, seg: int, b: S.Buckets) -> None:
+    def _row(self, sid: int, tier: int, source: str, seg: int, b: S.Buckets) -> tuple:
         w = S.TIERS[tier]
-        t0 = float(b.k[0]) * w
-        t1 = float(b.k[-1] + 1) * w
+        return (sid, int(w), source, seg, float(b.k[0]) * w, float(b.k[-1] + 1) * w, len(b), S.pack(b, w))
+
+    def _write_rows(self, cur: Any, rows: Sequence[tuple]) -> None:
         verb = "INSERT OR REPLACE" if self.kind == "sqlite" else "REPLACE"
-        cur.execute(
+        cur.executemany(
             self.sql(f"{verb} INTO sisock_sum_rows (series_id, tier, source, seg, t0, t1, m, data) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-            (sid, int(w), source, seg, t0, t1, len(b), S.pack(b, w)),
+            rows,
         )
+
+    def _write_row(self, cur: Any, sid: int, tier: int, source: str, seg: int, b: S.Buckets) -> None:
+        self._write_rows(cur, [self._row(sid, tier, source, seg, b)])
 
     def put_base(self, cur: Any, sid: int, source: str, b: S.Buckets, *, seg: int = 0,
                  merge: bool = False) -> None:
         """Write base-tier buckets of ``source`` (replacing its row ``seg``, or merged into it)."""
-        if merge:
-            cur.execute(
-                self.sql(f"SELECT data FROM sisock_sum_rows WHERE series_id = ? AND tier = {_BASE} AND source = ? "
-                         "AND seg = ?"),
-                (sid, source, seg),
-            )
-            row = cur.fetchone()
-            if row is not None:
-                b = S.merge([S.unpack(bytes(row[0]), S.BASE_TIER), b])
-        if len(b) == 0:
+        self.put_bases(cur, source, [(sid, b)], seg=seg, merge=merge)
+
+    def put_bases(self, cur: Any, source: str, items: Sequence[tuple[int, S.Buckets]], *, seg: int = 0,
+                  merge: bool = False) -> None:
+        """:meth:`put_base` of several series ``(id, buckets)`` of one source, in a few statements."""
+        rows, spans = [], []
+        for sid, b in items:
+            if merge:
+                cur.execute(
+                    self.sql(f"SELECT data FROM sisock_sum_rows WHERE series_id = ? AND tier = {_BASE} "
+                             "AND source = ? AND seg = ?"),
+                    (sid, source, seg),
+                )
+                row = cur.fetchone()
+                if row is not None:
+                    b = S.merge([S.unpack(bytes(row[0]), S.BASE_TIER), b])
+            if len(b) == 0:
+                continue
+            row = self._row(sid, 0, source, seg, b)
+            rows.append(row)
+            d0, d1 = row[4], row[5]
+            t0, t1 = float(np.min(b.t_first)), float(np.max(b.t_last))
+            spans.append((t0, t0, t1, t1, d0, d0, d1, d1, sid))
+        if not rows:
             return
-        self._write_row(cur, sid, 0, source, seg, b)
-        w = S.BASE_TIER
+        self._write_rows(cur, rows)
         lo, hi = self._mm()
-        d0, d1 = float(b.k[0]) * w, float(b.k[-1] + 1) * w
-        t0, t1 = float(np.min(b.t_first)), float(np.max(b.t_last))
-        cur.execute(
+        cur.executemany(
             self.sql(
                 f"UPDATE sisock_sum_series SET t_first = {lo}(COALESCE(t_first, ?), ?), "
                 f"t_last = {hi}(COALESCE(t_last, ?), ?), dirty_t0 = {lo}(COALESCE(dirty_t0, ?), ?), "
                 f"dirty_t1 = {hi}(COALESCE(dirty_t1, ?), ?), dirty_gen = dirty_gen + 1 WHERE id = ?"
             ),
-            (t0, t0, t1, t1, d0, d0, d1, d1, sid),
+            spans,
         )
 
     def drop_source(self, cur: Any, source: str) -> None:
