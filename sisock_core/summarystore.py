@@ -105,6 +105,41 @@ def _ddl(kind: str) -> list[str]:
     ]
 
 
+class RowMemo:
+    """Rows written in this process, kept unpacked until a rollup reads them back.
+
+    A scanner writes a file's base-tier rows, then rolls the coarse tiers up from them:
+    with a memo shared by its writer and its store, the rollup takes the buckets it
+    already has instead of decompressing the rows again. An entry is used only if the
+    row read back is byte-for-byte the one written (checksum), and once; at most
+    ``max_bytes`` of buckets are kept (rows beyond are read back as usual).
+    """
+
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._rows: dict[tuple, tuple[int, S.Buckets]] = {}
+        self._bytes = 0
+
+    def put(self, key: tuple, blob: bytes, b: S.Buckets) -> None:
+        size = b.nbytes
+        if self._bytes + size > self.max_bytes or key in self._rows:
+            return
+        self._rows[key] = (zlib.crc32(blob), b)
+        self._bytes += size
+
+    def take(self, key: tuple, blob: bytes) -> S.Buckets | None:
+        """The buckets of row ``key`` if ``blob`` is what was written (forgotten then)."""
+        hit = self._rows.pop(key, None)
+        if hit is None:
+            return None
+        self._bytes -= hit[1].nbytes
+        return hit[1] if hit[0] == zlib.crc32(blob) else None
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self._bytes = 0
+
+
 class SummaryWriter:
     """Writes summaries through cursors of a connection it does not own.
 
@@ -117,6 +152,8 @@ class SummaryWriter:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._ids: dict[str, int] = {}
+        #: Where rows written are also kept unpacked for a rollup (None: nowhere).
+        self.memo: RowMemo | None = None
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s") if self.kind == "mysql" else text
@@ -184,7 +221,10 @@ class SummaryWriter:
 
     def _row(self, sid: int, tier: int, source: str, seg: int, b: S.Buckets) -> tuple:
         w = S.TIERS[tier]
-        return (sid, int(w), source, seg, float(b.k[0]) * w, float(b.k[-1] + 1) * w, len(b), S.pack(b, w))
+        blob = S.pack(b, w)
+        if self.memo is not None:
+            self.memo.put((sid, tier, source, seg), blob, b)
+        return (sid, int(w), source, seg, float(b.k[0]) * w, float(b.k[-1] + 1) * w, len(b), blob)
 
     def _write_rows(self, cur: Any, rows: Sequence[tuple]) -> None:
         verb = "INSERT OR REPLACE" if self.kind == "sqlite" else "REPLACE"
@@ -376,7 +416,9 @@ class SummaryStore:
         return b
 
     def _read(self, cur: Any, dirty: Mapping[int, tuple[float, float] | None], tier: int, start: float,
-              end: float, check: Callable[[], None] | None = None) -> dict[int, S.Buckets]:
+              end: float, check: Callable[[], None] | None = None, cache: bool = True) -> dict[int, S.Buckets]:
+        """``cache=False``: rows are taken from the writer's memo or unpacked together,
+        bypassing the LRU (a rollup reads each row once)."""
         w = S.TIERS[tier]
         ids = sorted(dirty)
         pieces: dict[int, list[S.Buckets]] = {sid: [] for sid in ids}
@@ -387,8 +429,21 @@ class SummaryStore:
                          "AND tier = ? AND t1 > ? AND t0 < ?"),
                 (*ids, int(w), start, end),
             )
-            for sid, source, seg, blob in cur.fetchall():
-                pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
+            if cache:
+                for sid, source, seg, blob in cur.fetchall():
+                    pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
+            else:
+                blobs: dict[int, list[bytes]] = {sid: [] for sid in ids}
+                memo = self.writer.memo
+                for sid, source, seg, blob in cur.fetchall():
+                    blob = bytes(blob)
+                    known = memo.take((int(sid), tier, source, int(seg)), blob) if memo is not None else None
+                    if known is not None:
+                        pieces[int(sid)].append(known)
+                    else:
+                        blobs[int(sid)].append(blob)
+                for sid, rows in blobs.items():
+                    pieces[sid].append(S.unpack_many(rows, w))
         out = {}
         for sid in ids:
             if check is not None:
@@ -421,7 +476,7 @@ class SummaryStore:
                 for first in range(s0, s1 + 1, batch):
                     last = min(s1 + 1, first + batch)
                     with self.cursor(write=True) as cur:
-                        fine = self._read(cur, {sid: None}, tier - 1, first * span, last * span)[sid]
+                        fine = self._read(cur, {sid: None}, tier - 1, first * span, last * span, cache=False)[sid]
                         coarse = S.rollup(fine, S.TIERS[tier - 1], w)
                         cur.execute(
                             self.sql("DELETE FROM sisock_sum_rows WHERE series_id = ? AND tier = ? AND seg >= ? "
