@@ -234,9 +234,6 @@ class SummaryWriter:
             rows,
         )
 
-    def _write_row(self, cur: Any, sid: int, tier: int, source: str, seg: int, b: S.Buckets) -> None:
-        self._write_rows(cur, [self._row(sid, tier, source, seg, b)])
-
     def put_base(self, cur: Any, sid: int, source: str, b: S.Buckets, *, seg: int = 0,
                  merge: bool = False) -> None:
         """Write base-tier buckets of ``source`` (replacing its row ``seg``, or merged into it)."""
@@ -458,44 +455,59 @@ class SummaryStore:
 
     # -- writes and maintenance --------------------------------------------------------
 
-    def rollup(self, *, batch: int = 8, should_stop: Callable[[], bool] | None = None) -> int:
-        """Recompute the coarse tiers of every dirty range; returns the series done."""
+    def rollup(self, *, batch: int = 8, rows_per_commit: int = 512,
+               should_stop: Callable[[], bool] | None = None) -> int:
+        """Recompute the coarse tiers of every dirty range; returns the series done.
+
+        A series is rolled up in one transaction (with the clearing of its dirty range),
+        and several series share one until ``rows_per_commit`` rows are written; the finer
+        tier is read ``batch`` coarse segments at a time."""
         with self.cursor() as cur:
             cur.execute("SELECT id, dirty_t0, dirty_t1, dirty_gen FROM sisock_sum_series "
                         "WHERE dirty_t0 IS NOT NULL")
             todo = [(int(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in cur.fetchall()]
         done = 0
-        for sid, d0, d1, gen in todo:
+        while done < len(todo):
             if should_stop is not None and should_stop():
                 break
-            for tier in range(1, len(S.TIERS)):
-                w = S.TIERS[tier]
-                span = w * SEGMENT_BUCKETS
-                s0 = math.floor(d0 / span)
-                s1 = math.floor(max(d0, d1 - 1e-6) / span)
-                for first in range(s0, s1 + 1, batch):
-                    last = min(s1 + 1, first + batch)
-                    with self.cursor(write=True) as cur:
-                        fine = self._read(cur, {sid: None}, tier - 1, first * span, last * span, cache=False)[sid]
-                        coarse = S.rollup(fine, S.TIERS[tier - 1], w)
-                        cur.execute(
-                            self.sql("DELETE FROM sisock_sum_rows WHERE series_id = ? AND tier = ? AND seg >= ? "
-                                     "AND seg < ?"),
-                            (sid, int(w), first, last),
-                        )
-                        if len(coarse):
-                            segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
-                            cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1
-                            for part in np.split(np.arange(len(coarse)), cuts):
-                                self.writer._write_row(cur, sid, tier, "", int(segs[part[0]]), coarse.take(part))
             with self.cursor(write=True) as cur:
-                cur.execute(
-                    self.sql("UPDATE sisock_sum_series SET dirty_t0 = NULL, dirty_t1 = NULL "
-                             "WHERE id = ? AND dirty_gen = ?"),
-                    (sid, gen),
-                )
-            done += 1
+                written = 0
+                while done < len(todo) and written < rows_per_commit:
+                    written += self._rollup_series(cur, *todo[done], batch=batch)
+                    done += 1
+                    if should_stop is not None and should_stop():
+                        break
         return done
+
+    def _rollup_series(self, cur: Any, sid: int, d0: float, d1: float, gen: int, *, batch: int) -> int:
+        """Recompute the coarse tiers of series ``sid`` over ``[d0, d1)``; rows written."""
+        rows = 0
+        for tier in range(1, len(S.TIERS)):
+            w = S.TIERS[tier]
+            span = w * SEGMENT_BUCKETS
+            s0 = math.floor(d0 / span)
+            s1 = math.floor(max(d0, d1 - 1e-6) / span)
+            for first in range(s0, s1 + 1, batch):
+                last = min(s1 + 1, first + batch)
+                fine = self._read(cur, {sid: None}, tier - 1, first * span, last * span, cache=False)[sid]
+                coarse = S.rollup(fine, S.TIERS[tier - 1], w)
+                cur.execute(
+                    self.sql("DELETE FROM sisock_sum_rows WHERE series_id = ? AND tier = ? AND seg >= ? "
+                             "AND seg < ?"),
+                    (sid, int(w), first, last),
+                )
+                if len(coarse):
+                    segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
+                    cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1
+                    parts = np.split(np.arange(len(coarse)), cuts)
+                    self.writer._write_rows(cur, [self.writer._row(sid, tier, "", int(segs[p[0]]), coarse.take(p))
+                                                  for p in parts])
+                    rows += len(parts)
+        cur.execute(
+            self.sql("UPDATE sisock_sum_series SET dirty_t0 = NULL, dirty_t1 = NULL WHERE id = ? AND dirty_gen = ?"),
+            (sid, gen),
+        )
+        return rows + 1
 
     def drop_all(self) -> None:
         """Drop the store's tables (``--rebuild``)."""
