@@ -336,24 +336,41 @@ def _decompress(data: bytes) -> bytes:
 def pack(b: Buckets, width: float) -> bytes:
     """Compact bytes of ``b`` (tier ``width``): bucket numbers as differences, times as
     offsets from their bucket's start (exact), each column byte-shuffled, then zstd."""
-    m = len(b)
-    if m == 0:
-        return _HEADER.pack(0, 0)
-    cols = np.empty((len(_INT_COLS) + len(_FLOAT_COLS), m), dtype=np.float64)
-    ints = cols[:len(_INT_COLS)].view(np.int64)
-    ints[0, 0] = 0
-    np.subtract(b.k[1:], b.k[:-1], out=ints[0, 1:])
-    ints[1] = b.n
-    ints[2] = b.count
-    base = b.k.astype(np.float64) * width
-    for i, c in enumerate(_FLOAT_COLS, len(_INT_COLS)):
-        if c in _TIME_COLS:
-            np.subtract(getattr(b, c), base, out=cols[i])
-        else:
-            cols[i] = getattr(b, c)
-    # byte planes of each column in turn: (column, byte, bucket)
-    payload = cols.view(np.uint8).reshape(cols.shape[0], m, 8).transpose(0, 2, 1).tobytes()
-    return _HEADER.pack(int(b.k[0]), m) + _compress(payload)
+    return pack_many([b], width)[0]
+
+
+def pack_many(parts: Sequence[Buckets], width: float) -> list[bytes]:
+    """:func:`pack` of each of ``parts`` (the columns are prepared in one numpy pass)."""
+    sizes = [len(b) for b in parts]
+    whole = concat(parts)
+    m = len(whole)
+    out = []
+    if m:
+        cols = np.empty((len(_INT_COLS) + len(_FLOAT_COLS), m), dtype=np.float64)
+        ints = cols[:len(_INT_COLS)].view(np.int64)
+        ints[0, 0] = 0
+        np.subtract(whole.k[1:], whole.k[:-1], out=ints[0, 1:])
+        firsts = np.cumsum([0] + sizes[:-1])
+        ints[0, firsts[np.array(sizes) > 0]] = 0  # each part's bucket numbers start from its header's
+        ints[1] = whole.n
+        ints[2] = whole.count
+        base = whole.k.astype(np.float64) * width
+        for i, c in enumerate(_FLOAT_COLS, len(_INT_COLS)):
+            if c in _TIME_COLS:
+                np.subtract(getattr(whole, c), base, out=cols[i])
+            else:
+                cols[i] = getattr(whole, c)
+        # byte planes of each column in turn: (column, byte, bucket)
+        planes = cols.view(np.uint8).reshape(cols.shape[0], m, 8).transpose(0, 2, 1)
+    start = 0
+    for size in sizes:
+        if size == 0:
+            out.append(_HEADER.pack(0, 0))
+            continue
+        payload = planes[:, :, start:start + size].tobytes()
+        out.append(_HEADER.pack(int(whole.k[start]), size) + _compress(payload))
+        start += size
+    return out
 
 
 def unpack(blob: bytes, width: float) -> Buckets:

@@ -219,12 +219,15 @@ class SummaryWriter:
             (t0, t0, t1, t1, sid),
         )
 
-    def _row(self, sid: int, tier: int, source: str, seg: int, b: S.Buckets) -> tuple:
+    def _rows(self, tier: int, items: Sequence[tuple[int, str, int, S.Buckets]]) -> list[tuple]:
+        """Rows of ``sisock_sum_rows`` for ``(series id, source, seg, buckets)`` of one tier."""
         w = S.TIERS[tier]
-        blob = S.pack(b, w)
-        if self.memo is not None:
-            self.memo.put((sid, tier, source, seg), blob, b)
-        return (sid, int(w), source, seg, float(b.k[0]) * w, float(b.k[-1] + 1) * w, len(b), blob)
+        out = []
+        for (sid, source, seg, b), blob in zip(items, S.pack_many([it[3] for it in items], w)):
+            if self.memo is not None:
+                self.memo.put((sid, tier, source, seg), blob, b)
+            out.append((sid, int(w), source, seg, float(b.k[0]) * w, float(b.k[-1] + 1) * w, len(b), blob))
+        return out
 
     def _write_rows(self, cur: Any, rows: Sequence[tuple]) -> None:
         verb = "INSERT OR REPLACE" if self.kind == "sqlite" else "REPLACE"
@@ -242,7 +245,7 @@ class SummaryWriter:
     def put_bases(self, cur: Any, source: str, items: Sequence[tuple[int, S.Buckets]], *, seg: int = 0,
                   merge: bool = False) -> None:
         """:meth:`put_base` of several series ``(id, buckets)`` of one source, in a few statements."""
-        rows, spans = [], []
+        todo, spans = [], []
         for sid, b in items:
             if merge:
                 cur.execute(
@@ -255,14 +258,13 @@ class SummaryWriter:
                     b = S.merge([S.unpack(bytes(row[0]), S.BASE_TIER), b])
             if len(b) == 0:
                 continue
-            row = self._row(sid, 0, source, seg, b)
-            rows.append(row)
-            d0, d1 = row[4], row[5]
+            todo.append((sid, source, seg, b))
+            d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
             t0, t1 = float(np.min(b.t_first)), float(np.max(b.t_last))
             spans.append((t0, t0, t1, t1, d0, d0, d1, d1, sid))
-        if not rows:
+        if not todo:
             return
-        self._write_rows(cur, rows)
+        self._write_rows(cur, self._rows(0, todo))
         lo, hi = self._mm()
         cur.executemany(
             self.sql(
@@ -500,8 +502,8 @@ class SummaryStore:
                     segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
                     cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1
                     parts = np.split(np.arange(len(coarse)), cuts)
-                    self.writer._write_rows(cur, [self.writer._row(sid, tier, "", int(segs[p[0]]), coarse.take(p))
-                                                  for p in parts])
+                    self.writer._write_rows(cur, self.writer._rows(
+                        tier, [(sid, "", int(segs[p[0]]), coarse.take(p)) for p in parts]))
                     rows += len(parts)
         cur.execute(
             self.sql("UPDATE sisock_sum_series SET dirty_t0 = NULL, dirty_t1 = NULL WHERE id = ? AND dirty_gen = ?"),
