@@ -113,27 +113,48 @@ def summarize_many(t: np.ndarray, columns: Mapping[str, np.ndarray],
     return out
 
 
-def summarize_series(series: Sequence[tuple[np.ndarray, np.ndarray]],
-                     width: float = BASE_TIER) -> list[Buckets]:
+Parts = np.ndarray | Sequence[np.ndarray]
+
+
+def summarize_series(series: Sequence[tuple[Parts, Parts]], width: float = BASE_TIER) -> list[Buckets]:
     """:func:`summarize` of many ``(t, y)`` series at once (one pass of numpy over all of
-    them: what a scanner calls per file). Values that are not float32 are summarized as
-    float64, exactly as :func:`summarize` does; the result is the same, series by series."""
+    them: what a scanner calls per file); ``t`` and ``y`` may each be a list of pieces,
+    concatenated. A series whose times are not ascending is sorted first (stably).
+    Values are summarized exactly as :func:`summarize` does, series by series."""
     out: list[Buckets | None] = [None] * len(series)
     flat: list[int] = []
+    ts: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    sizes: list[int] = []
     for i, (t, y) in enumerate(series):
-        y = np.asarray(y)
-        if len(t) == 0:
+        t_parts = [np.asarray(p) for p in ([t] if isinstance(t, np.ndarray) else t)]
+        y_parts = [np.asarray(p) for p in ([y] if isinstance(y, np.ndarray) else y)]
+        n = sum(p.size for p in t_parts)
+        if n == 0:
             out[i] = Buckets.empty()
-        elif y.dtype.kind == "f" and y.dtype != np.float64:
-            out[i] = summarize(t, y, width)  # reduced in its own precision, as summarize does
-        else:
-            flat.append(i)
+            continue
+        if any(p.dtype.kind == "f" and p.dtype != np.float64 for p in y_parts):
+            t1, y1 = np.concatenate(t_parts), np.concatenate(y_parts)  # reduced in its own precision
+            order = np.argsort(t1, kind="stable")
+            out[i] = summarize(t1[order], y1[order], width)
+            continue
+        flat.append(i)
+        ts.extend(t_parts)
+        ys.extend(y_parts)
+        sizes.append(n)
     if not flat:
         return out  # type: ignore[return-value]
-    sizes = np.array([len(series[i][0]) for i in flat], dtype=np.intp)
-    t = np.concatenate([np.asarray(series[i][0], dtype=np.float64) for i in flat])
-    y = np.concatenate([np.asarray(series[i][1], dtype=np.float64) for i in flat])
+    t = np.concatenate(ts).astype(np.float64, copy=False)
+    y = np.concatenate(ys).astype(np.float64, copy=False)
     bounds = np.concatenate(([0], np.cumsum(sizes)))
+    back = np.flatnonzero(t[1:] < t[:-1]) + 1
+    back = back[~np.isin(back, bounds)]  # times going back inside a series: sort those series
+    if back.size:
+        for j in np.unique(np.searchsorted(bounds, back, side="right") - 1):
+            lo, hi = bounds[j], bounds[j + 1]
+            order = np.argsort(t[lo:hi], kind="stable")
+            t[lo:hi] = t[lo:hi][order]
+            y[lo:hi] = y[lo:hi][order]
     kf = np.floor(t / width)
     starts, ends = _bucket_bounds(kf, bounds[1:-1])
     b = _reduce(t, y, kf[starts].astype(np.int64), starts, ends)
@@ -157,11 +178,17 @@ def _reduce(t: np.ndarray, y: np.ndarray, k: np.ndarray, starts: np.ndarray, end
     """The summaries of the buckets ``[starts, ends)`` of the samples ``(t, y)``."""
     n = ends - starts
     nan = np.isnan(y)
-    count = np.add.reduceat((~nan).astype(np.int64), starts)
-    vsum = np.add.reduceat(np.where(nan, 0.0, y), starts)
-    with np.errstate(invalid="ignore"):
-        vmin = np.fmin.reduceat(y, starts)
-        vmax = np.fmax.reduceat(y, starts)
+    if nan.any():
+        count = np.add.reduceat((~nan).astype(np.int64), starts)
+        vsum = np.add.reduceat(np.where(nan, 0.0, y), starts)
+        with np.errstate(invalid="ignore"):
+            vmin = np.fmin.reduceat(y, starts)
+            vmax = np.fmax.reduceat(y, starts)
+    else:  # the same numbers, fewer passes
+        count = n.astype(np.int64)
+        vsum = np.add.reduceat(y, starts)
+        vmin = np.minimum.reduceat(y, starts)
+        vmax = np.maximum.reduceat(y, starts)
     i_min = _first_equal(y, vmin, starts, n)
     i_max = _first_equal(y, vmax, starts, n)
     i_min = np.where(i_min < 0, starts, i_min)

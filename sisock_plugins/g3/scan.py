@@ -253,18 +253,13 @@ def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
     keys = []
     series = []
     for (description, block_name), (ts, cols) in collected.items():
-        t = np.concatenate(ts) if len(ts) > 1 else ts[0]
-        order = None
-        if t.size > 1 and np.any(t[1:] < t[:-1]):
-            order = np.argsort(t, kind="stable")
-            t = t[order]
+        n = sum(p.size for p in ts)
         for field, parts in cols.items():
-            if sum(p.size for p in parts) != t.size:
+            if sum(p.size for p in parts) != n:
                 continue  # the field is missing from some blocks of this name: not summarized
-            y = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            y = y[order] if order is not None else y
-            keys.append((f"{description}.{field}", f"{description}.{block_name}", y.dtype.kind))
-            series.append((t, y))
+            kind = parts[0].dtype.kind if len(parts) == 1 else np.result_type(*parts).kind
+            keys.append((f"{description}.{field}", f"{description}.{block_name}", kind))
+            series.append((ts, parts))
     return [(*key, buckets) for key, buckets in zip(keys, summarize_series(series, BASE_TIER))]
 
 
