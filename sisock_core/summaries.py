@@ -78,7 +78,7 @@ class Buckets:
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, c).nbytes for c in _INT_COLS + _FLOAT_COLS)
+        return self.k.size * 8 * (len(_INT_COLS) + len(_FLOAT_COLS))  # every column is 8-byte
 
 
 def concat(parts: Sequence[Buckets]) -> Buckets:
@@ -211,10 +211,14 @@ def _pick_time(values: np.ndarray, times: np.ndarray, per_group: np.ndarray, sta
 def merge(parts: Sequence[Buckets], presorted: bool = False) -> Buckets:
     """One summary per bucket number from pieces that may share bucket numbers
     (``presorted``: already ordered by bucket number, then time, as one piece is)."""
+    if not presorted:  # pieces apart from each other (rows of one series): in order, nothing to merge
+        parts = sorted((p for p in parts if len(p)), key=lambda p: (int(p.k[0]), float(p.t_first[0])))
     b = concat(parts)
     if len(b) == 0:
         return b
     if not presorted:
+        if np.all(b.k[1:] > b.k[:-1]):
+            return b
         b = b.take(np.lexsort((b.t_first, b.k)))
     change = np.flatnonzero(b.k[1:] != b.k[:-1]) + 1
     if change.size + 1 == len(b):
