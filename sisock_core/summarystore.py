@@ -461,28 +461,42 @@ class SummaryStore:
                should_stop: Callable[[], bool] | None = None) -> int:
         """Recompute the coarse tiers of every dirty range; returns the series done.
 
-        A series is rolled up in one transaction (with the clearing of its dirty range),
-        and several series share one until ``rows_per_commit`` rows are written; the finer
-        tier is read ``batch`` coarse segments at a time."""
+        Series whose dirty ranges touch the same coarse segments are rolled up together
+        (a few statements per tier for all of them); a series is rolled up in one
+        transaction with the clearing of its dirty range, and several series share one
+        until ``rows_per_commit`` rows are written. The finer tier is read ``batch``
+        coarse segments at a time."""
         with self.cursor() as cur:
             cur.execute("SELECT id, dirty_t0, dirty_t1, dirty_gen FROM sisock_sum_series "
                         "WHERE dirty_t0 IS NOT NULL")
             todo = [(int(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in cur.fetchall()]
+        span = S.TIERS[1] * SEGMENT_BUCKETS
+        groups: dict[tuple[int, int], list[tuple[int, float, float, int]]] = {}
+        for item in todo:  # the same first-tier segments: the same segments of every coarser tier
+            _, d0, d1, _ = item
+            groups.setdefault((math.floor(d0 / span), math.floor(max(d0, d1 - 1e-6) / span)), []).append(item)
+        chunks = [g[i:i + 64] for g in groups.values() for i in range(0, len(g), 64)]
         done = 0
-        while done < len(todo):
+        while chunks:
             if should_stop is not None and should_stop():
                 break
             with self.cursor(write=True) as cur:
                 written = 0
-                while done < len(todo) and written < rows_per_commit:
-                    written += self._rollup_series(cur, *todo[done], batch=batch)
-                    done += 1
+                while chunks and written < rows_per_commit:
+                    group = chunks.pop(0)
+                    written += self._rollup_group(cur, group, batch=batch)
+                    done += len(group)
                     if should_stop is not None and should_stop():
                         break
         return done
 
-    def _rollup_series(self, cur: Any, sid: int, d0: float, d1: float, gen: int, *, batch: int) -> int:
-        """Recompute the coarse tiers of series ``sid`` over ``[d0, d1)``; rows written."""
+    def _rollup_group(self, cur: Any, group: Sequence[tuple[int, float, float, int]], *, batch: int) -> int:
+        """Recompute the coarse tiers of the series ``(id, dirty from, dirty to, generation)``
+        (whose dirty ranges lie in the same first-tier segments); rows written."""
+        ids = [g[0] for g in group]
+        d0 = min(g[1] for g in group)
+        d1 = max(g[2] for g in group)
+        marks = ",".join("?" * len(ids))
         rows = 0
         for tier in range(1, len(S.TIERS)):
             w = S.TIERS[tier]
@@ -491,25 +505,28 @@ class SummaryStore:
             s1 = math.floor(max(d0, d1 - 1e-6) / span)
             for first in range(s0, s1 + 1, batch):
                 last = min(s1 + 1, first + batch)
-                fine = self._read(cur, {sid: None}, tier - 1, first * span, last * span, cache=False)[sid]
-                coarse = S.rollup(fine, S.TIERS[tier - 1], w)
+                fine = self._read(cur, dict.fromkeys(ids), tier - 1, first * span, last * span, cache=False)
                 cur.execute(
-                    self.sql("DELETE FROM sisock_sum_rows WHERE series_id = ? AND tier = ? AND seg >= ? "
+                    self.sql(f"DELETE FROM sisock_sum_rows WHERE series_id IN ({marks}) AND tier = ? AND seg >= ? "
                              "AND seg < ?"),
-                    (sid, int(w), first, last),
+                    (*ids, int(w), first, last),
                 )
-                if len(coarse):
-                    segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
-                    cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1
-                    parts = np.split(np.arange(len(coarse)), cuts)
-                    self.writer._write_rows(cur, self.writer._rows(
-                        tier, [(sid, "", int(segs[p[0]]), coarse.take(p)) for p in parts]))
-                    rows += len(parts)
-        cur.execute(
+                items = []
+                for sid in ids:
+                    coarse = S.rollup(fine[sid], S.TIERS[tier - 1], w)
+                    if len(coarse):
+                        segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
+                        cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1
+                        items.extend((sid, "", int(segs[p[0]]), coarse.take(p))
+                                     for p in np.split(np.arange(len(coarse)), cuts))
+                if items:
+                    self.writer._write_rows(cur, self.writer._rows(tier, items))
+                    rows += len(items)
+        cur.executemany(
             self.sql("UPDATE sisock_sum_series SET dirty_t0 = NULL, dirty_t1 = NULL WHERE id = ? AND dirty_gen = ?"),
-            (sid, gen),
+            [(g[0], g[3]) for g in group],
         )
-        return rows + 1
+        return rows + len(group)
 
     def drop_all(self) -> None:
         """Drop the store's tables (``--rebuild``)."""
