@@ -281,9 +281,13 @@ def _collect(result: ScanResult, description: str, name: str, block: Any,
     ts, acc = result.collected.setdefault((description, name), ([], {}))
     if isinstance(block, core.G3TimesampleMap):
         ts.append(block.times)
-        for f, kind in fields:
+        for (f, kind), values in zip(fields, block.values()):  # fields are in the block's key order
             if kind == "number":
-                acc.setdefault(f, []).append(block[f])
+                parts = acc.get(f)
+                if parts is None:
+                    acc[f] = [values]
+                else:
+                    parts.append(values)
     else:  # IrregBlockDouble (v0)
         ts.append(np.array(block.t, dtype=np.float64))
         for f, _ in fields:
