@@ -253,6 +253,33 @@ def rollup(b: Buckets, width: float, coarser: float) -> Buckets:
     return merge([attrs.evolve(b, k=np.floor_divide(b.k, ratio))], presorted=True)
 
 
+_SPREAD = 2**36  #: bucket numbers of one series of rollup_many lie in a band this wide
+
+
+def rollup_many(parts: Sequence[Buckets], width: float, coarser: float) -> list[Buckets]:
+    """:func:`rollup` of each of ``parts`` (in one numpy pass: each series is moved to a
+    band of bucket numbers of its own, rolled up with the others, and moved back)."""
+    if len(parts) < 2:
+        return [rollup(b, width, coarser) for b in parts]
+    ratio = int(round(coarser / width))
+    if ratio < 1 or abs(ratio * width - coarser) > 1e-9 * coarser:
+        raise ValueError(f"tier {coarser} s is not a multiple of {width} s")
+    half = _SPREAD // 2
+    if ratio == 1 or any(len(b) and (b.k[0] <= -half or b.k[-1] >= half) for b in parts):
+        return [rollup(b, width, coarser) for b in parts]
+    bands = [(i * _SPREAD + half) * ratio for i in range(len(parts))]
+    whole = concat([attrs.evolve(b, k=b.k + band) for b, band in zip(parts, bands)])
+    if len(whole) == 0:
+        return [b for b in parts]
+    rolled = merge([attrs.evolve(whole, k=np.floor_divide(whole.k, ratio))], presorted=True)
+    cuts = np.searchsorted(rolled.k, np.arange(len(parts) + 1, dtype=np.int64) * _SPREAD)
+    out = []
+    for i in range(len(parts)):
+        b = rolled.take(slice(int(cuts[i]), int(cuts[i + 1])))
+        out.append(attrs.evolve(b, k=b.k - (i * _SPREAD + half)))
+    return out
+
+
 def choose_tier(width: float, tiers: Sequence[float] = TIERS) -> float | None:
     """The coarsest tier whose buckets are no wider than ``width`` (None: finer than all)."""
     best = None

@@ -512,8 +512,7 @@ class SummaryStore:
                     (*ids, int(w), first, last),
                 )
                 items = []
-                for sid in ids:
-                    coarse = S.rollup(fine[sid], S.TIERS[tier - 1], w)
+                for sid, coarse in zip(ids, S.rollup_many([fine[sid] for sid in ids], S.TIERS[tier - 1], w)):
                     if len(coarse):
                         segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
                         cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1

@@ -188,3 +188,11 @@ def test_the_memo_gives_back_only_the_row_written_and_only_once():
     memo.put((1, 0, "f", 0), blob, b)
     assert memo.take((1, 0, "f", 0), blob) is b
     assert memo.take((1, 0, "f", 0), blob) is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(series(max_size=150), max_size=5), st.sampled_from(range(1, len(S.TIERS))))
+def test_many_series_rolled_up_together_equal_one_at_a_time(data, tier):
+    parts = [S.summarize(t - 2e9 * (i % 2), y) for i, (t, y) in enumerate(data)]  # some before 1970
+    for got, b in zip(S.rollup_many(parts, S.BASE_TIER, S.TIERS[tier]), parts, strict=True):
+        assert_buckets_equal(got, S.rollup(b, S.BASE_TIER, S.TIERS[tier]))
