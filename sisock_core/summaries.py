@@ -127,8 +127,8 @@ def summarize_series(series: Sequence[tuple[Parts, Parts]], width: float = BASE_
     ys: list[np.ndarray] = []
     sizes: list[int] = []
     for i, (t, y) in enumerate(series):
-        t_parts = [np.asarray(p) for p in ([t] if isinstance(t, np.ndarray) else t)]
-        y_parts = [np.asarray(p) for p in ([y] if isinstance(y, np.ndarray) else y)]
+        t_parts = [t] if isinstance(t, np.ndarray) else [np.asarray(p) for p in t]
+        y_parts = [y] if isinstance(y, np.ndarray) else [np.asarray(p) for p in y]
         n = sum(p.size for p in t_parts)
         if n == 0:
             out[i] = Buckets.empty()
@@ -148,7 +148,7 @@ def summarize_series(series: Sequence[tuple[Parts, Parts]], width: float = BASE_
     y = np.concatenate(ys).astype(np.float64, copy=False)
     bounds = np.concatenate(([0], np.cumsum(sizes)))
     back = np.flatnonzero(t[1:] < t[:-1]) + 1
-    back = back[~np.isin(back, bounds)]  # times going back inside a series: sort those series
+    back = back[bounds[np.searchsorted(bounds, back)] != back]  # going back inside a series: sort it
     if back.size:
         for j in np.unique(np.searchsorted(bounds, back, side="right") - 1):
             lo, hi = bounds[j], bounds[j + 1]
