@@ -121,8 +121,11 @@ class RowMemo:
         self._bytes = 0
 
     def put(self, key: tuple, blob: bytes, b: S.Buckets) -> None:
+        old = self._rows.pop(key, None)  # the row was written again: keep the newest
+        if old is not None:
+            self._bytes -= old[1].nbytes
         size = b.nbytes
-        if self._bytes + size > self.max_bytes or key in self._rows:
+        if self._bytes + size > self.max_bytes:
             return
         self._rows[key] = (zlib.crc32(blob), b)
         self._bytes += size
