@@ -105,6 +105,44 @@ def _ddl(kind: str) -> list[str]:
     ]
 
 
+class RowMemo:
+    """Rows written in this process, kept unpacked until a rollup reads them back.
+
+    A scanner writes a file's base-tier rows, then rolls the coarse tiers up from them:
+    with a memo shared by its writer and its store, the rollup takes the buckets it
+    already has instead of decompressing the rows again. An entry is used only if the
+    row read back is byte-for-byte the one written (checksum), and once; at most
+    ``max_bytes`` of buckets are kept (rows beyond are read back as usual).
+    """
+
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._rows: dict[tuple, tuple[int, S.Buckets]] = {}
+        self._bytes = 0
+
+    def put(self, key: tuple, blob: bytes, b: S.Buckets) -> None:
+        old = self._rows.pop(key, None)  # the row was written again: keep the newest
+        if old is not None:
+            self._bytes -= old[1].nbytes
+        size = b.nbytes
+        if self._bytes + size > self.max_bytes:
+            return
+        self._rows[key] = (zlib.crc32(blob), b)
+        self._bytes += size
+
+    def take(self, key: tuple, blob: bytes) -> S.Buckets | None:
+        """The buckets of row ``key`` if ``blob`` is what was written (forgotten then)."""
+        hit = self._rows.pop(key, None)
+        if hit is None:
+            return None
+        self._bytes -= hit[1].nbytes
+        return hit[1] if hit[0] == zlib.crc32(blob) else None
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self._bytes = 0
+
+
 class SummaryWriter:
     """Writes summaries through cursors of a connection it does not own.
 
@@ -117,6 +155,8 @@ class SummaryWriter:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._ids: dict[str, int] = {}
+        #: Where rows written are also kept unpacked for a rollup (None: nowhere).
+        self.memo: RowMemo | None = None
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s") if self.kind == "mysql" else text
@@ -182,43 +222,60 @@ class SummaryWriter:
             (t0, t0, t1, t1, sid),
         )
 
-    def _write_row(self, cur: Any, sid: int, tier: int, source: str, seg: int, b: S.Buckets) -> None:
+    def _rows(self, tier: int, items: Sequence[tuple[int, str, int, S.Buckets]]) -> list[tuple]:
+        """Rows of ``sisock_sum_rows`` for ``(series id, source, seg, buckets)`` of one tier."""
         w = S.TIERS[tier]
-        t0 = float(b.k[0]) * w
-        t1 = float(b.k[-1] + 1) * w
+        out = []
+        for (sid, source, seg, b), blob in zip(items, S.pack_many([it[3] for it in items], w)):
+            if self.memo is not None:
+                self.memo.put((sid, tier, source, seg), blob, b)
+            out.append((sid, int(w), source, seg, float(b.k[0]) * w, float(b.k[-1] + 1) * w, len(b), blob))
+        return out
+
+    def _write_rows(self, cur: Any, rows: Sequence[tuple]) -> None:
         verb = "INSERT OR REPLACE" if self.kind == "sqlite" else "REPLACE"
-        cur.execute(
+        cur.executemany(
             self.sql(f"{verb} INTO sisock_sum_rows (series_id, tier, source, seg, t0, t1, m, data) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-            (sid, int(w), source, seg, t0, t1, len(b), S.pack(b, w)),
+            rows,
         )
 
     def put_base(self, cur: Any, sid: int, source: str, b: S.Buckets, *, seg: int = 0,
                  merge: bool = False) -> None:
         """Write base-tier buckets of ``source`` (replacing its row ``seg``, or merged into it)."""
-        if merge:
-            cur.execute(
-                self.sql(f"SELECT data FROM sisock_sum_rows WHERE series_id = ? AND tier = {_BASE} AND source = ? "
-                         "AND seg = ?"),
-                (sid, source, seg),
-            )
-            row = cur.fetchone()
-            if row is not None:
-                b = S.merge([S.unpack(bytes(row[0]), S.BASE_TIER), b])
-        if len(b) == 0:
+        self.put_bases(cur, source, [(sid, b)], seg=seg, merge=merge)
+
+    def put_bases(self, cur: Any, source: str, items: Sequence[tuple[int, S.Buckets]], *, seg: int = 0,
+                  merge: bool = False) -> None:
+        """:meth:`put_base` of several series ``(id, buckets)`` of one source, in a few statements."""
+        todo, spans = [], []
+        for sid, b in items:
+            if merge:
+                cur.execute(
+                    self.sql(f"SELECT data FROM sisock_sum_rows WHERE series_id = ? AND tier = {_BASE} "
+                             "AND source = ? AND seg = ?"),
+                    (sid, source, seg),
+                )
+                row = cur.fetchone()
+                if row is not None:
+                    b = S.merge([S.unpack(bytes(row[0]), S.BASE_TIER), b])
+            if len(b) == 0:
+                continue
+            todo.append((sid, source, seg, b))
+            d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
+            t0, t1 = float(np.min(b.t_first)), float(np.max(b.t_last))
+            spans.append((t0, t0, t1, t1, d0, d0, d1, d1, sid))
+        if not todo:
             return
-        self._write_row(cur, sid, 0, source, seg, b)
-        w = S.BASE_TIER
+        self._write_rows(cur, self._rows(0, todo))
         lo, hi = self._mm()
-        d0, d1 = float(b.k[0]) * w, float(b.k[-1] + 1) * w
-        t0, t1 = float(np.min(b.t_first)), float(np.max(b.t_last))
-        cur.execute(
+        cur.executemany(
             self.sql(
                 f"UPDATE sisock_sum_series SET t_first = {lo}(COALESCE(t_first, ?), ?), "
                 f"t_last = {hi}(COALESCE(t_last, ?), ?), dirty_t0 = {lo}(COALESCE(dirty_t0, ?), ?), "
                 f"dirty_t1 = {hi}(COALESCE(dirty_t1, ?), ?), dirty_gen = dirty_gen + 1 WHERE id = ?"
             ),
-            (t0, t0, t1, t1, d0, d0, d1, d1, sid),
+            spans,
         )
 
     def drop_source(self, cur: Any, source: str) -> None:
@@ -361,7 +418,9 @@ class SummaryStore:
         return b
 
     def _read(self, cur: Any, dirty: Mapping[int, tuple[float, float] | None], tier: int, start: float,
-              end: float, check: Callable[[], None] | None = None) -> dict[int, S.Buckets]:
+              end: float, check: Callable[[], None] | None = None, cache: bool = True) -> dict[int, S.Buckets]:
+        """``cache=False``: rows are taken from the writer's memo or unpacked together,
+        bypassing the LRU (a rollup reads each row once)."""
         w = S.TIERS[tier]
         ids = sorted(dirty)
         pieces: dict[int, list[S.Buckets]] = {sid: [] for sid in ids}
@@ -372,8 +431,21 @@ class SummaryStore:
                          "AND tier = ? AND t1 > ? AND t0 < ?"),
                 (*ids, int(w), start, end),
             )
-            for sid, source, seg, blob in cur.fetchall():
-                pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
+            if cache:
+                for sid, source, seg, blob in cur.fetchall():
+                    pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
+            else:
+                blobs: dict[int, list[bytes]] = {sid: [] for sid in ids}
+                memo = self.writer.memo
+                for sid, source, seg, blob in cur.fetchall():
+                    blob = bytes(blob)
+                    known = memo.take((int(sid), tier, source, int(seg)), blob) if memo is not None else None
+                    if known is not None:
+                        pieces[int(sid)].append(known)
+                    else:
+                        blobs[int(sid)].append(blob)
+                for sid, rows in blobs.items():
+                    pieces[sid].append(S.unpack_many(rows, w))
         out = {}
         for sid in ids:
             if check is not None:
@@ -388,44 +460,75 @@ class SummaryStore:
 
     # -- writes and maintenance --------------------------------------------------------
 
-    def rollup(self, *, batch: int = 8, should_stop: Callable[[], bool] | None = None) -> int:
-        """Recompute the coarse tiers of every dirty range; returns the series done."""
+    def rollup(self, *, batch: int = 8, rows_per_commit: int = 512,
+               should_stop: Callable[[], bool] | None = None) -> int:
+        """Recompute the coarse tiers of every dirty range; returns the series done.
+
+        Series whose dirty ranges touch the same coarse segments are rolled up together
+        (a few statements per tier for all of them); a series is rolled up in one
+        transaction with the clearing of its dirty range, and several series share one
+        until ``rows_per_commit`` rows are written. The finer tier is read ``batch``
+        coarse segments at a time."""
         with self.cursor() as cur:
             cur.execute("SELECT id, dirty_t0, dirty_t1, dirty_gen FROM sisock_sum_series "
                         "WHERE dirty_t0 IS NOT NULL")
             todo = [(int(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in cur.fetchall()]
+        span = S.TIERS[1] * SEGMENT_BUCKETS
+        groups: dict[tuple[int, int], list[tuple[int, float, float, int]]] = {}
+        for item in todo:  # the same first-tier segments: the same segments of every coarser tier
+            _, d0, d1, _ = item
+            groups.setdefault((math.floor(d0 / span), math.floor(max(d0, d1 - 1e-6) / span)), []).append(item)
+        chunks = [g[i:i + 64] for g in groups.values() for i in range(0, len(g), 64)]
         done = 0
-        for sid, d0, d1, gen in todo:
+        while chunks:
             if should_stop is not None and should_stop():
                 break
-            for tier in range(1, len(S.TIERS)):
-                w = S.TIERS[tier]
-                span = w * SEGMENT_BUCKETS
-                s0 = math.floor(d0 / span)
-                s1 = math.floor(max(d0, d1 - 1e-6) / span)
-                for first in range(s0, s1 + 1, batch):
-                    last = min(s1 + 1, first + batch)
-                    with self.cursor(write=True) as cur:
-                        fine = self._read(cur, {sid: None}, tier - 1, first * span, last * span)[sid]
-                        coarse = S.rollup(fine, S.TIERS[tier - 1], w)
-                        cur.execute(
-                            self.sql("DELETE FROM sisock_sum_rows WHERE series_id = ? AND tier = ? AND seg >= ? "
-                                     "AND seg < ?"),
-                            (sid, int(w), first, last),
-                        )
-                        if len(coarse):
-                            segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
-                            cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1
-                            for part in np.split(np.arange(len(coarse)), cuts):
-                                self.writer._write_row(cur, sid, tier, "", int(segs[part[0]]), coarse.take(part))
             with self.cursor(write=True) as cur:
-                cur.execute(
-                    self.sql("UPDATE sisock_sum_series SET dirty_t0 = NULL, dirty_t1 = NULL "
-                             "WHERE id = ? AND dirty_gen = ?"),
-                    (sid, gen),
-                )
-            done += 1
+                written = 0
+                while chunks and written < rows_per_commit:
+                    group = chunks.pop(0)
+                    written += self._rollup_group(cur, group, batch=batch)
+                    done += len(group)
+                    if should_stop is not None and should_stop():
+                        break
         return done
+
+    def _rollup_group(self, cur: Any, group: Sequence[tuple[int, float, float, int]], *, batch: int) -> int:
+        """Recompute the coarse tiers of the series ``(id, dirty from, dirty to, generation)``
+        (whose dirty ranges lie in the same first-tier segments); rows written."""
+        ids = [g[0] for g in group]
+        d0 = min(g[1] for g in group)
+        d1 = max(g[2] for g in group)
+        marks = ",".join("?" * len(ids))
+        rows = 0
+        for tier in range(1, len(S.TIERS)):
+            w = S.TIERS[tier]
+            span = w * SEGMENT_BUCKETS
+            s0 = math.floor(d0 / span)
+            s1 = math.floor(max(d0, d1 - 1e-6) / span)
+            for first in range(s0, s1 + 1, batch):
+                last = min(s1 + 1, first + batch)
+                fine = self._read(cur, dict.fromkeys(ids), tier - 1, first * span, last * span, cache=False)
+                cur.execute(
+                    self.sql(f"DELETE FROM sisock_sum_rows WHERE series_id IN ({marks}) AND tier = ? AND seg >= ? "
+                             "AND seg < ?"),
+                    (*ids, int(w), first, last),
+                )
+                items = []
+                for sid, coarse in zip(ids, S.rollup_many([fine[sid] for sid in ids], S.TIERS[tier - 1], w)):
+                    if len(coarse):
+                        segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
+                        cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1
+                        items.extend((sid, "", int(segs[p[0]]), coarse.take(p))
+                                     for p in np.split(np.arange(len(coarse)), cuts))
+                if items:
+                    self.writer._write_rows(cur, self.writer._rows(tier, items))
+                    rows += len(items)
+        cur.executemany(
+            self.sql("UPDATE sisock_sum_series SET dirty_t0 = NULL, dirty_t1 = NULL WHERE id = ? AND dirty_gen = ?"),
+            [(g[0], g[3]) for g in group],
+        )
+        return rows + len(group)
 
     def drop_all(self) -> None:
         """Drop the store's tables (``--rebuild``)."""

@@ -1,5 +1,6 @@
 """Pure tests of the summaries: exact against raw min-max decimation, merge, tiers, storage."""
 
+import attrs
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -107,3 +108,90 @@ def test_grid_width_is_the_smallest_multiple_of_the_tier_not_below_the_wanted_wi
 def test_rollup_refuses_a_tier_that_is_not_a_multiple():
     with pytest.raises(ValueError, match="not a multiple"):
         S.rollup(S.summarize(np.array([T0]), np.array([1.0]), 60.0), 60.0, 90.0)
+
+
+def assert_buckets_equal(a, b):
+    for c in S._INT_COLS + S._FLOAT_COLS:
+        x, y = getattr(a, c), getattr(b, c)
+        assert x.dtype == y.dtype, c
+        np.testing.assert_array_equal(x, y, err_msg=c)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(series(max_size=150), st.lists(st.integers(0, 150), max_size=3), st.booleans(),
+                          st.booleans()), max_size=5))
+def test_many_series_at_once_equal_one_at_a_time(specs):
+    """What the scanner computes per file (every series in one numpy pass, from pieces, some
+    out of order, float32 kept in its precision) is what summarize gives series by series."""
+    batch, expected = [], []
+    for (t, y), cuts, shuffle, single in specs:
+        if single and y.dtype.kind == "f":
+            y = y.astype(np.float32)
+        if shuffle and t.size > 1:
+            t = t[::-1].copy()  # times going back: sorted (stably) first
+            y = y[::-1].copy()
+        order = np.argsort(t, kind="stable")
+        expected.append(S.summarize(t[order], y[order]))
+        cuts = sorted(c for c in cuts if c <= t.size)
+        batch.append((np.split(t, cuts), np.split(y, cuts)) if cuts else (t, y))
+    for got, want in zip(S.summarize_series(batch), expected):
+        assert_buckets_equal(got, want)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(series(max_size=150), max_size=5))
+def test_rows_packed_and_unpacked_together_equal_one_at_a_time(data):
+    parts = [S.summarize(t, y) for t, y in data]
+    blobs = S.pack_many(parts, S.BASE_TIER)
+    assert blobs == [S.pack(b, S.BASE_TIER) for b in parts]
+    assert_buckets_equal(S.unpack_many(blobs, S.BASE_TIER),
+                         S.concat([S.unpack(b, S.BASE_TIER) for b in blobs]) if any(parts) else S.Buckets.empty())
+
+
+def test_rows_written_with_zlib_are_still_read():
+    """Stores written before zstd hold zlib rows: they decode as before."""
+    import zlib
+
+    t = T0 + np.arange(0.0, 600.0, 0.7)
+    b = S.summarize(t, np.sin(t))
+    blob = S.pack(b, 60.0)
+    assert blob[12:16] == b"\x28\xb5\x2f\xfd"  # zstd frame
+    legacy = blob[:12] + zlib.compress(S._decompress(blob[12:]), 1)
+    assert_buckets_equal(S.unpack(legacy, 60.0), b)
+    assert_buckets_equal(S.unpack_many([legacy, blob], 60.0), S.concat([b, b]))
+
+
+def test_merge_of_rows_apart_keeps_their_order_and_of_overlapping_rows_combines_them():
+    t = T0 - T0 % 60 + np.arange(0.0, 3600.0, 1.0)  # rows of 600 samples: whole buckets
+    y = np.cos(t)
+    whole = S.summarize(t, y)
+    rows = [S.summarize(t[i:i + 600], y[i:i + 600]) for i in range(0, 3600, 600)]
+    assert_buckets_equal(S.merge(rows[::-1]), whole)  # apart: sorted, nothing merged
+    halves = [S.summarize(t[i:i + 45], y[i:i + 45]) for i in range(0, 3600, 45)]  # buckets split in two
+    merged = S.merge(halves[::-1])
+    np.testing.assert_allclose(merged.vsum, whole.vsum, rtol=1e-12, atol=1e-12)  # summed in another order
+    assert_buckets_equal(attrs.evolve(merged, vsum=whole.vsum), whole)
+
+
+def test_the_memo_gives_back_only_the_row_written_and_only_once():
+    from sisock_core.summarystore import RowMemo
+
+    b = S.summarize(T0 + np.arange(600.0), np.arange(600.0))
+    blob = S.pack(b, 60.0)
+    memo = RowMemo(max_bytes=b.nbytes)
+    memo.put((1, 0, "f", 0), blob, b)
+    memo.put((2, 0, "f", 0), blob, b)  # over its budget: not kept
+    assert memo.take((2, 0, "f", 0), blob) is None
+    assert memo.take((1, 0, "f", 0), blob[:-1] + b"x") is None  # another row than the one written
+    memo.put((1, 0, "f", 0), S.pack(b.take(slice(0, 3)), 60.0), b.take(slice(0, 3)))
+    memo.put((1, 0, "f", 0), blob, b)  # written again: the newest is kept
+    assert memo.take((1, 0, "f", 0), blob) is b
+    assert memo.take((1, 0, "f", 0), blob) is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(series(max_size=150), max_size=5), st.sampled_from(range(1, len(S.TIERS))))
+def test_many_series_rolled_up_together_equal_one_at_a_time(data, tier):
+    parts = [S.summarize(t - 2e9 * (i % 2), y) for i, (t, y) in enumerate(data)]  # some before 1970
+    for got, b in zip(S.rollup_many(parts, S.BASE_TIER, S.TIERS[tier]), parts, strict=True):
+        assert_buckets_equal(got, S.rollup(b, S.BASE_TIER, S.TIERS[tier]))

@@ -677,9 +677,12 @@ class Index:
             source = path_key(update.path)
             if update.replace:
                 self.summaries.drop_source(cur, source)
-            for name, timeline, kind, buckets in update.summaries:
-                sid = self.summaries.series_id(cur, name, timeline, kind)
-                self.summaries.put_base(cur, sid, source, buckets, merge=not update.replace)
+            self.summaries.put_bases(
+                cur, source,
+                [(self.summaries.series_id(cur, name, timeline, kind), buckets)
+                 for name, timeline, kind, buckets in update.summaries],
+                merge=not update.replace,
+            )
             if update.providers or update.blocks:
                 changed |= self._add_rows(cur, file_id, update)
             for description, field in affected:

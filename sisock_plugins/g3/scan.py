@@ -248,41 +248,50 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
 
 def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
     """Base-tier summaries of the numeric samples collected per (description, block name)."""
-    from sisock_core.summaries import BASE_TIER, summarize_many
+    from sisock_core.summaries import BASE_TIER, summarize_series
 
-    out = []
+    keys = []
+    series = []
     for (description, block_name), (ts, cols) in collected.items():
-        t = np.concatenate(ts) if len(ts) > 1 else ts[0]
-        order = None
-        if t.size > 1 and np.any(t[1:] < t[:-1]):
-            order = np.argsort(t, kind="stable")
-            t = t[order]
-        columns = {}
+        t = _seconds(ts)
         for field, parts in cols.items():
-            if sum(p.size for p in parts) != t.size:
+            try:
+                y = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
+            except (TypeError, ValueError):
+                continue  # not one numeric vector in every block
+            if y.size != t.size or y.dtype.kind not in "fiu":
                 continue  # the field is missing from some blocks of this name: not summarized
-            y = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            columns[field] = y[order] if order is not None else y
-        for field, buckets in summarize_many(t, columns, BASE_TIER).items():
-            out.append((f"{description}.{field}", f"{description}.{block_name}", columns[field].dtype.kind,
-                        buckets))
-    return out
+            keys.append((f"{description}.{field}", f"{description}.{block_name}", y.dtype.kind))
+            series.append((t, y))
+    return [(*key, buckets) for key, buckets in zip(keys, summarize_series(series, BASE_TIER))]
+
+
+def _seconds(parts: list) -> np.ndarray:
+    """UNIX seconds of the times of blocks: ``G3VectorTime`` (ticks) or float seconds (v0)."""
+    if not any(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts).astype(np.int64, copy=False) / _SECOND
+    return np.concatenate([p if isinstance(p, np.ndarray) else np.asarray(p, dtype=np.int64) / _SECOND
+                           for p in parts])
 
 
 def _collect(result: ScanResult, description: str, name: str, block: Any,
              fields: tuple[tuple[str, str], ...]) -> None:
-    """Keep the times and numeric fields of one block for :func:`_summaries`."""
-    if isinstance(block, core.G3TimesampleMap):
-        t = np.asarray(block.times, dtype=np.int64) / _SECOND
-        cols = {f: np.asarray(block[f]) for f, kind in fields if kind == "number"}
-    else:  # IrregBlockDouble (v0)
-        t = np.array(block.t, dtype=np.float64)
-        cols = {f: np.array(block.data[f], dtype=np.float64) for f, _ in fields}
+    """Keep the times and numeric vectors of one block for :func:`_summaries` (converted
+    to numpy there, a field at a time)."""
     ts, acc = result.collected.setdefault((description, name), ([], {}))
-    ts.append(t)
-    for f, v in cols.items():
-        if v.dtype.kind in "fiu":
-            acc.setdefault(f, []).append(v)
+    if isinstance(block, core.G3TimesampleMap):
+        ts.append(block.times)
+        for (f, kind), values in zip(fields, block.values()):  # fields are in the block's key order
+            if kind == "number":
+                parts = acc.get(f)
+                if parts is None:
+                    acc[f] = [values]
+                else:
+                    parts.append(values)
+    else:  # IrregBlockDouble (v0)
+        ts.append(np.array(block.t, dtype=np.float64))
+        for f, _ in fields:
+            acc.setdefault(f, []).append(np.array(block.data[f], dtype=np.float64))
 
 
 def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None:

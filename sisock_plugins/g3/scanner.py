@@ -31,7 +31,7 @@ import attrs
 from twisted.logger import Logger
 
 from sisock_core.sqldb import DatabaseError
-from sisock_core.summarystore import SummaryStore
+from sisock_core.summarystore import RowMemo, SummaryStore
 from sisock_plugins.g3.index import (
     DatabaseUnavailable,
     STATUS_EMPTY,
@@ -138,6 +138,9 @@ class Scanner:
         #: Set it (from any thread) to stop a pass after the file being read.
         self.cancel = threading.Event()
         self._summary_store: SummaryStore | None = None
+        #: The buckets of the rows this pass wrote, for its rollup (not read back from the database).
+        self._memo = RowMemo()
+        index.summaries.memo = self._memo
 
     # -- walking -----------------------------------------------------------------
 
@@ -208,10 +211,13 @@ class Scanner:
         one) changed; cheap when nothing is pending."""
         if self._summary_store is None:
             self._summary_store = SummaryStore(self.index.url)
+            self._summary_store.writer.memo = self._memo
         try:
             stats.rolled_up += self._summary_store.rollup(should_stop=self.cancel.is_set)
         except DatabaseError as exc:
             raise DatabaseUnavailable(str(exc)) from exc
+        finally:
+            self._memo.clear()
 
     def scan_paths(self, paths: Iterable[str]) -> ScanStats:
         """Look only at ``paths`` (files created, changed, moved or deleted)."""
