@@ -128,4 +128,35 @@ def subscribe(
     "finalized_until": float}}}``.
 
     To receive WAMP events (OCS feeds), use :meth:`NodeContext.wamp_subscribe`.
+
+    A plugin that also reads an archive (``read_range``) gets **timeline assembly**: each
+    field is answered as one series, from the archive up to its final time (see
+    ``archive_until``) and from the live cache after it (:mod:`sisock_core.assembly`).
+    Publish under the archive's field and timeline names. Return ``False`` when this
+    node serves no live data after all (an option left off): the core then keeps no
+    live cache.
+    """
+
+
+@hookspec(firstresult=True)
+def archive_until(node: NodeContext) -> Mapping[str, float] | None:
+    """Return ``{field: time}``: the last sample the archive holds for good, per field.
+
+    Optional; for plugins with both ``read_range`` and ``subscribe``. Field names are
+    those the plugin publishes live. The core calls it in a worker thread when the node
+    starts and every few seconds (a plugin may refresh there what its live handlers
+    need, since they run on the reactor thread). Answers take archive samples up to
+    this time and live samples after it; published samples at or before it are dropped
+    (logged once). Without this hook, each timeline's ``finalized_until`` in the
+    ``read_range`` answer is the seam.
+    """
+
+
+@hookspec(firstresult=True)
+def live_names(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str] | None:
+    """Return ``{name asked for: name published live}`` for names the plugin also accepts.
+
+    Optional; for assembling plugins whose ``read_range`` accepts other spellings of a
+    field (g3: short and lower-case names). Names left out are looked up in the live
+    cache as they are. Called in a worker thread.
     """
