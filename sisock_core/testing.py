@@ -55,6 +55,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import types
 import threading
 import time
 from pathlib import Path
@@ -459,8 +460,6 @@ class MemorySession:
     def publish(self, topic: str, *args: Any, options: Any = None, **kwargs: Any) -> None:
         """Deliver an event to this session's subscribers (payload passed over the wire;
         pattern subscriptions as a router matches them, with the event's topic in details)."""
-        from autobahn.wamp.types import EventDetails
-
         targets: list[tuple[Callable[..., Any], str | None]] = []
         for pattern, handlers in self.subscriptions.items():
             for handler in handlers:
@@ -474,7 +473,7 @@ class MemorySession:
             return None
         args, kwargs = over_the_wire([list(args), kwargs], self.serializer, f"an event on {topic}")
         for handler, details_arg in targets:
-            extra = {details_arg: EventDetails(None, 0, topic=topic)} if details_arg else {}
+            extra = {details_arg: types.SimpleNamespace(topic=topic)} if details_arg else {}
             handler(*args, **kwargs, **extra)
         return None
 
