@@ -27,8 +27,9 @@ import numpy as np
 
 from sisock_core.model import Timeline
 
-#: Seconds within which a live time equals an archived one (rounding of stored times).
-SEAM_TOLERANCE = 1e-5
+#: Seconds within which a live time equals an archived one (.g3 files store times as 10 ns
+#: ticks computed in double precision: an OCS time comes back up to a few microseconds off).
+SEAM_TOLERANCE = 1e-4
 #: Live samples further than this many seconds ahead of the node's clock are refused.
 MAX_CLOCK_SKEW = 60.0
 
