@@ -197,7 +197,8 @@ def assemble(
     ``read_live(live names, start, end)``: the live cache's; ``final``: the archive's final
     time of each live name; ``canonical``: the live name of each name asked for. A field
     keeps its archive timeline's name (or its live timeline's when the archive has none
-    of its samples in the range); see the module docstring for the seam rule.
+    of its samples in the range); see the module docstring for the seam rule. A timeline
+    whose fields have no final time is kept whole, and live samples follow its last one.
     """
     wanted = set(names)
     canonical = {n: canonical.get(n, n) for n in names}
@@ -211,12 +212,8 @@ def assemble(
         known = [final[canonical.get(k, k)] for k in members if canonical.get(k, k) in final]
         if known:
             seam_of_tl[tl_name] = min(known)
-        elif tl.finalized_until is not None:
-            seam_of_tl[tl_name] = float(tl.finalized_until)
-        elif tl.t.size:
-            seam_of_tl[tl_name] = float(tl.t[-1])
-        else:
-            seam_of_tl[tl_name] = -math.inf
+        else:  # the archive's final time is unknown: its samples are kept, live ones follow them
+            seam_of_tl[tl_name] = float(tl.t[-1]) if tl.t.size else -math.inf
     seam_of: dict[str, float] = {}
     for n in names:
         if n in arch_of:

@@ -147,8 +147,8 @@ def archive_until(node: NodeContext) -> Mapping[str, float] | None:
     starts and every few seconds (a plugin may refresh there what its live handlers
     need, since they run on the reactor thread). Answers take archive samples up to
     this time and live samples after it; published samples at or before it are dropped
-    (logged once). Without this hook, each timeline's ``finalized_until`` in the
-    ``read_range`` answer is the seam.
+    (logged once). Without this hook, each timeline of the ``read_range`` answer is
+    kept whole and live samples after its last one follow.
     """
 
 

@@ -172,7 +172,9 @@ def feed(plugin, t0, t1):
     return plugin.publish("blk", t, {"x": t - T0, "y": -(t - T0)})
 
 
-def test_node_answers_one_series_raw_decimated_and_pushes_live(sisock_node):
+def test_hook_archive_until(sisock_node):
+    """The seam at the archive's final time: one series raw and decimated, late samples dropped,
+    new ones pushed under the same names."""
     now = [T0 + 7200.0]
     plugin = ArchiveAndFeed(final=T0 + 6000)
     node = sisock_node(plugin, clock=lambda: now[0])
@@ -196,6 +198,29 @@ def test_node_answers_one_series_raw_decimated_and_pushes_live(sisock_node):
     # get_fields: the archive's list
     fields, _ = node.get_fields()
     assert fields["x"]["timeline"] == "blk"
+
+
+def test_hook_live_names(sisock_node):
+    """Other spellings the archive accepts reach the live samples of the field they stand for."""
+    class Aliases(ArchiveAndFeed):
+        @hookimpl
+        def read_range(self, node, fields, start, end):
+            asked = {"X": "x"}
+            full = super().read_range(node, [asked.get(f, f) for f in fields], start, end)
+            return {k: Timeline(t=v.t, data={a: v.data[asked.get(a, a)] for a in fields
+                                             if asked.get(a, a) in v.data}, finalized_until=v.finalized_until)
+                    for k, v in full.items()}
+
+        @hookimpl
+        def live_names(self, node, fields):
+            return {"X": "x"} if "X" in fields else {}
+
+    plugin = Aliases(final=T0 + 10)
+    node = sisock_node(plugin, clock=lambda: T0 + 100)
+    feed(plugin, T0 + 11, T0 + 20)
+    ans = node.get_data(["X"], T0, 0)
+    assert ans["data"]["X"] == list(np.arange(20.0))
+    assert ans["timeline"]["blk"]["t"] == list(T0 + np.arange(20.0))
 
 
 def test_node_with_the_live_option_off_has_no_live_cache(sisock_node):

@@ -105,7 +105,7 @@ class Options:
     #: live: cap on samples kept per block
     max_samples: int = attrs.field(default=1_000_000, validator=attrs.validators.and_(
         attrs.validators.instance_of(int), attrs.validators.ge(1)))
-    #: live: the OCS address root of the agents (feeds ``<root>.<agent>.feeds.<feed>``)
+    #: live: the OCS address root of the agents (feeds `<root>.<agent>.feeds.<feed>`)
     address_root: str = attrs.field(default="observatory", validator=attrs.validators.matches_re(
         r"^[^\s.#]+(\.[^\s.#]+)*$"))
 
