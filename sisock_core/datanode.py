@@ -423,12 +423,17 @@ class DataNodeServer:
         return deferToThreadPool(self.reactor, self.pool, self.refresh_seam).addBoth(done)
 
     def _start_seam_loop(self) -> None:
-        if self.seam is None or self._seam_loop is not None:
-            return
-        loop = self._seam_loop = LoopingCall(self._refresh_seam_later)
+        if self.seam is not None and self._seam_loop is None:
+            self._seam_loop = self._every(SEAM_REFRESH_INTERVAL, self._refresh_seam_later, "seam refresh",
+                                          now=False)
+
+    def _every(self, interval: float, fn: Callable[[], Any], what: str, *, now: bool) -> LoopingCall:
+        """A LoopingCall of ``fn`` on the node's reactor; its failure is logged."""
+        loop = LoopingCall(fn)
         loop.clock = self.reactor
-        loop.start(SEAM_REFRESH_INTERVAL, now=False).addErrback(
-            lambda f: self.log.failure("{name}: seam refresh loop failed", f, name=self.name))
+        loop.start(interval, now=now).addErrback(
+            lambda f: self.log.failure("{name}: " + what + " loop failed", f, name=self.name))
+        return loop
 
     # -- summaries -------------------------------------------------------------
 
@@ -502,10 +507,7 @@ class DataNodeServer:
     def _start_summaries(self) -> None:
         if self.summarizer is None or self._summary_loop is not None:
             return
-        loop = self._summary_loop = LoopingCall(self.summarize_once)
-        loop.clock = self.reactor
-        loop.start(SUMMARY_INTERVAL, now=True).addErrback(
-            lambda f: self.log.failure("{name}: summary loop failed", f, name=self.name))
+        self._summary_loop = self._every(SUMMARY_INTERVAL, self.summarize_once, "summary", now=True)
 
     def start(self) -> defer.Deferred:
         """Start serving; the Deferred fires when the component finally stops."""

@@ -16,6 +16,7 @@ from sisock_plugins.g3.index import Index
 from sisock_plugins.g3.scanner import Scanner
 
 from .g3gen import Aggregator, Provider, lakeshore, value
+from .test_datafeed import log_lines  # noqa: F401  (a fixture: the log lines of the test)
 
 T0 = 1_700_000_000.0
 LS = "observatory.LSA22YE.feeds.temperatures"
@@ -111,7 +112,7 @@ def test_one_series_from_the_first_file_to_the_last_sample(site):
     assert again["timeline"][f"{LS}.temps"]["finalized_until"] == T0 + 1899
 
 
-def test_live_push_late_future_duplicate_and_mismatched_fields_are_logged_once(site, caplog_twisted):
+def test_live_push_late_future_duplicate_and_mismatched_fields_are_logged_once(site, log_lines):
     site.write(T0, T0 + 600)
     site.agg.close()
     site.scan()
@@ -133,7 +134,7 @@ def test_live_push_late_future_duplicate_and_mismatched_fields_are_logged_once(s
     assert ans["data"][CH1][:610] == expect(CH1, np.asarray(t[:610])) and ans["data"][CH1][610] == 1.5
     assert np.isnan(ans["data"][CH2][610])  # the string was left out
     assert np.asarray(ans["data"][f"{LS}.Heater"][-1]) == 0.25
-    lines = caplog_twisted()
+    lines = log_lines
     for text in ("dropped live samples at or before the archive's final time",
                  "dropped live samples more than 60 s in the future",
                  "dropped samples at times it already holds with values (a duplicate message?)",
@@ -142,7 +143,7 @@ def test_live_push_late_future_duplicate_and_mismatched_fields_are_logged_once(s
         assert sum(text in line for line in lines) == 1, (text, [x for x in lines if "g3" in x][-20:])
 
 
-def test_providers_that_appear_later_and_agent_restarts(site, caplog_twisted):
+def test_providers_that_appear_later_and_agent_restarts(site, log_lines):
     site.write(T0, T0 + 600)
     bf = Provider("observatory.bluefors.feeds.bluefors", {"pressure_ch1": {"pressure_ch1": "float"}}, rate=1.0)
     name = f"{bf.description}.pressure_ch1"
@@ -165,26 +166,11 @@ def test_providers_that_appear_later_and_agent_restarts(site, caplog_twisted):
     # the feed stops: the series ends at its last sample, nothing carried forward
     site.now += 600
     assert site.node.get_data([name], -300, 0)["data"][name] == []
-    lines = caplog_twisted()
+    lines = log_lines
     assert sum("not following feed observatory.hwp.feeds.debug" in x for x in lines) == 1
     assert sum("following feed observatory.bluefors.feeds.bluefors (recorded; not in the files yet)" in x
                for x in lines) == 1
     assert sum("agent observatory.bluefors restarted (session 1.0 -> 2.0)" in x for x in lines) == 1
-
-
-@pytest.fixture
-def caplog_twisted():
-    """Formatted twisted log lines emitted during the test (a callable returning them)."""
-    from twisted.logger import formatEvent, globalLogPublisher
-
-    lines: list[str] = []
-
-    def observer(event):
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observer)
-    yield lambda: list(lines)
-    globalLogPublisher.removeObserver(observer)
 
 
 pytest_plugins = ["sisock_core.testing"]
