@@ -5,8 +5,9 @@ Run: ``python -m benchmarks.g3_query_bench [--repeat 7] [--dir DIR]``.
 Times the node's whole ``get_data`` (:class:`sisock_core.engine.NodeEngine` with the
 g3 plugin: index query, frame reads and so3g decoding, the core's decimation to
 ``max_points`` 1000, conversion to wire lists) over a day of aggregator files
-(:mod:`benchmarks.g3_data`), cold (a fresh reader, empty cache) and on a repeat of
-the same window, against the baseline of performance.md: reading the same files'
+(:mod:`benchmarks.g3_data`; the 16 channels are an LS372's, one block per channel, as
+real aggregator files hold them), cold (a fresh reader, empty cache) and on a repeat of
+the same window, from the raw frames and from the summaries the scanner writes, against the baseline of performance.md: reading the same files'
 frames with ``spt3g.core.G3File``. Bars: <= 2.0x cold, <= 0.1x repeat. References:
 so3g ``HKArchive.get_data`` on a pre-scanned archive, and with the scan per query.
 Prints medians and ratios. Files are in the OS page cache for every case.
@@ -33,6 +34,7 @@ from benchmarks.g3_data import DAY, P2_FIELDS, T0, day_archive, g3_files, size_m
 from sisock_core.engine import NodeEngine
 from sisock_core.model import NodeContext
 from sisock_core.plugins import make_plugin_manager
+from sisock_core.summarystore import SummaryStore
 from sisock_plugins.g3 import plugin as g3_plugin
 from sisock_plugins.g3.index import Index
 from sisock_plugins.g3.scanner import Scanner
@@ -83,12 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     def row(name: str, dt: float) -> None:
         print(f"{name:<64} {dt * 1e3:>10.1f} {dt / base:>9.2f} {dt / split:>8.2f}")
 
-    def engine() -> NodeEngine:
+    def engine(summaries: bool = False) -> NodeEngine:
         ctx = NodeContext(name="g3_reader", description="bench",
                           options=g3_plugin.Options(data_dir=str(data), db=url), state={})
         pm = make_plugin_manager(g3_plugin, name="g3")
         pm.hook.node_start(node=ctx)
-        return NodeEngine(ctx, pm, "g3", max_points=args.points)
+        store = SummaryStore(pm.hook.summary_store(node=ctx)) if summaries else None
+        return NodeEngine(ctx, pm, "g3", max_points=args.points, summaries=store)
 
     def query(e: NodeEngine) -> dict:
         ans = e.get_data(P2_FIELDS, T0, T0 + DAY)
@@ -103,6 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     query(warm_engine)
     repeat = median_time(lambda: query(warm_engine), args.repeat)
     row("P2 repeat: the same window again (decoded chunks cached)", repeat)
+
+    summ_cold = median_time(query, args.repeat, setup=lambda: engine(True))
+    row("P2 cold, with the scanner's summaries (fresh reader and store)", summ_cold)
+    summ_engine = engine(True)
+    query(summ_engine)
+    row("P2 repeat, with the scanner's summaries", median_time(lambda: query(summ_engine), args.repeat))
 
     reader_only = engine()
     read = median_time(lambda: reader_only.node.state["g3"].read_range(P2_FIELDS, T0, T0 + DAY), args.repeat)

@@ -301,11 +301,15 @@ class NodeEngine:
     def _from_summaries(self, names: list[str], t0: float, t1: float, stride: float | None,
                         limit: int | None, result: dict) -> list[str]:
         """Answer what the summaries can (see the module docstring); return the other names."""
+        if summary_grid(t1 - t0, limit, stride) is None:
+            return names  # finer than the finest tier even over the whole range: raw data
+        canonical = dict(self._call("resolve_fields", fields=list(names)) or {})
         try:
-            infos = self.summaries.series(names)
+            found = self.summaries.series({canonical.get(n, n) for n in names})
         except Exception as exc:  # a broken store is a cache miss, never a wrong answer
             self._summary_failure(exc)
             return names
+        infos = {n: found[canonical.get(n, n)] for n in names if canonical.get(n, n) in found}
         infos = {n: i for n, i in infos.items() if i.kind in ("f", "i", "u")}
         if not infos:
             return names

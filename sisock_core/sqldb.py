@@ -129,6 +129,16 @@ def mysql_url(host: str, user: str | None, password: str | None, database: str) 
     return f"mysql://{auth}{host}/{q(database, safe='')}"
 
 
+def driver_errors(kind: str) -> tuple[type[BaseException], ...]:
+    """The exception classes of the DB-API driver of ``kind`` ("sqlite" or "mysql"; importing
+    mysqlclient here fails early when it is missing)."""
+    if kind == "mysql":
+        import MySQLdb
+
+        return (MySQLdb.Error,)
+    return (sqlite3.Error,)
+
+
 def connect(url: DbUrl, *, create: bool = True, what: str = "database") -> Any:
     """A DB-API connection (autocommit) to ``url``.
 

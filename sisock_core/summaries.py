@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import attrs
 import numpy as np
 
-from sisock_core.decimate import _first_equal
+from sisock_core.decimate import _first_equal, _interleave
 
 #: Bucket widths (s) kept for every summarized field, finest first.
 TIERS: tuple[float, ...] = (60.0, 120.0, 600.0, 3600.0, 21600.0, 172800.0)
@@ -180,15 +180,6 @@ def choose_tier(width: float, tiers: Sequence[float] = TIERS) -> float | None:
 def grid_width(wanted: float, tier: float) -> float:
     """The smallest multiple of ``tier`` that is at least ``wanted``."""
     return float(max(1, int(np.ceil(wanted / tier - 1e-9)))) * tier
-
-
-def _interleave(a: np.ndarray, b: np.ndarray, keep_b: np.ndarray) -> np.ndarray:
-    out = np.empty(a.size * 2, dtype=np.result_type(a, b))
-    out[0::2] = a
-    out[1::2] = b
-    mask = np.ones(out.size, dtype=bool)
-    mask[1::2] = keep_b
-    return out[mask]
 
 
 def _restore(values: np.ndarray, kind: str) -> np.ndarray:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import sqlite3
 import threading
 import zlib
 from pathlib import Path
@@ -40,6 +39,7 @@ from sisock_core.sqldb import (
     DatabaseUnavailable,
     DbUrl,
     connect,
+    driver_errors,
     error_message,
     parse_db_url,
 )
@@ -252,12 +252,7 @@ class SummaryStore:
         self._lock = threading.RLock()
         self._conn: Any = None
         self._schema_ok = False
-        if self.kind == "mysql":
-            import MySQLdb
-
-            self._errors: tuple[type[BaseException], ...] = (MySQLdb.Error,)
-        else:
-            self._errors = (sqlite3.Error,)
+        self._errors = driver_errors(self.kind)
 
     def describe(self) -> str:
         return self.url.redacted()

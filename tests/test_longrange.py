@@ -115,6 +115,22 @@ def test_g3_answers_from_summaries_equal_raw_min_max_on_the_tier_grid(tmp_path, 
     assert {60.0, 120.0, 600.0} <= tiers
 
 
+def test_hook_resolve_fields(tmp_path):
+    """g3's aliases (lower-cased and short names) are answered from the same summaries."""
+    data = tmp_path / "data"
+    write(data, hours=3)
+    url = f"sqlite:///{tmp_path}/i.sqlite"
+    Scanner(Index(url), data).scan_tree()
+    engine, ctx = g3_engine(data, url)
+    full, low, short = f"{LS}.Channel_01_T", f"{LS}.channel_01_t", "LSA22YE.Channel_01_T"
+    assert engine.pm.hook.resolve_fields(node=ctx, fields=[full, low, short, "nope"]) == {low: full, short: full}
+    ans = engine.get_data([full, low, short], T0, T0 + 3 * 3600, max_points=40)
+    assert ans["data"][low] == ans["data"][full] == ans["data"][short]
+    assert set(ans["timeline"]) == {f"{LS}.temps"}
+    exp, _, _ = expected(ctx.state["g3"].read_range, [full, low, short], T0, T0 + 3 * 3600, 40)
+    assert_same(ans, exp)
+
+
 def test_g3_file_growing_while_summarized_resumes_without_counting_twice(tmp_path):
     full = tmp_path / "full"
     files = write(full, hours=2)
@@ -294,6 +310,25 @@ def test_hook_summary_store(sisock_node, tmp_path):
     exp, tier, _ = expected(plugin.read_range, ["a", "b"], t0, t1, 400, open_end=True)
     assert tier == 3600.0
     assert_same({k: ans[k] for k in ("data", "timeline")}, exp)
+
+
+def test_a_corrupt_core_store_is_rebuilt_never_used(sisock_node):
+    plugin = ArchivePlugin(T0 + 12 * 86400)
+    node = sisock_node(plugin, name="arch", clock=lambda: T0 + 30 * 86400)
+    store = node.server.engine.summaries
+    path = store.url.path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"garbage, not SQLite " * 200)
+    t0, t1 = T0 + 3600.5, T0 + 20 * 86400
+    plain = NodeEngine(node.server.context, node.server.pm, "arch", clock=lambda: T0 + 30 * 86400)
+    # answered from raw data while the store is broken
+    assert node.get_data(["a"], t0, t1, max_points=400) == plain.get_data(["a"], t0, t1, max_points=400)
+    assert node.summarize() == 0  # the pass fails, the file is deleted
+    assert not os.path.exists(path)
+    assert node.summarize() > 0  # and rebuilt by the next pass
+    exp, _, _ = expected(plugin.read_range, ["a"], t0, t1, 400, open_end=True)
+    assert_same(node.get_data(["a"], t0, t1, max_points=400), exp)
 
 
 class Slow(ArchivePlugin):

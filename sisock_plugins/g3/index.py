@@ -65,6 +65,7 @@ from sisock_core.sqldb import (  # noqa: F401  (re-exported: the g3 plugin's nam
     DatabaseUnavailable,
     DbUrl,
     connect,
+    driver_errors,
     error_message as _msg,
     mysql_url,
     parse_db_url,
@@ -337,12 +338,7 @@ class Index:
         self._pending_layouts: dict[str, int] = {}
         #: Writes each file's summaries in the transaction that indexes it.
         self.summaries = SummaryWriter(self.kind)
-        if self.kind == "mysql":
-            import MySQLdb  # noqa: F401  (fail early if mysqlclient is missing)
-
-            self._errors: tuple[type[BaseException], ...] = (MySQLdb.Error,)
-        else:
-            self._errors = (sqlite3.Error,)
+        self._errors = driver_errors(self.kind)
 
     # -- connection ----------------------------------------------------------------
 

@@ -174,6 +174,12 @@ def node_start(node: NodeContext) -> None:
 
 
 @hookimpl
+def resolve_fields(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str]:
+    """The full names of lower-cased and short names (their summaries are stored under those)."""
+    return _reader(node).resolve(fields)
+
+
+@hookimpl
 def summary_store(node: NodeContext) -> str | None:
     """The index database: the scanner writes each file's summaries with its index rows."""
     return node.state.get(URL_KEY)

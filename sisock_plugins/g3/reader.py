@@ -168,6 +168,19 @@ class HKReader:
             self._catalog = cat
         return cat
 
+    def resolve(self, names: Sequence[str]) -> dict[str, str]:
+        """Full names of the names that are other spellings (unknown or ambiguous: left out)."""
+        cat = self.catalog()
+        out = {}
+        for name in names:
+            try:
+                full = cat.resolve(name)
+            except AmbiguousField:
+                continue
+            if full is not None and full != name:
+                out[name] = full
+        return out
+
     # -- get_fields ----------------------------------------------------------------
 
     def list_fields(self, start: float, end: float) -> list[Field]:

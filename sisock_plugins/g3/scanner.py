@@ -89,7 +89,8 @@ class ScanStats:
         return (
             f"{self.seen} files: {self.read} read ({self.resumed} resumed, {self.bytes / 1e6:.1f} MB, "
             f"{self.frames} frames), {self.unchanged} unchanged, {self.removed} removed, "
-            f"{self.errors} unreadable, {self.partial} incomplete, in {self.seconds:.2f} s"
+            f"{self.errors} unreadable, {self.partial} incomplete, coarse summaries of "
+            f"{self.rolled_up} fields recomputed, in {self.seconds:.2f} s"
         )
 
 
