@@ -244,7 +244,7 @@ class NodeEngine:
                 self.live_cache.read_range(list(names), t0, t1) if self.live_cache is not None else {})
         if final is None or self.live_cache is None:
             return timelines
-        canonical = self._call("live_names", fields=list(names)) or {}
+        canonical = self._call("resolve_fields", fields=list(names)) or {}
         out, problems = assemble(names, timelines, self.live_cache.read_range, final, canonical, t0, t1)
         if problems and self.on_assembly_problems is not None:
             self.on_assembly_problems(problems)
@@ -262,7 +262,7 @@ class NodeEngine:
         if self.seam is None:
             return {}
         final = self.seam.snapshot()
-        canonical = self._call("live_names", fields=list(names)) or {}
+        canonical = self._call("resolve_fields", fields=list(names)) or {}
         return {n: final[canonical.get(n, n)] for n in names if canonical.get(n, n) in final}
 
     def _checked(self, timelines: Mapping[str, Any]) -> dict[str, Timeline]:

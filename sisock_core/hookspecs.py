@@ -107,8 +107,9 @@ def resolve_fields(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str
 
     Optional; first result. Only needed by a plugin that accepts other spellings of its
     field names in ``read_range`` (g3 accepts the original reader's lower-cased names and
-    so3g's short names): the core looks up summaries under the declared name, so an
-    alias is answered exactly like its field. Leave out names that are not aliases (or
+    so3g's short names): the core looks up summaries (and, on a node assembling an
+    archive and a live feed, live samples) under the declared name, so an alias is
+    answered exactly like its field. Leave out names that are not aliases (or
     unknown). Called in a worker thread.
     """
 
@@ -161,14 +162,4 @@ def archive_until(node: NodeContext) -> Mapping[str, float] | None:
     this time and live samples after it; published samples at or before it are dropped
     (logged once). Without this hook, each timeline of the ``read_range`` answer is
     kept whole and live samples after its last one follow.
-    """
-
-
-@hookspec(firstresult=True)
-def live_names(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str] | None:
-    """Return ``{name asked for: name published live}`` for names the plugin also accepts.
-
-    Optional; for assembling plugins whose ``read_range`` accepts other spellings of a
-    field (g3: short and lower-case names). Names left out are looked up in the live
-    cache as they are. Called in a worker thread.
     """

@@ -200,7 +200,7 @@ def test_hook_archive_until(sisock_node):
     assert fields["x"]["timeline"] == "blk"
 
 
-def test_hook_live_names(sisock_node):
+def test_aliases_reach_the_live_samples_of_their_field(sisock_node):
     """Other spellings the archive accepts reach the live samples of the field they stand for."""
     class Aliases(ArchiveAndFeed):
         @hookimpl
@@ -212,7 +212,7 @@ def test_hook_live_names(sisock_node):
                     for k, v in full.items()}
 
         @hookimpl
-        def live_names(self, node, fields):
+        def resolve_fields(self, node, fields):
             return {"X": "x"} if "X" in fields else {}
 
     plugin = Aliases(final=T0 + 10)

@@ -220,23 +220,6 @@ def archive_until(node: NodeContext) -> dict[str, float]:
 
 
 @hookimpl
-def live_names(node: NodeContext, fields: Sequence[str]) -> dict[str, str]:
-    """Full names of the short and lower-case spellings ``read_range`` accepts."""
-    from sisock_plugins.g3.reader import AmbiguousField
-
-    cat = _reader(node).catalog()
-    out = {}
-    for name in fields:
-        try:
-            full = cat.resolve(name)
-        except AmbiguousField:
-            continue
-        if full is not None and full != name:
-            out[name] = full
-    return out
-
-
-@hookimpl
 def node_stop(node: NodeContext) -> None:
     node.state.pop(LIVE_KEY, None)
     reader = node.state.pop(STATE_KEY, None)
