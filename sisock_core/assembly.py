@@ -96,10 +96,11 @@ class Seam:
             return t, dict(data), problems
         out = {}
         for k, v in data.items():
-            try:
-                arr = np.asarray(v) if not isinstance(v, np.ndarray) else v
-                out[k] = arr[keep] if arr.shape == t.shape else v
-            except (TypeError, ValueError):
+            if isinstance(v, np.ndarray) and v.shape == t.shape:
+                out[k] = v[keep]
+            elif isinstance(v, (list, tuple)) and len(v) == t.size:
+                out[k] = [x for x, kept in zip(v, keep) if kept]  # the values as given
+            else:
                 out[k] = v  # the live cache reports it
         return t[keep], out, problems
 

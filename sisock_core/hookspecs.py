@@ -96,8 +96,9 @@ def summary_store(node: NodeContext) -> str | None:
     a database (``sqlite:///path`` or ``mysql://...``) and returns its URL here; its
     series are then taken as complete. Without this hook (or with None) the core
     computes them itself from ``read_range`` answers for data before each timeline's
-    ``finalized_until``, into ``<state_dir>/summaries/<node>.sqlite``. Live plugins
-    (those implementing ``subscribe``) get no summaries. Called once after ``node_start``.
+    ``finalized_until``, into ``<state_dir>/summaries/<node>.sqlite``. Plugins that only
+    publish live (``subscribe`` without ``read_range``) get no summaries. Called once
+    after ``node_start``.
     """
 
 

@@ -154,6 +154,8 @@ def test_providers_that_appear_later_and_agent_restarts(site, log_lines):
     assert ans["data"][name] == expect(name, np.arange(T0 + 600, T0 + 700))
     assert ans["data"]["observatory.hwp.feeds.debug.x"] == []
     assert ans["timeline"][f"{bf.description}.pressure_ch1"]["finalized_until"] is None
+    fields, timelines = site.node.get_fields()  # the files' fields and the feed's new one
+    assert fields[name]["timeline"] == f"{bf.description}.pressure_ch1" and CH1 in fields
     # the aggregator starts writing it; the agent restarts (new session) and goes on
     site.agg.add(bf, T0 + 600)
     site.write(T0 + 600, T0 + 660)

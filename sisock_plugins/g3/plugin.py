@@ -46,6 +46,7 @@ log = Logger(namespace="sisock_plugins.g3")
 
 STATE_KEY = "g3"
 LIVE_KEY = "g3_live"
+FINAL_KEY = "g3_final"
 URL_KEY = "g3_db_url"
 DEFAULT_NODE_NAME = "g3_reader"
 
@@ -216,7 +217,10 @@ def _refresh_names(node: NodeContext) -> Any:
 def archive_until(node: NodeContext) -> dict[str, float]:
     """The last archived sample of every field (the index's span), for the seam."""
     cat = _refresh_names(node)
-    return {name: s.t1 for name, s in cat.by_name.items()}
+    cached = node.state.get(FINAL_KEY)
+    if cached is None or cached[0] != cat.generation:
+        cached = node.state[FINAL_KEY] = (cat.generation, {name: s.t1 for name, s in cat.by_name.items()})
+    return cached[1]
 
 
 @hookimpl
