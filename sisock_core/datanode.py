@@ -376,12 +376,9 @@ class DataNodeServer:
                 clock=self._clock,
             )
             live = LiveFeed(self.name, cache, lambda: self._session)
-            seam = None
             if archive:  # archive and live feed: one series per field (sisock_core.assembly)
-                seam = Seam(self._clock)
-                live.screen = seam.screen
-                self.seam = seam
-                self.refresh_seam()
+                self.seam = Seam(self._clock)
+                live.screen = self.seam.screen
             self.live = live
             self.engine.live_cache = cache
             stopper = self.pm.hook.subscribe(node=self.context, publish=live.publish)
@@ -389,9 +386,10 @@ class DataNodeServer:
                 self.live = self.engine.live_cache = self.seam = None
             else:
                 live.stop_plugin = stopper
-                self.engine.seam = seam
                 self.engine.on_assembly_problems = live.log_keyed
-                if seam is not None:
+                if self.seam is not None:
+                    self.refresh_seam()  # before the node joins the router (and feeds arrive)
+                    self.engine.seam = self.seam
                     self.log.info("{name}: answers join the archive (up to its final time) and the live "
                                   "feed (after it) into one series per field", name=self.name)
         if self.live is None or archive:

@@ -196,7 +196,11 @@ def subscribe(node: NodeContext, publish: Callable[..., Any]) -> Callable[[], No
         return False
     follower = FeedFollower(node.name, publish, address_root=options.address_root)
     node.state[LIVE_KEY] = follower
-    _refresh_names(node)
+    try:
+        _refresh_names(node)
+    except Exception as exc:  # the index is down: names are learnt at the next refresh
+        log.warn("g3: {node} cannot read the index's names yet ({error}); feeds are followed under the "
+                 "names they send until it can", node=node.name, error=str(exc))
     log.info("g3: {node} follows the OCS feeds of the providers it indexes ({pattern}, wildcard)",
              node=node.name, pattern=follower.pattern)
     return node.wamp_subscribe(follower.pattern, follower.on_event, match="wildcard")
