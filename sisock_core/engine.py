@@ -257,14 +257,6 @@ class NodeEngine:
         timelines = self._call("read_range", fields=list(names), start=t0, end=t1)
         return None if timelines is None else self._checked(timelines)
 
-    def final_times(self, names: Sequence[str]) -> dict[str, float]:
-        """The archive's final time of each of ``names`` that has one (assembling nodes)."""
-        if self.seam is None:
-            return {}
-        final = self.seam.snapshot()
-        canonical = self._call("resolve_fields", fields=list(names)) or {}
-        return {n: final[canonical.get(n, n)] for n in names if canonical.get(n, n) in final}
-
     def _checked(self, timelines: Mapping[str, Any]) -> dict[str, Timeline]:
         out = {}
         for tl_name, tl in dict(timelines).items():

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sisock_core.decimate import decimate_timeline
+from sisock_core.decimate import decimate_on_grid, decimate_timeline
+from sisock_core.engine import summary_grid
 from sisock_plugins.g3.index import Index
 from sisock_plugins.g3.scanner import Scanner
 
@@ -110,6 +111,38 @@ def test_one_series_from_the_first_file_to_the_last_sample(site):
     again = site.node.get_data([CH1, CH2], T0, 0)
     assert again["data"] == ans["data"] and again["timeline"][f"{LS}.temps"]["t"] == tl["t"]
     assert again["timeline"][f"{LS}.temps"]["finalized_until"] == T0 + 1899
+
+
+def test_long_decimated_range_from_summaries_then_raw_then_live_equals_min_max_of_the_series(site):
+    """8 h of files (summarized by the scanner) and 10 min of feed: the decimated answer is the
+    min-max decimation of the assembled raw series on the grid of the tier used."""
+    site.now = T0 + 8 * 3600 + 600
+    site.write(T0, T0 + 8 * 3600)
+    site.agg.close()
+    site.scan()
+    for chunk in np.array_split(np.arange(T0 + 8 * 3600, site.now), 10):
+        site.publish(site.ls, chunk)
+    assert site.node.server.engine.summaries.series([CH1])[CH1].t_last == T0 + 8 * 3600 - 1
+    raw = site.node.get_data([CH1, CH2], T0, 0)
+    t = np.asarray(raw["timeline"][f"{LS}.temps"]["t"])
+    assert t.tolist() == list(T0 + np.arange(8 * 3600 + 600.0))
+    reader = site.node.state["g3"]
+    calls = []
+    original = reader.read_range
+    reader.read_range = lambda fields, start, end: calls.append((start, end)) or original(fields, start, end)
+    for t0, limit in ((T0 + 17.5, 200), (T0 + 3600, 400)):
+        calls.clear()
+        ans = site.node.get_data([CH1, CH2], t0, 0, max_points=limit)
+        tier, grid = summary_grid(site.now - t0, limit, None)
+        assert tier >= 60.0 and calls  # the files are read only at the edges: summaries in between
+        assert all(e - s <= grid + 600 for s, e in calls), (grid, [(s - T0, e - T0) for s, e in calls])
+        a = np.searchsorted(t, t0)
+        exp_t, exp = decimate_on_grid(t[a:], {k: np.asarray(raw["data"][k])[a:] for k in (CH1, CH2)}, grid)
+        tl = ans["timeline"][f"{LS}.temps"]
+        np.testing.assert_array_equal(tl["t"], exp_t)
+        for k in (CH1, CH2):
+            np.testing.assert_array_equal(ans["data"][k], exp[k])
+        assert tl["t"][-1] == site.now - 1 and tl["finalized_until"] == T0 + 8 * 3600 - 1
 
 
 def test_live_push_late_future_duplicate_and_mismatched_fields_are_logged_once(site, log_lines):
