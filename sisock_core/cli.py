@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--debounce", type=float, metavar="SECONDS",
                     help="quiet period before a changed file is read (default: 1)")
     sp.add_argument("--rebuild", action="store_true",
-                    help="drop the index first and read every file again")
+                    help="drop the index and its summaries first and read every file again")
     sp.add_argument("--log-level", choices=["debug", "info", "warn", "error"],
                     help="log level (default: the site's log_level, else info)")
     sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)

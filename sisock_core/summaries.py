@@ -90,34 +90,44 @@ def concat(parts: Sequence[Buckets]) -> Buckets:
 
 def summarize(t: np.ndarray, y: np.ndarray, width: float = BASE_TIER) -> Buckets:
     """Summaries of the samples ``(t, y)`` (``t`` ascending) on the tier ``width``."""
+    return summarize_many(t, {"": y}, width)[""]
+
+
+def summarize_many(t: np.ndarray, columns: Mapping[str, np.ndarray],
+                   width: float = BASE_TIER) -> dict[str, Buckets]:
+    """:func:`summarize` of several fields sharing the times ``t`` (the buckets are found once)."""
     t = np.asarray(t, dtype=np.float64)
-    y = np.asarray(y)
-    if y.dtype.kind != "f":
-        y = y.astype(np.float64)
     if t.size == 0:
-        return Buckets.empty()
+        return {name: Buckets.empty() for name in columns}
     kf = np.floor(t / width)
     change = np.flatnonzero(kf[1:] != kf[:-1]) + 1
     starts = np.concatenate(([0], change))
     ends = np.concatenate((change, [t.size]))
     n = ends - starts
-    nan = np.isnan(y)
-    count = np.add.reduceat((~nan).astype(np.int64), starts)
-    vsum = np.add.reduceat(np.where(nan, 0.0, y), starts)
-    with np.errstate(invalid="ignore"):
-        vmin = np.fmin.reduceat(y, starts)
-        vmax = np.fmax.reduceat(y, starts)
-    i_min = _first_equal(y, vmin, starts, n)
-    i_max = _first_equal(y, vmax, starts, n)
-    t_first = t[starts]
-    i_min = np.where(i_min < 0, starts, i_min)
-    i_max = np.where(i_max < 0, starts, i_max)
-    return Buckets(
-        k=kf[starts].astype(np.int64), n=n.astype(np.int64), count=count,
-        t_first=t_first, t_last=t[ends - 1], t_min=t[i_min], t_max=t[i_max],
-        first=y[starts].astype(np.float64), last=y[ends - 1].astype(np.float64),
-        vmin=vmin.astype(np.float64), vmax=vmax.astype(np.float64), vsum=vsum.astype(np.float64),
-    )
+    k = kf[starts].astype(np.int64)
+    nn = n.astype(np.int64)
+    t_first, t_last = t[starts], t[ends - 1]
+    out = {}
+    for name, y in columns.items():
+        y = np.asarray(y)
+        if y.dtype.kind != "f":
+            y = y.astype(np.float64)
+        nan = np.isnan(y)
+        count = np.add.reduceat((~nan).astype(np.int64), starts)
+        vsum = np.add.reduceat(np.where(nan, 0.0, y), starts)
+        with np.errstate(invalid="ignore"):
+            vmin = np.fmin.reduceat(y, starts)
+            vmax = np.fmax.reduceat(y, starts)
+        i_min = _first_equal(y, vmin, starts, n)
+        i_max = _first_equal(y, vmax, starts, n)
+        i_min = np.where(i_min < 0, starts, i_min)
+        i_max = np.where(i_max < 0, starts, i_max)
+        out[name] = Buckets(
+            k=k, n=nn, count=count, t_first=t_first, t_last=t_last, t_min=t[i_min], t_max=t[i_max],
+            first=y[starts].astype(np.float64), last=y[ends - 1].astype(np.float64),
+            vmin=vmin.astype(np.float64), vmax=vmax.astype(np.float64), vsum=vsum.astype(np.float64),
+        )
+    return out
 
 
 def _pick_time(values: np.ndarray, times: np.ndarray, per_group: np.ndarray, starts: np.ndarray,

@@ -248,7 +248,7 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
 
 def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
     """Base-tier summaries of the numeric samples collected per (description, block name)."""
-    from sisock_core.summaries import BASE_TIER, summarize
+    from sisock_core.summaries import BASE_TIER, summarize_many
 
     out = []
     for (description, block_name), (ts, cols) in collected.items():
@@ -257,14 +257,15 @@ def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
         if t.size > 1 and np.any(t[1:] < t[:-1]):
             order = np.argsort(t, kind="stable")
             t = t[order]
+        columns = {}
         for field, parts in cols.items():
             if sum(p.size for p in parts) != t.size:
                 continue  # the field is missing from some blocks of this name: not summarized
             y = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            if order is not None:
-                y = y[order]
-            out.append((f"{description}.{field}", f"{description}.{block_name}", y.dtype.kind,
-                        summarize(t, y, BASE_TIER)))
+            columns[field] = y[order] if order is not None else y
+        for field, buckets in summarize_many(t, columns, BASE_TIER).items():
+            out.append((f"{description}.{field}", f"{description}.{block_name}", columns[field].dtype.kind,
+                        buckets))
     return out
 
 
