@@ -80,13 +80,15 @@ def grid(t0: float, t1: float) -> np.ndarray:
     return np.arange(math.ceil(t0 * RATE), math.ceil(t1 * RATE)) / RATE
 
 
-async def settle(session, expected_final: float, t0: float) -> dict:
-    """Query until the answer's seam is at the files' end (the scanner has indexed them)."""
+async def settle(session, expected_final: float, expected_last: float, t0: float) -> dict:
+    """Query until the answer's seam is at the files' end (the scanner has indexed them and
+    the node has seen it) and its last sample is the last one published (the feed is in)."""
     ans = None
     for _ in range(600):
         ans = await session.call(node_uri("g3_reader", "get_data"), FIELDS, t0 - 1, 0)
         tl = ans["timeline"].get(TIMELINE)
-        if tl and tl["finalized_until"] is not None and abs(tl["finalized_until"] - expected_final) < 1e-4:
+        if tl and tl["finalized_until"] is not None and abs(tl["finalized_until"] - expected_final) < 1e-4 \
+                and abs(tl["t"][-1] - expected_last) < 1e-4:
             return ans
         await task.deferLater(reactor, 0.05, lambda: None)
     raise AssertionError(f"the seam never reached {expected_final}: {ans and ans['timeline']}")
@@ -123,10 +125,10 @@ async def test_one_series_across_the_seam_rotation_and_agent_restart(site):
             # the agent publishes a minute; the aggregator has written the first 40 s (two files)
             agent.send(provider, grid(start, start + 60))
             write(start, start + 40)
-            first = await settle(session, start + 40 - 1 / RATE, start)
+            first = await settle(session, start + 40 - 1 / RATE, agent.published[-1], start)
             # a rotation: the next file holds the rest of the minute
             write(start + 40, start + 60)
-            second = await settle(session, start + 60 - 1 / RATE, start)
+            second = await settle(session, start + 60 - 1 / RATE, agent.published[-1], start)
             # the agent restarts (new session; the files get a new provider id) and goes on
             await agent.stop()
             agent2 = await Agent(cfg, "2.0").start()
@@ -136,7 +138,7 @@ async def test_one_series_across_the_seam_rotation_and_agent_restart(site):
                 agg.run(start + 60, start + 70)
                 agg.writer.Flush()
                 written.extend(grid(start + 60, start + 70).tolist())
-                third = await settle(session, start + 70 - 1 / RATE, start)
+                third = await settle(session, start + 70 - 1 / RATE, agent2.published[-1], start)
             finally:
                 await agent2.stop()
             while sum(len(p["timeline"].get(TIMELINE, {}).get("t", [])) for p in pushed) < 400:
