@@ -13,6 +13,11 @@ For live plugins (those implementing ``subscribe``) it also keeps the bounded
 ``LIVE_REPORT_INTERVAL`` seconds. Plugins receive WAMP events (OCS feeds) through
 ``NodeContext.wamp_subscribe``: the node's own session subscribes, again after
 every reconnection.
+
+A plugin with both ``read_range`` and ``subscribe`` is assembled
+(:mod:`sisock_core.assembly`): the node asks it for the archive's final times
+(``archive_until``) at start and every ``SEAM_REFRESH_INTERVAL`` seconds, screens what
+it publishes against them, and answers each field as one series.
 """
 
 from __future__ import annotations
