@@ -13,7 +13,8 @@ import pytest
 
 from sisock_core.decimate import decimate_on_grid, decimate_timeline
 from sisock_core.engine import summary_grid
-from sisock_plugins.g3.index import Index
+from sisock_plugins.g3.index import FieldSummary, Index, Layout
+from sisock_plugins.g3.live import LiveNames
 from sisock_plugins.g3.scanner import Scanner
 
 from .g3gen import Aggregator, Provider, lakeshore, value
@@ -78,6 +79,21 @@ def site(tmp_path, sisock_node):
 
 def expect(field: str, t: np.ndarray) -> list:
     return value(field.rsplit(".", 1)[1], "float", t).tolist()
+
+
+def test_live_names_follow_the_files_naming_of_blocks():
+    """v2 files name blocks as the feed does; v1 files (no block names) are matched by fields."""
+    d = "observatory.ls.feeds.t"
+    names = LiveNames(3, [FieldSummary(f"{d}.a", d, "a", "number", f"{d}.block_for_a", 0, 1),
+                          FieldSummary(f"{d}.b", d, "b", "number", f"{d}.block_for_a", 0, 1),
+                          FieldSummary(f"{d}.s", d, "s", "string", f"{d}.temps", 0, 1)],
+                      {1: Layout(1, d, "temps", (("s", "string"),))})
+    one = {"a": np.zeros(1), "b": np.zeros(1)}
+    assert names.map(d, "Channel 01", one)[:2] == (f"{d}.block_for_a", {f"{d}.a": one["a"], f"{d}.b": one["b"]})
+    timeline, cols, problems = names.map(d, "temps", {"s": np.zeros(1), "new": np.zeros(1)})
+    assert timeline == f"{d}.temps" and list(cols) == [f"{d}.new"]
+    assert [k for k, _ in problems] == [f"type:{d}.s", f"name:{d}.new"]
+    assert names.map("observatory.other.feeds.x", "blk", {"v": np.zeros(1)})[0] == "observatory.other.feeds.x.blk"
 
 
 def test_one_series_from_the_first_file_to_the_last_sample(site):
