@@ -138,13 +138,14 @@ def _pick_time(values: np.ndarray, times: np.ndarray, per_group: np.ndarray, sta
     return np.minimum.reduceat(cand, starts)
 
 
-def merge(parts: Sequence[Buckets]) -> Buckets:
-    """One summary per bucket number from pieces that may share bucket numbers."""
+def merge(parts: Sequence[Buckets], presorted: bool = False) -> Buckets:
+    """One summary per bucket number from pieces that may share bucket numbers
+    (``presorted``: already ordered by bucket number, then time, as one piece is)."""
     b = concat(parts)
     if len(b) == 0:
         return b
-    order = np.lexsort((b.t_first, b.k))
-    b = b.take(order)
+    if not presorted:
+        b = b.take(np.lexsort((b.t_first, b.k)))
     change = np.flatnonzero(b.k[1:] != b.k[:-1]) + 1
     if change.size + 1 == len(b):
         return b
@@ -175,7 +176,7 @@ def rollup(b: Buckets, width: float, coarser: float) -> Buckets:
         raise ValueError(f"tier {coarser} s is not a multiple of {width} s")
     if ratio == 1 or len(b) == 0:
         return b
-    return merge([attrs.evolve(b, k=np.floor_divide(b.k, ratio))])
+    return merge([attrs.evolve(b, k=np.floor_divide(b.k, ratio))], presorted=True)
 
 
 def choose_tier(width: float, tiers: Sequence[float] = TIERS) -> float | None:
