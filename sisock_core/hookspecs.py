@@ -116,18 +116,6 @@ def resolve_fields(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str
 
 
 @hookspec(firstresult=True)
-def resolve_fields(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str] | None:
-    """Map the field names a consumer asked for to the names the plugin declares.
-
-    Optional; first result. Only needed by a plugin that accepts other spellings of its
-    field names in ``read_range`` (g3 accepts the original reader's lower-cased names and
-    so3g's short names): the core looks up summaries under the declared name, so an
-    alias is answered exactly like its field. Leave out names that are not aliases (or
-    unknown). Called in a worker thread.
-    """
-
-
-@hookspec(firstresult=True)
 def subscribe(
     node: NodeContext,
     publish: Callable[..., Any],

@@ -52,7 +52,6 @@ import math
 import os
 import sqlite3
 import threading
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import attrs
