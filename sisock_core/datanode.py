@@ -13,6 +13,11 @@ For live plugins (those implementing ``subscribe``) it also keeps the bounded
 ``LIVE_REPORT_INTERVAL`` seconds. Plugins receive WAMP events (OCS feeds) through
 ``NodeContext.wamp_subscribe``: the node's own session subscribes, again after
 every reconnection.
+
+A plugin with both ``read_range`` and ``subscribe`` is assembled
+(:mod:`sisock_core.assembly`): the node asks it for the archive's final times
+(``archive_until``) at start and every ``SEAM_REFRESH_INTERVAL`` seconds, screens what
+it publishes against them, and answers each field as one series.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from twisted.python.threadpool import ThreadPool
 
 from sisock_core import cancel, heap, lanes, wamp
 from sisock_core.answersize import ERROR_ANSWER_TOO_LARGE, AnswerTooLarge
+from sisock_core.assembly import Seam
 from sisock_core.config import NodeConfig, SiteConfig
 from sisock_core.engine import (
     ERROR_INVALID_ARGUMENT,
@@ -66,6 +72,8 @@ LIVE_PUSH_MAX_ROWS = 20_000
 LIVE_REPORT_INTERVAL = 600.0
 #: Seconds between passes of the core's summarizer (archive plugins without their own summaries).
 SUMMARY_INTERVAL = 600.0
+#: Seconds between refreshes of an assembling node's seam (the archive's final times).
+SEAM_REFRESH_INTERVAL = 5.0
 def _get_fields_signature(start: Any = 1, end: Any = 0) -> None: ...
 
 
@@ -130,14 +138,28 @@ class LiveFeed:
         self._loops: list[LoopingCall] = []
         self.started = False
         self.stop_plugin: Callable[[], Any] | None = None
+        #: ``screen(timeline, t, data) -> (t, data, [(key, message)])`` applied before the
+        #: cache (assembling nodes: :meth:`sisock_core.assembly.Seam.screen`).
+        self.screen: Callable[..., Any] | None = None
 
     def publish(self, timeline: str, t: Any, data: Mapping[str, Any], *,
                 units: Mapping[str, str | None] | None = None,
                 descriptions: Mapping[str, str | None] | None = None) -> list[str]:
         """The ``publish`` callable of the ``subscribe`` hook (any thread)."""
+        screened: list[str] = []
+        if self.screen is not None and isinstance(timeline, str):
+            try:
+                t, data, keyed = self.screen(timeline, t, data)
+            except (TypeError, ValueError):
+                keyed = []  # unusable times: the cache says so
+            if keyed:
+                self.log_keyed(keyed)
+                screened = [message for _, message in keyed]
         result = self.cache.append(timeline, t, data, units=units, descriptions=descriptions)
         if result.problems:
             self._log_problems(result.problems)
+        if screened:
+            result.problems = screened + result.problems
         if result.t.size and result.data:
             batch = (timeline, result.t.copy(), {k: v.copy() for k, v in result.data.items()})
             with self._lock:
@@ -150,15 +172,19 @@ class LiveFeed:
         return result.problems
 
     def _log_problems(self, problems: list[str]) -> None:
+        self.log_keyed([(p, p) for p in problems])
+
+    def log_keyed(self, problems: list[tuple[str, str]]) -> None:
+        """Log each ``(key, message)`` the first time its key is seen; count repeats."""
         with self._lock:
             fresh = []
-            for p in problems:
-                if p in self._problems:
-                    self._problems[p] += 1
+            for key, message in problems:
+                if key in self._problems:
+                    self._problems[key] += 1
                     self._repeats += 1
                 elif len(self._problems) < MAX_REMEMBERED_PROBLEMS:
-                    self._problems[p] = 1
-                    fresh.append(p)
+                    self._problems[key] = 1
+                    fresh.append(message)
                 else:
                     self._repeats += 1
         for p in fresh:
@@ -244,15 +270,27 @@ class _WampSubscription:
 
     log = Logger()
 
-    def __init__(self, node: str, topic: str, handler: Callable[..., None]) -> None:
+    def __init__(self, node: str, topic: str, handler: Callable[..., None], match: str = "exact") -> None:
         self.node = node
         self.topic = topic
         self.handler = handler
+        self.match = match
         self.session: Any = None  # the session it was made on
         self.subscription: Any = None
         self.cancelled = False
 
+    def options(self) -> Any:
+        """autobahn SubscribeOptions (None for an exact topic)."""
+        if self.match == "exact":
+            return None
+        from autobahn.wamp.types import SubscribeOptions
+
+        return SubscribeOptions(match=self.match, details_arg="details")
+
     def __call__(self, *args: Any, **kwargs: Any) -> None:
+        if self.match != "exact":
+            details = kwargs.pop("details", None)
+            kwargs["topic"] = getattr(details, "topic", None) or self.topic
         try:
             self.handler(*args, **kwargs)
         except Exception:
@@ -305,6 +343,10 @@ class DataNodeServer:
         self._clock = clock
         #: The live side (cache, push), for plugins implementing ``subscribe``.
         self.live: LiveFeed | None = None
+        #: The archive's final times, for plugins with both ``read_range`` and ``subscribe``.
+        self.seam: Seam | None = None
+        self._seam_loop: LoopingCall | None = None
+        self._refreshing_seam = False
         self._wamp_subs: list[_WampSubscription] = []
         self.engine = NodeEngine(
             self.context,
@@ -348,6 +390,7 @@ class DataNodeServer:
         Raises with the plugin's message (the node does not start).
         """
         self.pm.hook.node_start(node=self.context)
+        archive = bool(self.pm.hook.read_range.get_hookimpls())
         if self.pm.hook.subscribe.get_hookimpls():
             options = self.context.options
             cache = LiveCache(
@@ -355,11 +398,63 @@ class DataNodeServer:
                 max_samples=getattr(options, "max_samples", None) or DEFAULT_MAX_SAMPLES,
                 clock=self._clock,
             )
-            self.live = LiveFeed(self.name, cache, lambda: self._session)
+            live = LiveFeed(self.name, cache, lambda: self._session)
+            if archive:  # archive and live feed: one series per field (sisock_core.assembly)
+                self.seam = Seam(self._clock)
+                live.screen = self.seam.screen
+            self.live = live
             self.engine.live_cache = cache
-            self.live.stop_plugin = self.pm.hook.subscribe(node=self.context, publish=self.live.publish)
-        else:
+            stopper = self.pm.hook.subscribe(node=self.context, publish=live.publish)
+            if stopper is False:  # the plugin serves no live data on this node
+                self.live = self.engine.live_cache = self.seam = None
+            else:
+                live.stop_plugin = stopper
+                self.engine.on_assembly_problems = live.log_keyed
+                if self.seam is not None:
+                    self.refresh_seam()  # before the node joins the router (and feeds arrive)
+                    self.engine.seam = self.seam
+                    self.log.info("{name}: answers join the archive (up to its final time) and the live "
+                                  "feed (after it) into one series per field", name=self.name)
+        if self.live is None or archive:
             self._open_summaries()
+
+    # -- the seam of an assembling node ----------------------------------------
+
+    def refresh_seam(self) -> None:
+        """Ask the plugin for the archive's final times (``archive_until``; blocking)."""
+        if self.seam is None:
+            return
+        try:
+            final = self.pm.hook.archive_until(node=self.context)
+        except Exception as exc:
+            self._failures(f"{self.name}: archive_until failed: {type(exc).__name__}: {exc}; "
+                           "the seam keeps its last known times")
+            return
+        if final is not None:
+            self.seam.update(final)
+
+    def _refresh_seam_later(self) -> defer.Deferred:
+        if self._refreshing_seam:
+            return defer.succeed(None)
+        self._refreshing_seam = True
+
+        def done(result: Any) -> None:
+            self._refreshing_seam = False
+
+        return deferToThreadPool(self.reactor, self.pool, self.refresh_seam).addBoth(done)
+
+    def _start_seam_loop(self) -> None:
+        if self.seam is not None and self._seam_loop is None:
+            self._seam_loop = self._every(SEAM_REFRESH_INTERVAL, self._refresh_seam_later, "seam refresh",
+                                          now=False)
+
+    def _every(self, interval: float, fn: Callable[[], Any], what: str, *, now: bool) -> LoopingCall:
+        """A LoopingCall of ``fn`` on the node's reactor; its failure is logged."""
+        loop = LoopingCall(fn)
+        loop.clock = self.reactor
+        loop.start(interval, now=now).addErrback(
+            lambda f: self.log.failure("{name}: " + what + " loop failed", f, name=self.name))
+        return loop
 
     # -- summaries -------------------------------------------------------------
 
@@ -382,7 +477,7 @@ class DataNodeServer:
         return self.engine._call("list_fields", start=start, end=end)
 
     def _summary_read(self, fields: list[str], start: float, end: float) -> Any:
-        return self.engine._read(fields, start, end)
+        return self.engine._read_archive(fields, start, end) or {}
 
     def summarize_once(self) -> defer.Deferred:
         """Run one pass of the core's summarizer in the node's pool (skipped if one runs)."""
@@ -433,10 +528,7 @@ class DataNodeServer:
     def _start_summaries(self) -> None:
         if self.summarizer is None or self._summary_loop is not None:
             return
-        loop = self._summary_loop = LoopingCall(self.summarize_once)
-        loop.clock = self.reactor
-        loop.start(SUMMARY_INTERVAL, now=True).addErrback(
-            lambda f: self.log.failure("{name}: summary loop failed", f, name=self.name))
+        self._summary_loop = self._every(SUMMARY_INTERVAL, self.summarize_once, "summary", now=True)
 
     def start_pools(self) -> None:
         """Start the worker threads of both lanes."""
@@ -453,8 +545,9 @@ class DataNodeServer:
     async def _stop(self) -> None:
         self._stopping = True
         self.cancel_all("cancelled because the node is stopping")
-        if self._summary_loop is not None and self._summary_loop.running:
-            self._summary_loop.stop()
+        for loop in (self._summary_loop, self._seam_loop):
+            if loop is not None and loop.running:
+                loop.stop()
         session = self._session
         if session is not None and session.is_attached() and self._in_hub:
             try:
@@ -608,8 +701,8 @@ class DataNodeServer:
 
     # -- WAMP subscriptions of the plugin (NodeContext.wamp_subscribe) -------
 
-    def _wamp_subscribe(self, topic: str, handler: Callable[..., None]) -> Callable[[], None]:
-        sub = _WampSubscription(self.name, topic, handler)
+    def _wamp_subscribe(self, topic: str, handler: Callable[..., None], match: str = "exact") -> Callable[[], None]:
+        sub = _WampSubscription(self.name, topic, handler, match)
         self._wamp_subs.append(sub)
         self.reactor.callFromThread(self._subscribe_now, sub)
 
@@ -636,13 +729,16 @@ class DataNodeServer:
             return
         sub.session = session
         try:
-            sub.subscription = await session.subscribe(sub, sub.topic)
+            options = sub.options()
+            sub.subscription = (await session.subscribe(sub, sub.topic, options=options) if options is not None
+                                else await session.subscribe(sub, sub.topic))
         except Exception as exc:
             sub.session = None
             self.log.error("{name}: cannot subscribe to {topic}: {error}", name=self.name,
                            topic=sub.topic, error=getattr(exc, "error", None) or str(exc))
             return
-        self.log.info("{name}: subscribed to {topic}", name=self.name, topic=sub.topic)
+        self.log.info("{name}: subscribed to {topic}{how}", name=self.name, topic=sub.topic,
+                      how="" if sub.match == "exact" else f" ({sub.match} match)")
 
     # -- session -------------------------------------------------------------
 
@@ -710,6 +806,7 @@ class DataNodeServer:
             return
         if self.live is not None:
             self.live.start(self.reactor)
+        self._start_seam_loop()
         for sub in list(self._wamp_subs):
             await self._subscribe_one(session, sub)
 

@@ -15,6 +15,12 @@ min-max decimation of the raw samples on that grid
 (:func:`sisock_core.decimate.decimate_on_grid`), and its cost depends on the points
 returned, not on the samples in the range. Work stops at the next
 :func:`sisock_core.cancel.check` once the caller abandons the call.
+
+Assembly. When the node has a :class:`~sisock_core.assembly.Seam` (its plugin reads an
+archive and publishes live samples), every raw read joins the archive's samples up to
+each timeline's final time with the live cache's after it
+(:func:`sisock_core.assembly.assemble`), and summaries are used only up to that final
+time, so decimated and raw answers see the same series.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import pluggy
 from sisock_core import cancel as _cancel
 from sisock_core import summaries as S
 from sisock_core.answersize import bound_answer_size
+from sisock_core.assembly import assemble
 from sisock_core.decimate import decimate_on_grid, decimate_timeline
 from sisock_core.model import Field, NodeContext, Timeline
 from sisock_core.timeutil import TimeRangeError, resolve_range
@@ -158,6 +165,10 @@ class NodeEngine:
         #: Called with a message when the summary store fails (the answer comes from raw data).
         self.on_summary_failure: Callable[[str], None] | None = None
         self.summary_failures = 0
+        #: A :class:`~sisock_core.assembly.Seam` when archive and live cache are assembled.
+        self.seam: Any = None
+        #: Called with the problems an assembly found (``[(key, message)]``).
+        self.on_assembly_problems: Callable[[list], None] | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -186,6 +197,10 @@ class NodeEngine:
         fields = self._call("list_fields", start=t0, end=t1)
         if fields is None:
             fields = self.live_cache.list_fields(t0, t1) if self.live_cache is not None else []
+        elif self.seam is not None and self.live_cache is not None:
+            fields = list(fields)
+            have = {f.name for f in fields}
+            fields += [f for f in self.live_cache.list_fields(t0, t1) if f.name not in have]
         return fields_to_wire(fields)
 
     # -- get_data --------------------------------------------------------------
@@ -221,13 +236,29 @@ class NodeEngine:
         return result
 
     def _read(self, names: Sequence[str], t0: float, t1: float) -> Mapping[str, Timeline]:
-        """The plugin's (or the live cache's) samples of ``names`` in ``[t0, t1)``, checked."""
+        """The samples of ``names`` in ``[t0, t1)``, checked: the plugin's, the live cache's,
+        or both assembled (see the module docstring)."""
+        final = self.seam.snapshot() if self.seam is not None else None  # before the archive read
+        timelines = self._read_archive(names, t0, t1)
+        if timelines is None:
+            return self._checked(
+                self.live_cache.read_range(list(names), t0, t1) if self.live_cache is not None else {})
+        if final is None or self.live_cache is None:
+            return timelines
+        canonical = self._call("resolve_fields", fields=list(names)) or {}
+        out, problems = assemble(names, timelines, self.live_cache.read_range, final, canonical, t0, t1)
+        if problems and self.on_assembly_problems is not None:
+            self.on_assembly_problems(problems)
+        _cancel.check()
+        return out
+
+    def _read_archive(self, names: Sequence[str], t0: float, t1: float) -> Mapping[str, Timeline] | None:
+        """The plugin's ``read_range`` answer, checked (None: the plugin has none)."""
         _cancel.check()
         timelines = self._call("read_range", fields=list(names), start=t0, end=t1)
-        if timelines is None:
-            timelines = (
-                self.live_cache.read_range(list(names), t0, t1) if self.live_cache is not None else {}
-            )
+        return None if timelines is None else self._checked(timelines)
+
+    def _checked(self, timelines: Mapping[str, Any]) -> dict[str, Timeline]:
         out = {}
         for tl_name, tl in dict(timelines).items():
             if not isinstance(tl, Timeline):
@@ -281,7 +312,7 @@ class NodeEngine:
         lasts = [math.inf if i.covered_until is not None else i.t_last
                  for i in infos.values() if i.t_last is not None]
         lo = max(t0, min(firsts)) if firsts else t0
-        hi = min(t1, max(lasts) + 1e-6) if lasts else t1
+        hi = min(t1, max(lasts) + 1e-6) if lasts and self.seam is None else t1  # live data runs to now
         chosen = summary_grid(hi - lo, limit, stride)
         if chosen is None:
             return names
@@ -295,6 +326,9 @@ class NodeEngine:
         for tl_name, members in groups.items():
             cov = [infos[m].covered_until for m in members]
             cut = b if all(c is None for c in cov) else min(b, math.floor(min(c for c in cov if c is not None) / grid) * grid)
+            if self.seam is not None:  # summaries hold the archive only: the live tail is read raw
+                lasts_here = [infos[m].t_last for m in members if infos[m].t_last is not None]
+                cut = min(cut, math.floor(min(lasts_here) / grid) * grid) if lasts_here else a
             if cut > a:
                 plan.append((tl_name, members, cut))
         if not plan:

@@ -96,8 +96,9 @@ def summary_store(node: NodeContext) -> str | None:
     a database (``sqlite:///path`` or ``mysql://...``) and returns its URL here; its
     series are then taken as complete. Without this hook (or with None) the core
     computes them itself from ``read_range`` answers for data before each timeline's
-    ``finalized_until``, into ``<state_dir>/summaries/<node>.sqlite``. Live plugins
-    (those implementing ``subscribe``) get no summaries. Called once after ``node_start``.
+    ``finalized_until``, into ``<state_dir>/summaries/<node>.sqlite``. Plugins that only
+    publish live (``subscribe`` without ``read_range``) get no summaries. Called once
+    after ``node_start``.
     """
 
 
@@ -107,8 +108,9 @@ def resolve_fields(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str
 
     Optional; first result. Only needed by a plugin that accepts other spellings of its
     field names in ``read_range`` (g3 accepts the original reader's lower-cased names and
-    so3g's short names): the core looks up summaries under the declared name, so an
-    alias is answered exactly like its field. Leave out names that are not aliases (or
+    so3g's short names): the core looks up summaries (and, on a node assembling an
+    archive and a live feed, live samples) under the declared name, so an alias is
+    answered exactly like its field. Leave out names that are not aliases (or
     unknown). Called in a worker thread.
     """
 
@@ -140,4 +142,25 @@ def subscribe(
     "finalized_until": float}}}``.
 
     To receive WAMP events (OCS feeds), use :meth:`NodeContext.wamp_subscribe`.
+
+    A plugin that also reads an archive (``read_range``) gets **timeline assembly**: each
+    field is answered as one series, from the archive up to its final time (see
+    ``archive_until``) and from the live cache after it (:mod:`sisock_core.assembly`).
+    Publish under the archive's field and timeline names. Return ``False`` when this
+    node serves no live data after all (an option left off): the core then keeps no
+    live cache.
+    """
+
+
+@hookspec(firstresult=True)
+def archive_until(node: NodeContext) -> Mapping[str, float] | None:
+    """Return ``{field: time}``: the last sample the archive holds for good, per field.
+
+    Optional; for plugins with both ``read_range`` and ``subscribe``. Field names are
+    those the plugin publishes live. The core calls it in a worker thread when the node
+    starts and every few seconds (a plugin may refresh there what its live handlers
+    need, since they run on the reactor thread). Answers take archive samples up to
+    this time and live samples after it; published samples at or before it are dropped
+    (logged once). Without this hook, each timeline of the ``read_range`` answer is
+    kept whole and live samples after its last one follow.
     """

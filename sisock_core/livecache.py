@@ -311,6 +311,34 @@ class _TimelineBuffer:
             col.values = v
         self.t, self.cols, self.lo, self.hi = new_t, fresh.cols, 0, n
 
+    def new_rows(self, t: np.ndarray, data: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Mask of the rows of a batch that are not duplicates: a row is one when its time
+        is held and every field of the batch already has a value there."""
+        held = self.t[self.lo:self.hi]
+        idx = np.searchsorted(held, t, side="left")
+        inside = idx < held.size
+        dup = inside.copy()
+        dup[inside] = held[idx[inside]] == t[inside]
+        if not dup.any():
+            return ~dup
+        rows = self.lo + idx[dup]
+        for name in data:
+            col = self.cols.get(name)
+            if col is None:
+                return np.ones(t.size, dtype=bool)
+            values = col.values[rows]
+            if values.dtype.kind == "f":
+                present = ~np.isnan(values)
+            elif values.dtype.kind == "O":
+                present = np.array([v is not None for v in values], dtype=bool)
+            else:
+                present = np.ones(values.size, dtype=bool)
+            dup[dup] = present
+            if not dup.any():
+                break
+            rows = self.lo + idx[dup]
+        return ~dup
+
     # -- dropping ----------------------------------------------------------------
 
     def drop_before(self, cutoff: float) -> int:
@@ -468,6 +496,18 @@ class LiveCache:
         buf = self._timelines.get(timeline)
         if buf is None:
             buf = self._timelines[timeline] = _TimelineBuffer(timeline)
+        elif buf.rows and t[0] <= buf.t[buf.hi - 1]:
+            fresh = buf.new_rows(t, cols)
+            if not fresh.all():
+                out.problems.append(
+                    f"timeline {timeline!r}: dropped samples at times it already holds with values "
+                    "(a duplicate message?); the first ones are kept")
+                t = t[fresh]
+                cols = {k: v[fresh] for k, v in cols.items()}
+                out.t = t
+                out.data = {k: cols[k] for k in out.data if k in cols}
+                if t.size == 0:
+                    return
         buf.append(t, cols, units, descriptions, out)
         self._prune_one(buf, self.clock() - self.buffer_time)
 

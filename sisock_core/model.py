@@ -84,11 +84,10 @@ class NodeContext:
     description: str
     options: Any = None
     state: dict[str, Any] = attrs.field(factory=dict)
-    wamp_subscriber: Callable[[str, Callable[..., None]], Callable[[], None]] | None = attrs.field(
-        default=None, repr=False
-    )
+    wamp_subscriber: Callable[..., Callable[[], None]] | None = attrs.field(default=None, repr=False)
 
-    def wamp_subscribe(self, topic: str, handler: Callable[..., None]) -> Callable[[], None]:
+    def wamp_subscribe(self, topic: str, handler: Callable[..., None], *,
+                       match: Literal["exact", "prefix", "wildcard"] = "exact") -> Callable[[], None]:
         """Receive the events of WAMP ``topic`` through the node's own router session.
 
         ``handler(*args, **kwargs)`` is called on the reactor thread for every event:
@@ -96,9 +95,14 @@ class NodeContext:
         again after every reconnection, so a plugin calls this once (typically in
         ``subscribe``). The node's session has the router's ``server`` role, so it may
         subscribe to any topic, e.g. OCS feeds ``observatory.<agent>.feeds.<feed>``.
+        ``match="wildcard"`` (empty URI parts match any part, e.g.
+        ``observatory..feeds.`` for every agent's feeds) or ``"prefix"`` subscribes to a
+        pattern; the handler then also receives the event's topic as keyword ``topic``.
         Returns a callable that unsubscribes. Raises ``RuntimeError`` when the node
         is not run by the core's data node server (no router session).
         """
         if self.wamp_subscriber is None:
             raise RuntimeError(f"node {self.name!r} has no WAMP session to subscribe to {topic!r} with")
-        return self.wamp_subscriber(topic, handler)
+        if match == "exact":
+            return self.wamp_subscriber(topic, handler)
+        return self.wamp_subscriber(topic, handler, match=match)

@@ -55,6 +55,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import types
 import threading
 import time
 from pathlib import Path
@@ -427,6 +428,7 @@ class MemorySession:
         self.serializer = serializer
         self.procedures: dict[str, Callable[..., Any]] = {}
         self.subscriptions: dict[str, list[Callable[..., Any]]] = {}
+        self.patterns: dict[tuple[str, Callable[..., Any]], tuple[str, str | None]] = {}
         self.hub = Registry()
         self.attached = True
 
@@ -444,16 +446,35 @@ class MemorySession:
 
     async def subscribe(self, handler: Callable[..., Any], topic: str, options: Any = None) -> _Subscription:
         self.subscriptions.setdefault(topic, []).append(handler)
+        match = getattr(options, "match", None) or "exact"
+        if match != "exact":
+            self.patterns[(topic, handler)] = (match, getattr(options, "details_arg", None))
         return _Subscription(self, topic, handler)
 
+    def _matches(self, pattern: str, match: str, topic: str) -> bool:
+        if match == "prefix":
+            return topic.startswith(pattern)
+        want, got = pattern.split("."), topic.split(".")
+        return len(want) == len(got) and all(w in ("", g) for w, g in zip(want, got))
+
     def publish(self, topic: str, *args: Any, options: Any = None, **kwargs: Any) -> None:
-        """Deliver an event to this session's subscribers (payload passed over the wire)."""
-        handlers = list(self.subscriptions.get(topic, []))
-        if not handlers:
+        """Deliver an event to this session's subscribers (payload passed over the wire;
+        pattern subscriptions as a router matches them, with the event's topic in details)."""
+        targets: list[tuple[Callable[..., Any], str | None]] = []
+        for pattern, handlers in self.subscriptions.items():
+            for handler in handlers:
+                how = self.patterns.get((pattern, handler))
+                if how is None:
+                    if pattern == topic:
+                        targets.append((handler, None))
+                elif self._matches(pattern, how[0], topic):
+                    targets.append((handler, how[1]))
+        if not targets:
             return None
         args, kwargs = over_the_wire([list(args), kwargs], self.serializer, f"an event on {topic}")
-        for handler in handlers:
-            handler(*args, **kwargs)
+        for handler, details_arg in targets:
+            extra = {details_arg: types.SimpleNamespace(topic=topic)} if details_arg else {}
+            handler(*args, **kwargs, **extra)
         return None
 
     async def call(self, procedure: str, *args: Any, **kwargs: Any) -> Any:

@@ -94,8 +94,12 @@ def parse_event(
     *,
     agent_address: str,
     keep_ocs_names: bool = False,
+    timeline_prefix: str | None = None,
 ) -> ParsedEvent:
-    """Parse one feed event published by the agent at ``agent_address``."""
+    """Parse one feed event published by the agent at ``agent_address``.
+
+    Timelines are named ``<timeline_prefix>.<block>`` (default prefix: the agent address).
+    """
     out = ParsedEvent()
     try:
         message, feed_data = split_event(args, kwargs or {})
@@ -109,16 +113,17 @@ def parse_event(
     if address != agent_address:
         out.rejected = f"agent_address is {address!r}, expected {agent_address!r}"
         return out
+    prefix = timeline_prefix or agent_address
     if isinstance(message, Mapping):
         if _looks_like_sample(message):
             out.format = "sample"
-            _parse_samples([message], out, agent_address, keep_ocs_names)
+            _parse_samples([message], out, prefix, keep_ocs_names)
         else:
             out.format = "blocks"
-            _parse_blocks(message, out, agent_address, keep_ocs_names)
+            _parse_blocks(message, out, prefix, keep_ocs_names)
     elif isinstance(message, (list, tuple)):
         out.format = "samples"
-        _parse_samples(message, out, agent_address, keep_ocs_names)
+        _parse_samples(message, out, prefix, keep_ocs_names)
     else:
         out.rejected = f"message must be a dict of blocks or a list of samples, got {_describe(message)}"
     return out

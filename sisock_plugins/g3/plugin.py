@@ -16,13 +16,18 @@ Example ``site/nodes.toml`` entry::
     # db = "mysql://sisock:secret@127.0.0.1/sisock"   # default: SQLite under state_dir
     # cache_mb = 256
     # scan_interval = 3600         # env SCAN_INTERVAL
+    # live = true                  # also follow the OCS feeds: one series to the last second
+
+With ``live = true`` the node also follows the OCS feeds of the providers it indexes
+(:mod:`sisock_plugins.g3.live`) and answers each field as one series: the files up to
+their final time (the field's last archived sample), the live feed after it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 from twisted.logger import Logger
@@ -40,6 +45,8 @@ from sisock_plugins.g3.index import (
 log = Logger(namespace="sisock_plugins.g3")
 
 STATE_KEY = "g3"
+LIVE_KEY = "g3_live"
+FINAL_KEY = "g3_final"
 URL_KEY = "g3_db_url"
 DEFAULT_NODE_NAME = "g3_reader"
 
@@ -92,6 +99,16 @@ class Options:
     watch: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     #: scanner: seconds without further change before a changed file is read
     debounce: float = attrs.field(default=1.0, validator=_positive)
+    #: follow the OCS feeds of the indexed providers: each field runs from the first file to the last second
+    live: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    #: live: seconds of feed data kept in memory (must exceed the files' lag: frame length + scan delay)
+    buffer_time: float = attrs.field(default=3600.0, validator=_positive)
+    #: live: cap on samples kept per block
+    max_samples: int = attrs.field(default=1_000_000, validator=attrs.validators.and_(
+        attrs.validators.instance_of(int), attrs.validators.ge(1)))
+    #: live: the OCS address root of the agents (feeds `<root>.<agent>.feeds.<feed>`)
+    address_root: str = attrs.field(default="observatory", validator=attrs.validators.matches_re(
+        r"^[^\s.#]+(\.[^\s.#]+)*$"))
 
 
 ENV = {
@@ -170,7 +187,49 @@ def summary_store(node: NodeContext) -> str | None:
 
 
 @hookimpl
+def subscribe(node: NodeContext, publish: Callable[..., Any]) -> Callable[[], None] | bool:
+    """With ``live = true``: follow every agent's feeds (see :mod:`sisock_plugins.g3.live`)."""
+    from sisock_plugins.g3.live import FeedFollower
+
+    options: Options = node.options
+    if not options.live:
+        return False
+    follower = FeedFollower(node.name, publish, address_root=options.address_root)
+    node.state[LIVE_KEY] = follower
+    try:
+        _refresh_names(node)
+    except Exception as exc:  # the index is down: names are learnt at the next refresh
+        log.warn("g3: {node} cannot read the index's names yet ({error}); feeds are followed under the "
+                 "names they send until it can", node=node.name, error=str(exc))
+    log.info("g3: {node} follows the OCS feeds of the providers it indexes ({pattern}, wildcard)",
+             node=node.name, pattern=follower.pattern)
+    return node.wamp_subscribe(follower.pattern, follower.on_event, match="wildcard")
+
+
+def _refresh_names(node: NodeContext) -> Any:
+    """The reader's catalog; rebuilds the live follower's names map when it changed."""
+    from sisock_plugins.g3.live import LiveNames
+
+    cat = _reader(node).catalog()
+    follower = node.state.get(LIVE_KEY)
+    if follower is not None and follower.names.generation != cat.generation:
+        follower.set_names(LiveNames(cat.generation, cat.by_name.values(), cat.layouts))
+    return cat
+
+
+@hookimpl
+def archive_until(node: NodeContext) -> dict[str, float]:
+    """The last archived sample of every field (the index's span), for the seam."""
+    cat = _refresh_names(node)
+    cached = node.state.get(FINAL_KEY)
+    if cached is None or cached[0] != cat.generation:
+        cached = node.state[FINAL_KEY] = (cat.generation, {name: s.t1 for name, s in cat.by_name.items()})
+    return cached[1]
+
+
+@hookimpl
 def node_stop(node: NodeContext) -> None:
+    node.state.pop(LIVE_KEY, None)
     reader = node.state.pop(STATE_KEY, None)
     if reader is not None:
         reader.index.close()

@@ -17,7 +17,8 @@ and the original g3 reader name them. ``read_range`` also accepts:
 * the original reader's spelling, with the field lower-cased and spaces as ``_``
   (``observatory.LSA22YE.feeds.temperatures.channel_01_t``), so old dashboards work;
 * so3g's short names: any name whose ``.``-separated parts appear in order in
-  exactly one full name (``LSA22YE.Channel_01_T``). A short name matching several
+  exactly one full name (``LSA22YE.Channel_01_T``), also with the field spelled as the
+  datafeed node serves it (``LSA22YE.channel_01_t``). A short name matching several
   fields is an error naming them.
 
 Answers are keyed by the name asked for. Fields sampled together (one block of one
@@ -224,6 +225,9 @@ class _Catalog:
         else:
             want = name.split(".")
             matches = [n for n, toks in self.tokens if is_sub_seq(toks, want)]
+            if not matches:  # the datafeed node's spelling, e.g. LSA22YE.channel_01_t
+                matches = [n for n, toks in self.tokens
+                           if is_sub_seq(toks[:-1] + [toks[-1].lower().replace(" ", "_")], want)]
             if len(matches) > 1:
                 shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
                 raise AmbiguousField(f"field name {name!r} is ambiguous: it matches {shown}")
