@@ -147,7 +147,6 @@ def test_normal_client_is_served_during_a_flood(limited_site, mode):
                     failed.append(f"HTTP {reply.status}: {reply.message}")
             except OSError as exc:
                 failed.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.2)  # the normal client's own pace, not a synchronisation
     finally:
         flood.stop()
     latencies.sort()
