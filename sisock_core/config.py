@@ -163,6 +163,9 @@ class NodeConfig:
     enabled: bool = True
     max_points: int | None = None  #: cap on points per field (env MAX_POINTS)
     options: Any = None  #: instance of the plugin's options class
+    #: the OS process serving it: ``None`` (the default: one per plugin), ``"own"`` or a group
+    #: name (see :mod:`sisock_core.nodegroups`)
+    process: str | None = None
 
 
 @attrs.frozen
@@ -247,6 +250,8 @@ DEFAULT_SITE_TOML = """\
 #   description  default: the plugin's own description
 #   enabled      default: true
 #   max_points   cap on points returned per field; 0 or absent: no cap (env MAX_POINTS)
+#   process      the OS process serving it: absent, the one shared by the nodes of its
+#                plugin; "own", a process of its own; another name, that named group
 # Every other key is an option of the plugin.
 
 # Weather station archive, served from the example data bundled with the plugin.
@@ -693,7 +698,7 @@ class _Structurer:
 # -- the loader ------------------------------------------------------------------------
 
 TOP_LEVEL_KEYS = ("state_dir", "log_level", "router", "hub", "http", "nodes")
-NODE_CORE_KEYS = ("plugin", "description", "enabled", "max_points")
+NODE_CORE_KEYS = ("plugin", "description", "enabled", "max_points", "process")
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 NODE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -713,6 +718,9 @@ class _NodeCore:
     description: str | None = None  #: shown to consumers; default: the plugin's description
     enabled: bool = True  #: false: keep the table but do not run the node
     max_points: int | None = None  #: cap on points returned per field; 0 or absent: no cap (env MAX_POINTS)
+    #: the OS process serving it: absent, the one shared by the nodes of its plugin; ``"own"``,
+    #: a process of its own; another name (lowercase letters, digits, '_'), that named group
+    process: str | None = None
 
 
 def _check_port(value: int) -> str | None:
@@ -975,6 +983,11 @@ class _Loader:
         if isinstance(max_points, int) and not isinstance(max_points, bool) and max_points < 0:
             self.problem(path + ("max_points",), f"must be >= 0, got {max_points}")
             ok = False
+        process = table.get("process")
+        if isinstance(process, str) and not NODE_NAME_RE.match(process):
+            self.problem(path + ("process",), f'must be "own" or a group name (lowercase letters, digits '
+                                              f"and '_', starting with a letter), got {process!r}")
+            ok = False
         plugin_name = table.get("plugin")
         if not isinstance(plugin_name, str):
             return None  # reported above as missing or of the wrong type
@@ -993,6 +1006,7 @@ class _Loader:
             enabled=core.enabled,
             max_points=core.max_points or None,
             options=options,
+            process=core.process,
         )
 
     def _options(self, path: KeyPath, plugin: str, spec: PluginSpec, raw: dict[str, Any]) -> Any:

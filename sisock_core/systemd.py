@@ -5,7 +5,9 @@ Two layouts:
 - one service, ``sisock.service``, running ``sisock up SITE`` (small sites: ``sisock up``
   supervises the router, hub, bridge, nodes and scanner itself);
 - ``--per-component``: ``sisock-router.service``, ``sisock-hub.service``,
-  ``sisock-http.service``, ``sisock-node-<name>.service`` per enabled node and
+  ``sisock-http.service``, one service per node process (``sisock-node-<name>.service``
+  for a process serving one node, ``sisock-group-<group>.service`` for a group of nodes:
+  :mod:`sisock_core.nodegroups`) and
   ``sisock-scanner.service`` (when a g3 node is configured), grouped by ``sisock.target``,
   so each is started, stopped, restarted and logged on its own (larger sites).
 
@@ -33,6 +35,7 @@ from typing import Sequence
 import attrs
 
 from sisock_core.config import EMBEDDED_SOURCE, SiteConfig
+from sisock_core.nodegroups import node_processes
 
 #: Seconds systemd waits for ``READY=1`` (sisock up waits up to 60 s for the router and the
 #: hub each and 120 s for the nodes).
@@ -184,9 +187,13 @@ def units(cfg: SiteConfig, opts: UnitOptions = UnitOptions()) -> dict[str, str]:
                                               ["http", *site], after=router + hub, part_of=target,
                                               start_timeout=COMPONENT_START_TIMEOUT, install=False)
     nodes = [n for n in cfg.nodes.values() if n.enabled]
-    for n in nodes:
-        out[f"sisock-node-{unit_name(n.name)}.service"] = _service(
-            cfg, opts, f"sisock data node {n.name} ({n.plugin})", ["node", n.name, *site],
+    for p in node_processes(nodes):
+        kind, name = p.name.split(" ", 1)
+        plugins = sorted({cfg.nodes[n].plugin for n in p.nodes})
+        what = (f"sisock data node {name}" if len(p.nodes) == 1 else
+                f"sisock data nodes of group {name}: {', '.join(p.nodes)}")
+        out[f"sisock-{kind}-{unit_name(name)}.service"] = _service(
+            cfg, opts, f"{what} ({', '.join(plugins)})", [*p.args, *site],
             after=router + hub, part_of=target, start_timeout=COMPONENT_START_TIMEOUT, install=False)
     if any(n.plugin == "g3" for n in nodes):
         # ready after its first full pass, which may take long on years of files

@@ -1,0 +1,109 @@
+"""Node groups: the ``process`` key of a node, the processes it makes, their systemd units."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import pytest
+
+from sisock_core import PluginSpec, hookimpl
+from sisock_core.config import ConfigError, load_config_text
+from sisock_core.nodegroups import NodeProcess, group_members, node_processes, site_node_processes
+from sisock_core.plugins import make_plugin_manager, plugin_spec
+from sisock_core.systemd import UnitOptions, units
+
+
+class _Fake:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @hookimpl
+    def sisock_plugin_spec(self) -> PluginSpec:
+        return PluginSpec(default_node_name=self.name, description=f"fake {self.name}")
+
+
+def _loader(name: str) -> Any:
+    pm = make_plugin_manager(_Fake(name), name=name)
+    return pm, plugin_spec(pm, name)
+
+
+def load(text: str) -> Any:
+    return load_config_text(textwrap.dedent(text), "site.toml", {}, plugin_loader=_loader,
+                            installed=lambda: ["feed", "archive"])
+
+
+SITE = """
+    [nodes.f1]
+    plugin = "feed"
+    [nodes.a1]
+    plugin = "archive"
+    [nodes.f2]
+    plugin = "feed"
+    [nodes.lonely]
+    plugin = "feed"
+    process = "own"
+    [nodes.a2]
+    plugin = "archive"
+    process = "slow"
+    [nodes.f3]
+    plugin = "feed"
+    process = "slow"
+    [nodes.off]
+    plugin = "feed"
+    enabled = false
+"""
+
+
+def test_default_is_one_process_per_plugin_own_and_named_groups_split_it() -> None:
+    cfg = load(SITE)
+    assert cfg.nodes["f1"].process is None and cfg.nodes["lonely"].process == "own"
+    procs = site_node_processes(cfg)
+    assert procs == [NodeProcess("feed", ("f1", "f2")), NodeProcess("archive", ("a1",)),
+                     NodeProcess(None, ("lonely",)), NodeProcess("slow", ("a2", "f3"))]
+    assert [p.name for p in procs] == ["group feed", "node a1", "node lonely", "group slow"]
+    assert [p.args for p in procs] == [["node", "--group", "feed"], ["node", "a1"], ["node", "lonely"],
+                                       ["node", "--group", "slow"]]
+    assert group_members(cfg, "feed") == ["f1", "f2"]  # not the disabled one, nor the "own" one
+    assert group_members(cfg, "nothing") == []
+
+
+def test_a_group_named_after_a_plugin_is_that_plugins_default_group() -> None:
+    cfg = load("""
+        [nodes.f1]
+        plugin = "feed"
+        [nodes.a1]
+        plugin = "archive"
+        process = "feed"
+    """)
+    assert node_processes(cfg.nodes.values()) == [NodeProcess("feed", ("f1", "a1"))]
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("3", "nodes.x.process: expected a string, got integer 3"),
+    ('"Big Group"', "nodes.x.process: must be \"own\" or a group name (lowercase letters, digits and '_', "
+                    "starting with a letter), got 'Big Group'"),
+    ('""', "nodes.x.process: must be \"own\" or a group name"),
+])
+def test_a_bad_process_value_is_named_with_its_node(value: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(f'[nodes.x]\nplugin = "feed"\nprocess = {value}\n')
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith(f"site.toml: {reason}"), info.value.problems
+
+
+def test_systemd_has_one_unit_per_node_process(tmp_path) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(f'state_dir = "{tmp_path}/state"\n' + textwrap.dedent(SITE))
+    cfg = load_config_text(site.read_text(), str(site), {}, plugin_loader=_loader,
+                           installed=lambda: ["feed", "archive"])
+    files = units(cfg, UnitOptions(per_component=True, command=("/opt/sisock",)))
+    nodes = sorted(n for n in files if "-node-" in n or "-group-" in n)
+    assert nodes == ["sisock-group-feed.service", "sisock-group-slow.service", "sisock-node-a1.service",
+                     "sisock-node-lonely.service"]
+    feed = files["sisock-group-feed.service"]
+    assert f"ExecStart=/opt/sisock node --group feed --config {site}\n" in feed
+    assert "Description=sisock data nodes of group feed: f1, f2 (feed)\n" in feed
+    assert "Description=sisock data nodes of group slow: a2, f3 (archive, feed)\n" in files[
+        "sisock-group-slow.service"]
+    assert f"ExecStart=/opt/sisock node lonely --config {site}\n" in files["sisock-node-lonely.service"]
