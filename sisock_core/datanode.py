@@ -97,6 +97,18 @@ def _bind(procedure: tuple[str, inspect.Signature], args: tuple, kwargs: dict) -
     return tuple(bound.arguments.values())
 
 
+def _about_node(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, whose log lines name the node ``name`` (:data:`sisock_core.logs.current_node`)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        token = current_node.set(name)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            current_node.reset(token)
+
+    return call
+
+
 def _forget_traceback(failure: Any) -> None:
     """Drop the frames a Failure (and its exception, and the exceptions it chains) hold."""
     exc = failure.value
@@ -382,7 +394,7 @@ class DataNodeServer:
         self._announced = False
         self._stop_called = False
         self.component: Any = None
-        self._failures = RepeatedFailures()
+        self._failures = _about_node(self.name, RepeatedFailures())
         #: The core's summarizer, for archive plugins that do not write their own summaries.
         self.summarizer: Summarizer | None = None
         self._summary_loop: LoopingCall | None = None

@@ -29,7 +29,7 @@ EXIT_NO_NODE_STARTED = 3
 class NodeHost:
     """Hosts the data nodes ``names`` of ``cfg`` in this process."""
 
-    log = Logger(namespace="sisock.node")
+    log = Logger()
 
     def __init__(self, cfg: SiteConfig, names: Sequence[str], *, title: str,
                  on_ready: Callable[[], None] | None = None,
