@@ -718,8 +718,8 @@ class _NodeCore:
     description: str | None = None  #: shown to consumers; default: the plugin's description
     enabled: bool = True  #: false: keep the table but do not run the node
     max_points: int | None = None  #: cap on points returned per field; 0 or absent: no cap (env MAX_POINTS)
-    #: the OS process serving it: absent, the one shared by the nodes of its plugin; ``"own"``,
-    #: a process of its own; another name (lowercase letters, digits, '_'), that named group
+    #: the OS process serving it: absent, the one shared by the nodes of its plugin; "own", a
+    #: process of its own; another name (lowercase letters, digits, '_'), that group's process
     process: str | None = None
 
 
