@@ -107,3 +107,49 @@ def test_systemd_has_one_unit_per_node_process(tmp_path) -> None:
     assert "Description=sisock data nodes of group slow: a2, f3 (archive, feed)\n" in files[
         "sisock-group-slow.service"]
     assert f"ExecStart=/opt/sisock node lonely --config {site}\n" in files["sisock-node-lonely.service"]
+
+
+# -- the process hosting a group (no router: its start and readiness rules) ----------------
+
+
+class _Starting(_Fake):
+    """A plugin whose ``node_start`` raises for the nodes named ``broken*``."""
+
+    @hookimpl
+    def node_start(self, node):
+        if node.name.startswith("broken"):
+            raise RuntimeError(f"{node.name}: cannot start")
+
+
+def _host(names: list[str], ready: list[str]):
+    from sisock_core.datanode import DataNodeServer
+    from sisock_core.nodehost import NodeHost
+
+    cfg = load("".join(f'[nodes.{n}]\nplugin = "feed"\n' for n in names))
+    pm = make_plugin_manager(_Starting("feed"), name="feed")
+
+    def make_server(cfg, node_cfg, on_ready):
+        return DataNodeServer(cfg, node_cfg, on_ready=on_ready, plugin=(pm, plugin_spec(pm, "feed")),
+                              connect=False)
+
+    return NodeHost(cfg, names, title="group feed", on_ready=lambda: ready.append("group feed"),
+                    make_server=make_server)
+
+
+def test_a_host_starts_the_nodes_it_can_and_is_ready_when_they_are_listed() -> None:
+    ready: list[str] = []
+    host = _host(["good_a", "broken_b", "good_c"], ready)
+    assert host.start_plugins()
+    assert sorted(host.servers) == ["good_a", "good_c"]
+    assert host.failed == {"broken_b": "RuntimeError: broken_b: cannot start"}
+    host.servers["good_a"]._on_ready()
+    assert ready == []  # good_c is not listed yet
+    host.servers["good_c"]._on_ready()
+    host.servers["good_a"]._on_ready()
+    assert ready == ["group feed"]  # once
+
+
+def test_a_host_none_of_whose_nodes_starts_says_so() -> None:
+    host = _host(["broken_a", "broken_b"], [])
+    assert not host.start_plugins()
+    assert sorted(host.failed) == ["broken_a", "broken_b"]

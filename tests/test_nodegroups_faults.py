@@ -167,3 +167,19 @@ def test_lines_of_a_group_name_their_node_and_an_unknown_group_is_refused(mixed_
         if "[group mixed/" in line:
             events.append(line.split("[group mixed/", 1)[1].split("]", 1)[0])
     assert {"bad_start", "bad_feed", "good_feed", "good_archive"} <= set(events), sorted(set(events))
+
+
+def test_a_killed_group_process_is_restarted_with_all_its_nodes(mixed_site):
+    """(last: it replaces the group's process) ``sisock up`` restarts a group as one child."""
+    import signal
+
+    up, client, path = mixed_site
+    pattern = f"node --group mixed --supervised --config {path}"
+    [old] = pids_matching(pattern)
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: [p for p in pids_matching(pattern) if p != old], timeout=60, what="a new group process")
+    wait_until(lambda: SERVING <= _listed(client), timeout=60, what="the group's nodes listed again")
+    fields, _ = client.call(node_uri("good_archive", "get_fields"), 1500000000, 1600000000)
+    assert "apex_pressure" in fields
+    assert re.search(r"group mixed stopped unexpectedly \(signal 9\) after [\d.]+s; restarting in 1s",
+                     up.log_text()), up.log_tail(30)
