@@ -12,6 +12,7 @@ from sisock_core.config import ConfigError, load_config_text
 from sisock_core.nodegroups import NodeProcess, group_members, node_processes, site_node_processes
 from sisock_core.plugins import make_plugin_manager, plugin_spec
 from sisock_core.systemd import UnitOptions, units
+from sisock_core.testing import nodes_toml
 
 
 class _Fake:
@@ -33,26 +34,15 @@ def load(text: str) -> Any:
                             installed=lambda: ["feed", "archive"])
 
 
-SITE = """
-    [nodes.f1]
-    plugin = "feed"
-    [nodes.a1]
-    plugin = "archive"
-    [nodes.f2]
-    plugin = "feed"
-    [nodes.lonely]
-    plugin = "feed"
-    process = "own"
-    [nodes.a2]
-    plugin = "archive"
-    process = "slow"
-    [nodes.f3]
-    plugin = "feed"
-    process = "slow"
-    [nodes.off]
-    plugin = "feed"
-    enabled = false
-"""
+SITE = nodes_toml({
+    "f1": {"plugin": "feed"},
+    "a1": {"plugin": "archive"},
+    "f2": {"plugin": "feed"},
+    "lonely": {"plugin": "feed", "process": "own"},
+    "a2": {"plugin": "archive", "process": "slow"},
+    "f3": {"plugin": "feed", "process": "slow"},
+    "off": {"plugin": "feed", "enabled": False},
+})
 
 
 def test_default_is_one_process_per_plugin_own_and_named_groups_split_it() -> None:
