@@ -19,6 +19,12 @@ the resident memory summed over the node processes and over every process of the
 (``sisock up`` and its descendants: router, hub, nodes), PSS likewise (shared pages counted
 once), and the latency of the calls (p50, p95, max), then the ratios and the issue's bar
 (<= 1 GiB for the grouped nodes, p95 <= 1.5x process per node).
+
+On the 2-core development machine (shared with other work), one run of the defaults
+(4.5 minutes): process per node 50 node processes, 3870 MiB RSS (2396 MiB PSS), site
+4305 MiB, up in 66 s, get_data p50 7.9 ms, p95 16.5 ms, max 100 ms; grouped 1 node
+process, 89 MiB RSS (62 MiB PSS), site 523 MiB, up in 12 s, p50 7.8 ms, p95 17.4 ms
+(1.05x), max 33 ms; every answer had data in both.
 """
 
 from __future__ import annotations
