@@ -28,11 +28,18 @@ def _config_path(arg: str | None) -> str | None:
     return arg or os.environ.get("SISOCK_CONFIG") or None
 
 
-def _load(arg: str | None):
+#: ``_load(..., nodes=NO_NODES)``: read no node table, import no plugin (router, hub,
+#: bridge, clients)
+NO_NODES: tuple[str, ...] = ()
+
+
+def _load(arg: str | None, nodes: Sequence[str] | None = None):
+    """The site config (exit 2 with its problems); ``nodes``: only these node tables are
+    read and only their plugins imported (``None``: all, as ``check`` and ``up``)."""
     from sisock_core.config import ConfigError, load_config
 
     try:
-        return load_config(_config_path(arg))
+        return load_config(_config_path(arg), only_nodes=nodes)
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         raise SystemExit(2)
@@ -102,7 +109,7 @@ def _wamp_error_text(exc: Exception) -> str:
 def cmd_nodes(args: argparse.Namespace) -> None:
     from sisock_core.wamp import HUB_LIST
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
 
     async def main(reactor: Any) -> None:
         try:
@@ -124,7 +131,7 @@ def cmd_nodes(args: argparse.Namespace) -> None:
 def cmd_fields(args: argparse.Namespace) -> None:
     from sisock_core.wamp import node_uri
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
 
     async def main(reactor: Any) -> None:
         try:
@@ -203,7 +210,7 @@ async def _get_data(session: Any, args: argparse.Namespace) -> dict:
 
 
 def cmd_get(args: argparse.Namespace) -> None:
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
 
     async def main(reactor: Any) -> None:
         try:
@@ -297,7 +304,7 @@ def cmd_hub(args: argparse.Namespace) -> None:
     from sisock_core.hub import Hub
     from sisock_core.logs import announce_ready, setup_logging
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
     setup_logging(cfg.log_level)
 
     async def main(reactor: Any) -> None:
@@ -310,10 +317,15 @@ def cmd_hub(args: argparse.Namespace) -> None:
 
 def cmd_node(args: argparse.Namespace) -> None:
     from sisock_core.logs import announce_ready, setup_logging
-    from sisock_core.nodegroups import group_members
+    from sisock_core.nodegroups import group_members, tables_in_group
     from sisock_core.nodehost import EXIT_NO_NODE_STARTED, NodeHost
 
-    cfg = _load(args.config)
+    if args.group:  # the group's nodes' plugins only
+        cfg = _load(args.config, tables_in_group(_site_text(args.config), args.group))
+    else:
+        cfg = _load(args.config, [args.name])  # this node's plugin only
+        if args.name not in cfg.nodes:  # a name given by a plugin's environment variable
+            cfg = _load(args.config)
     setup_logging(cfg.log_level)
     if args.group:
         names = group_members(cfg, args.group)
@@ -335,6 +347,21 @@ def cmd_node(args: argparse.Namespace) -> None:
         await _unless_refused("node", args, host.start(reactor))
 
     _run_reactor(main)
+
+
+def _site_text(arg: str | None) -> str:
+    """The site file's text ("" if unreadable: loading it says why)."""
+    from pathlib import Path
+
+    from sisock_core.config import DEFAULT_SITE_TOML
+
+    path = _config_path(arg)
+    if path is None:
+        return DEFAULT_SITE_TOML
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _node_component(args: argparse.Namespace) -> str:
@@ -381,7 +408,7 @@ def cmd_http(args: argparse.Namespace) -> None:
     from sisock_core.logs import announce_ready, setup_logging
     from sisock_core.oslimits import raise_open_files_limit
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
     overrides = {k: v for k, v in (("listen", args.listen), ("port", args.port)) if v is not None}
     if overrides:
         cfg = attrs.evolve(cfg, http=attrs.evolve(cfg.http, **overrides))
@@ -413,7 +440,7 @@ def cmd_router(args: argparse.Namespace) -> None:
     from sisock_core.site import run_router_only
     from sisock_core.startup import preflight
 
-    cfg = _load(args.config_file or args.config)
+    cfg = _load(args.config_file or args.config, NO_NODES)
     _lock = preflight("router", cfg.state_dir, router_listeners(cfg))  # noqa: F841 (held)
     setup_logging(cfg.log_level)
     _run_reactor(run_router_only, cfg)

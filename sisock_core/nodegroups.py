@@ -15,7 +15,8 @@ stops only its own node. Pure: no Twisted.
 
 from __future__ import annotations
 
-from typing import Iterable
+import tomllib
+from typing import Any, Iterable
 
 import attrs
 
@@ -46,9 +47,13 @@ class NodeProcess:
 
 def group_of(node: NodeConfig) -> str | None:
     """The group ``node`` belongs to, or None when it has a process of its own."""
-    if node.process == OWN:
+    return _group(node.plugin, node.process)
+
+
+def _group(plugin: Any, process: Any) -> str | None:
+    if process == OWN:
         return None
-    return node.process or node.plugin
+    return process or plugin
 
 
 def node_processes(nodes: Iterable[NodeConfig]) -> list[NodeProcess]:
@@ -76,3 +81,18 @@ def site_node_processes(cfg: SiteConfig) -> list[NodeProcess]:
 def group_members(cfg: SiteConfig, group: str) -> list[str]:
     """The enabled nodes of ``group`` (empty if none)."""
     return [n.name for n in cfg.nodes.values() if n.enabled and group_of(n) == group]
+
+
+def tables_in_group(site_toml: str, group: str) -> list[str]:
+    """The ``[nodes.<name>]`` tables of the site file text ``site_toml`` that ``group``
+    would hold, read without importing any plugin (``sisock node --group`` then loads only
+    those: :func:`sisock_core.config.load_config`'s ``only_nodes``). Empty if the text is
+    not TOML (the full load says why)."""
+    try:
+        nodes = tomllib.loads(site_toml).get("nodes", {})
+    except tomllib.TOMLDecodeError:
+        return []
+    if not isinstance(nodes, dict):
+        return []
+    return [name for name, table in nodes.items()
+            if isinstance(table, dict) and _group(table.get("plugin"), table.get("process")) == group]

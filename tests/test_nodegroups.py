@@ -143,3 +143,12 @@ def test_a_host_none_of_whose_nodes_starts_says_so() -> None:
     host = _host(["broken_a", "broken_b"], [])
     assert not host.start_plugins()
     assert sorted(host.failed) == ["broken_a", "broken_b"]
+
+
+def test_the_tables_of_a_group_are_found_without_importing_plugins() -> None:
+    from sisock_core.nodegroups import tables_in_group
+
+    text = SITE + '[nodes.broken]\nplugin = "not_installed"\nprocess = "slow"\n'
+    assert tables_in_group(text, "feed") == ["f1", "f2", "off"]  # (enabled is the full load's to say)
+    assert tables_in_group(text, "slow") == ["a2", "f3", "broken"]
+    assert tables_in_group(text, "own") == [] and tables_in_group("not = [toml", "feed") == []

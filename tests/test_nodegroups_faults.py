@@ -10,6 +10,7 @@ and every log line about a node names it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -183,3 +184,48 @@ def test_a_killed_group_process_is_restarted_with_all_its_nodes(mixed_site):
     assert "apex_pressure" in fields
     assert re.search(r"group mixed stopped unexpectedly \(signal 9\) after [\d.]+s; restarting in 1s",
                      up.log_text()), up.log_tail(30)
+
+
+#: at exit, a process writes its command line and the plugin modules it imported into
+#: $SISOCK_TEST_MODULES_DIR/<pid>.json
+SITECUSTOMIZE = """\
+import atexit, json, os, sys
+
+def _report():
+    out = os.environ.get("SISOCK_TEST_MODULES_DIR")
+    if out:
+        names = sorted(m for m in sys.modules if m.startswith(("sisock_plugins.", "sisock_faulty_plugin")))
+        with open(os.path.join(out, f"{os.getpid()}.json"), "w") as f:
+            json.dump({"argv": sys.argv, "modules": names}, f)
+
+atexit.register(_report)
+"""
+
+
+def test_a_group_process_imports_only_its_nodes_plugins(tmp_path):
+    plugin_dir = install_faulty_plugin(tmp_path / "plugins")
+    (plugin_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")])),
+           "SISOCK_TEST_MODULES_DIR": str(reports)}
+    nodes = ('[nodes.w]\nplugin = "weather"\nprocess = "pair"\n\n'
+             '[nodes.f]\nplugin = "datafeed"\ntarget = "agent00"\nfeed = "temperatures"\nprocess = "pair"\n\n'
+             '[nodes.x]\nplugin = "faulty"\n\n[nodes.w2]\nplugin = "weather"\nprocess = "own"\n')
+    tls_port, ocs_port = free_ports(2)
+    path = write_site(tmp_path / "site.toml", state_dir=tmp_path / "state", tls_port=tls_port,
+                      ocs_port=ocs_port, nodes=nodes, log_level="info")
+    up = SisockProcess(["up", str(path)], tmp_path / "up.log", env=env)
+    try:
+        up.wait_ready("site", timeout=120)
+    finally:
+        assert up.stop(timeout=60) == 0, up.log_tail(30, debug=False)
+    seen = {}
+    for report in reports.glob("*.json"):
+        data = json.loads(report.read_text())
+        argv = " ".join(data["argv"][1:])
+        plugins = {m.split(".")[1] if m.startswith("sisock_plugins.") else m for m in data["modules"]}
+        if argv.startswith("node"):
+            seen[argv.split(" --supervised")[0]] = plugins
+    assert seen == {"node --group pair": {"weather", "datafeed"}, "node x": {"sisock_faulty_plugin"},
+                    "node w2": {"weather"}}, seen
