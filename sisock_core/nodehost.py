@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from sisock_core.config import SiteConfig
@@ -58,20 +58,27 @@ class NodeHost:
 
     # -- starting ------------------------------------------------------------------------
 
-    def _start_one(self, name: str) -> Any:
-        """Build the node's server and start its plugin; None (logged) if the plugin raised."""
+    def _build(self, name: str) -> tuple[Any, str | None]:
+        """The node's server with its plugin started, or why the plugin raised (any thread)."""
         token = current_node.set(name)
         try:
             server = self._make_server(self.cfg, self.cfg.nodes[name],
                                        on_ready=lambda: self._node_ready(name))
             server.start_plugin()
+            return server, None
         except Exception as exc:
-            self._attempts[name] = self._attempts.get(name, 0) + 1
-            self.failed[name] = f"{type(exc).__name__}: {exc}"
-            self.log.critical("node {node} cannot start: {error}", node=name, error=self.failed[name])
-            return None
+            return None, f"{type(exc).__name__}: {exc}"
         finally:
             current_node.reset(token)
+
+    def _built(self, name: str, built: tuple[Any, str | None]) -> Any:
+        """Keep the node's server, or log why it cannot start (reactor thread); the server or None."""
+        server, error = built
+        if error is not None:
+            self._attempts[name] = self._attempts.get(name, 0) + 1
+            self.failed[name] = error
+            self.log.critical("node {node} cannot start: {error}", node=name, error=error)
+            return None
         self.failed.pop(name, None)
         self.servers[name] = server
         return server
@@ -79,7 +86,7 @@ class NodeHost:
     def start_plugins(self) -> bool:
         """Build every node and start its plugin (before the reactor runs); False if none started."""
         for name in self.names:
-            self._start_one(name)
+            self._built(name, self._build(name))
         return bool(self.servers)
 
     def start(self, reactor: Any) -> defer.Deferred:
@@ -102,7 +109,14 @@ class NodeHost:
         self._retries.pop(name, None)
         if self._stopping:
             return
-        server = self._start_one(name)
+        # in a thread: a plugin's node_start may block (a database that does not answer)
+        # and must not stall its neighbours' calls on the reactor meanwhile
+        threads.deferToThread(self._build, name).addCallback(self._retried, name)
+
+    def _retried(self, built: tuple[Any, str | None], name: str) -> None:
+        if self._stopping:
+            return
+        server = self._built(name, built)
         if server is None:
             self._retry_later(name)
             return
