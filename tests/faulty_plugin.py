@@ -5,12 +5,15 @@
 - ``read``: ``read_range`` raises (``list_fields`` answers ``x``);
 - ``feed``: its handler of the OCS feed ``observatory.<target>.feeds.temperatures`` raises
   on every message;
+- ``missing``: ``node_start`` raises until the file ``path`` exists;
 - ``none``: a plugin that works (one field ``x``, samples at 0, 1, 2 s).
 
 Installed only by the tests (a ``*.dist-info`` directory on ``PYTHONPATH``).
 """
 
 from __future__ import annotations
+
+import os
 
 import attrs
 
@@ -19,8 +22,9 @@ from sisock_core import Field, PluginSpec, Timeline, hookimpl
 
 @attrs.define
 class Options:
-    fail_at: str = "none"  #: start, fields, read, feed or none
+    fail_at: str = "none"  #: start, fields, read, feed, missing or none
     target: str = "agent00"  #: the OCS agent whose feed ``feed`` follows
+    path: str = ""  #: the file ``missing`` waits for
 
 
 @hookimpl
@@ -33,6 +37,8 @@ def sisock_plugin_spec() -> PluginSpec:
 def node_start(node):
     if node.options.fail_at == "start":
         raise RuntimeError(f"{node.name}: broken on purpose at start")
+    if node.options.fail_at == "missing" and not os.path.exists(node.options.path):
+        raise FileNotFoundError(f"{node.name}: {node.options.path} does not exist yet")
     if node.options.fail_at == "feed":
         def on_event(*args, **kwargs):
             raise ZeroDivisionError(f"{node.name}: broken on purpose in the feed callback")

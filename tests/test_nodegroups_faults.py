@@ -3,9 +3,10 @@
 ``sisock up`` runs the group ``mixed``: the weather node ``good_archive``, the datafeed node
 ``good_feed`` following a fake OCS agent, and four nodes of a deliberately broken plugin
 (:mod:`tests.faulty_plugin`) raising in ``node_start``, ``list_fields``, ``read_range`` and
-in their OCS feed callback. All six share one process; the good nodes keep answering, the
-broken ones answer errors (or are retried with backoff, for the one that cannot start),
-and every log line about a node names it.
+in their OCS feed callback, and one that cannot start until a file exists. All seven share
+one process; the good nodes keep answering, the broken ones answer errors (or are retried
+with backoff, for those that cannot start: the late one joins once its file is there), and
+every log line about a node names it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ plugin = "faulty"
 fail_at = "feed"
 target = "agent00"
 process = "mixed"
+
+[nodes.late_start]
+plugin = "faulty"
+fail_at = "missing"
+path = "{flag}"
+process = "mixed"
 """
 
 SERVING = {"good_archive", "good_feed", "bad_fields", "bad_read", "bad_feed"}
@@ -79,7 +86,7 @@ def mixed_site(tmp_path_factory):
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")]))}
     tls_port, ocs_port = free_ports(2)
     path = write_site(tmp / "site.toml", state_dir=tmp / "state", tls_port=tls_port, ocs_port=ocs_port,
-                      nodes=NODES, log_level="info")
+                      nodes=NODES.format(flag=tmp / "flag"), log_level="info")
     up = SisockProcess(["up", str(path)], tmp / "up.log", env=env)
     client = agents = None
     try:
@@ -87,7 +94,7 @@ def mixed_site(tmp_path_factory):
         client = SiteClient(path, tmp / "client.log", env=env)
         agents = Agents(ocs_port, 1, channels=2, rate=5.0, log_path=tmp / "agents.log")
         agents.wait_ready(timeout=60)
-        yield up, client, path
+        yield up, client, path, tmp / "flag"
     finally:
         if agents is not None:
             agents.stop()
@@ -110,7 +117,7 @@ def _feed_points(client, node: str) -> int:
 
 
 def test_a_raising_plugin_stops_only_its_own_node(mixed_site):
-    up, client, path = mixed_site
+    up, client, path, flag = mixed_site
     # one process serves the group
     [pid] = pids_matching(f"node --group mixed --supervised --config {path}")
     assert pids_matching(f"node good_archive --supervised --config {path}") == []
@@ -154,7 +161,7 @@ def test_a_raising_plugin_stops_only_its_own_node(mixed_site):
 def test_lines_of_a_group_name_their_node_and_an_unknown_group_is_refused(mixed_site):
     """The group's lines (JSON from the child, text in ``sisock up``'s log) carry the node's
     name; ``sisock node --group`` of a group without nodes says so."""
-    up, client, path = mixed_site
+    up, client, path, flag = mixed_site
     import subprocess
     import sys
 
@@ -170,16 +177,29 @@ def test_lines_of_a_group_name_their_node_and_an_unknown_group_is_refused(mixed_
     assert {"bad_start", "bad_feed", "good_feed", "good_archive"} <= set(events), sorted(set(events))
 
 
+def test_a_node_that_could_not_start_joins_its_running_group_once_it_can(mixed_site):
+    up, client, path, flag = mixed_site
+    [pid] = pids_matching(f"node --group mixed --supervised --config {path}")
+    assert "late_start" not in _listed(client)
+    flag.write_text("")
+    wait_until(lambda: "late_start" in _listed(client), timeout=90, what="late_start listed")
+    fields, _ = client.call(node_uri("late_start", "get_fields"), 1, 10)
+    assert list(fields) == ["x"]
+    assert pids_matching(f"node --group mixed --supervised --config {path}") == [pid]  # in the same process
+    assert re.search(r"node late_start started after \d+ failed attempts", up.log_text())
+
+
 def test_a_killed_group_process_is_restarted_with_all_its_nodes(mixed_site):
     """(last: it replaces the group's process) ``sisock up`` restarts a group as one child."""
     import signal
 
-    up, client, path = mixed_site
+    up, client, path, flag = mixed_site
     pattern = f"node --group mixed --supervised --config {path}"
     [old] = pids_matching(pattern)
     os.kill(old, signal.SIGKILL)
     wait_until(lambda: [p for p in pids_matching(pattern) if p != old], timeout=60, what="a new group process")
-    wait_until(lambda: SERVING <= _listed(client), timeout=60, what="the group's nodes listed again")
+    wait_until(lambda: SERVING | {"late_start"} <= _listed(client), timeout=60,
+               what="the group's nodes listed again")
     fields, _ = client.call(node_uri("good_archive", "get_fields"), 1500000000, 1600000000)
     assert "apex_pressure" in fields
     assert re.search(r"group mixed stopped unexpectedly \(signal 9\) after [\d.]+s; restarting in 1s",
