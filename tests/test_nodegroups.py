@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from typing import Any
 
@@ -87,16 +88,23 @@ def test_systemd_has_one_unit_per_node_process(tmp_path) -> None:
     site.write_text(f'state_dir = "{tmp_path}/state"\n' + textwrap.dedent(SITE))
     cfg = load_config_text(site.read_text(), str(site), {}, plugin_loader=_loader,
                            installed=lambda: ["feed", "archive"])
-    files = units(cfg, UnitOptions(per_component=True, command=("/opt/sisock",)))
+    files = units(cfg, UnitOptions(per_component=True, command=(sys.executable, "-m", "sisock_core.cli")))
     nodes = sorted(n for n in files if "-node-" in n or "-group-" in n)
     assert nodes == ["sisock-group-feed.service", "sisock-group-slow.service", "sisock-node-a1.service",
                      "sisock-node-lonely.service"]
     feed = files["sisock-group-feed.service"]
-    assert f"ExecStart=/opt/sisock node --group feed --config {site}\n" in feed
+    assert f"ExecStart={sys.executable} -m sisock_core.cli node --group feed --config {site}\n" in feed
     assert "Description=sisock data nodes of group feed: f1, f2 (feed)\n" in feed
     assert "Description=sisock data nodes of group slow: a2, f3 (archive, feed)\n" in files[
         "sisock-group-slow.service"]
-    assert f"ExecStart=/opt/sisock node lonely --config {site}\n" in files["sisock-node-lonely.service"]
+    assert f"ExecStart={sys.executable} -m sisock_core.cli node lonely --config {site}\n" in files[
+        "sisock-node-lonely.service"]
+    from sisock_core.systemd import write_units
+
+    from .test_systemd import _verify
+
+    write_units(files, tmp_path / "units")
+    assert _verify(tmp_path / "units") == ""
 
 
 # -- the process hosting a group (no router: its start and readiness rules) ----------------
