@@ -285,7 +285,7 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
     waits = [_ready_within(c, NODE_READY_TIMEOUT, reactor) for c in node_children]
     results = await defer.gatherResults(waits)
     ready = sum(len(p.nodes) for p, ok in zip(processes, results) if ok)
-    log.info("site up: {ready} of {total} nodes serving, in {n} node processes", ready=ready,
+    log.info("site up: {ready} of {total} nodes serving; node processes: {n}", ready=ready,
              total=len(nodes), n=len(processes))
     late = [c.name for c in node_children if not c.ready.called and not c.gave_up.called]
     if late:
