@@ -259,9 +259,14 @@ def cmd_check(args: argparse.Namespace) -> None:
     from sisock_core.config import describe_config
     from sisock_core.preflight import startup_problems
 
+    from sisock_core.plugins import plugin_services
+
     cfg = _load(args.config_file or args.config)
     print(describe_config(cfg))
-    problems = startup_problems(cfg)
+    services, service_problems = plugin_services(cfg)
+    if services:
+        print("services:  " + ", ".join(f"{s.name} (plugin {p})" for p, s in services))
+    problems = [*service_problems, *startup_problems(cfg)]
     for problem in problems:
         sys.stderr.write(f"{cfg.path}: {problem}\n")
     if problems:

@@ -158,3 +158,11 @@ def test_a_service_that_cannot_start_is_not_restarted_and_the_site_keeps_serving
         assert "the demo service (plugin svcdemo) is down" in site.log_text()
         assert "demo stopped unexpectedly" not in site.log_text()
         assert site.nodes() == [{"name": "d", "description": "a node with a service"}]
+
+
+def test_check_lists_the_services_it_would_run(with_plugin, tmp_path):
+    site = tmp_path / "site.toml"
+    site.write_text(f'state_dir = "{tmp_path}/state"\n[nodes.d]\nplugin = "svcdemo"\n')
+    out = _sisock("check", str(site), env=with_plugin)
+    assert out.returncode == 0, out.stderr
+    assert "services:  demo (plugin svcdemo)" in out.stdout.splitlines()
