@@ -133,6 +133,24 @@ RESERVED_SERVICE_NAMES = frozenset({"router", "hub", "http", "up", "site"})
 SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
+def _declared(plugin: str, hook: str, kind: type, problems: list[str], **kwargs: Any) -> list[Any]:
+    """What plugin ``plugin`` returns from the list hook ``hook``: the values of type
+    ``kind``; anything else, and the plugin failing to load or the hook raising, is a
+    line in ``problems``."""
+    try:
+        pm, _spec = load_plugin(plugin)
+        results = getattr(pm.hook, hook)(**kwargs)
+        declared = [value for result in results for value in (result or ())]
+    except Exception as exc:  # a broken plugin: say so, keep the others'
+        problems.append(f"plugin {plugin!r}: {hook} failed: {type(exc).__name__}: {exc}")
+        return []
+    wrong = [v for v in declared if not isinstance(v, kind)]
+    for value in wrong:
+        problems.append(f"plugin {plugin!r}: {hook} must return {kind.__name__} values, "
+                        f"got {type(value).__name__}")
+    return [v for v in declared if isinstance(v, kind)]
+
+
 def plugin_commands(reserved: Collection[str] = ()) -> tuple[dict[str, tuple[str, Command]], list[str]]:
     """The commands every installed plugin adds (hook ``plugin_commands``), by command
     name: ``(plugin name, Command)``; and the problems met (a plugin that cannot load, a
@@ -140,17 +158,8 @@ def plugin_commands(reserved: Collection[str] = ()) -> tuple[dict[str, tuple[str
     found: dict[str, tuple[str, Command]] = {}
     problems: list[str] = []
     for name in sorted(installed_plugins()):
-        try:
-            pm, _spec = load_plugin(name)
-            declared = [c for result in pm.hook.plugin_commands() for c in (result or ())]
-        except Exception as exc:  # a broken plugin: say so, keep the others' commands
-            problems.append(f"plugin {name!r}: {exc}")
-            continue
-        for command in declared:
-            if not isinstance(command, Command):
-                problems.append(f"plugin {name!r}: plugin_commands must return Command values, "
-                                f"got {type(command).__name__}")
-            elif command.name in reserved or command.name in found:
+        for command in _declared(name, "plugin_commands", Command, problems):
+            if command.name in reserved or command.name in found:
                 owner = f"plugin {found[command.name][0]!r}" if command.name in found else "the core"
                 problems.append(f"plugin {name!r}: command {command.name!r} is already {owner}'s")
             else:
@@ -170,17 +179,8 @@ def plugin_services(cfg: "SiteConfig") -> tuple[list[tuple[str, Service]], list[
     problems: list[str] = []
     names: set[str] = set()
     for plugin, nodes in by_plugin.items():
-        try:
-            pm, _spec = load_plugin(plugin)
-            declared = [s for result in pm.hook.plugin_services(site=cfg, nodes=nodes) for s in (result or ())]
-        except Exception as exc:
-            problems.append(f"plugin {plugin!r}: plugin_services failed: {type(exc).__name__}: {exc}")
-            continue
-        for service in declared:
-            if not isinstance(service, Service):
-                problems.append(f"plugin {plugin!r}: plugin_services must return Service values, "
-                                f"got {type(service).__name__}")
-            elif not SERVICE_NAME_RE.match(service.name) or service.name in RESERVED_SERVICE_NAMES:
+        for service in _declared(plugin, "plugin_services", Service, problems, site=cfg, nodes=nodes):
+            if not SERVICE_NAME_RE.match(service.name) or service.name in RESERVED_SERVICE_NAMES:
                 problems.append(f"plugin {plugin!r}: invalid service name {service.name!r} (lowercase "
                                 f"letters, digits, '_' and '-'; not {', '.join(sorted(RESERVED_SERVICE_NAMES))})")
             elif service.name in names:

@@ -16,6 +16,7 @@ import pytest
 from sisock_core.config import load_config
 from sisock_core.systemd import UnitOptions, units
 from sisock_core.testing import start_site, wait_until
+from tests.installed_plugin import install_plugin
 
 PLUGIN = '''\
 """A plugin with a command and a service (test fixture)."""
@@ -82,13 +83,7 @@ def read_range(node, fields, start, end):
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory) -> Path:
     """A directory holding the plugin ``svcdemo``, installed as a distribution would be."""
-    root = tmp_path_factory.mktemp("site-packages")
-    (root / "svcdemo_plugin.py").write_text(PLUGIN)
-    dist = root / "sisock_plugin_svcdemo-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sisock-plugin-svcdemo\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[sisock.plugins]\nsvcdemo = svcdemo_plugin\n")
-    return root
+    return install_plugin(tmp_path_factory.mktemp("site-packages"), "svcdemo", "svcdemo_plugin", PLUGIN)
 
 
 @pytest.fixture
