@@ -150,7 +150,7 @@ def subscribe(
 ) -> Callable[[], None] | None:
     """Start delivering live samples; return a callable that stops delivery.
 
-    Optional: only live plugins (sensors, datafeed) implement it. Called once, right
+    Optional: only live plugins (reading sensors, following feeds) implement it. Called once, right
     after ``node_start``. Call ``publish(timeline, t, {field: values})`` with a batch
     of samples from any thread (it never blocks for long); optional keywords
     ``units={field: str}`` and ``descriptions={field: str}`` describe new fields.
