@@ -28,6 +28,7 @@ from sisock_core import Command, PluginSpec, Service, hookimpl
 
 def run(args, context):
     from twisted.internet import defer
+    from twisted.logger import Logger
 
     from sisock_core.logs import announce_ready, setup_logging
 
@@ -41,6 +42,7 @@ def run(args, context):
         context.exit_when_stdin_closes(reactor)
         with open(pids, "a") as f:
             f.write(f"{os.getpid()} {len(cfg.nodes)}\\n")
+        Logger(namespace="svcdemo").info("demo serving {n} nodes", n=len(cfg.nodes))
         announce_ready("demo")
         await defer.Deferred()
 
@@ -141,6 +143,7 @@ def test_hook_plugin_services(with_plugin, tmp_path):
         wait_until(lambda: site.log_text().count("demo is ready") >= 2, timeout=60, what="ready again")
         log = site.log_text()
         assert "demo stopped unexpectedly (signal 9)" in log
+        assert any("[demo]" in line and "demo serving 1 nodes" in line for line in log.splitlines())
         assert site.nodes() == [{"name": "d", "description": "a node with a service"}]
 
 
