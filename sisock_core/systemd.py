@@ -19,7 +19,8 @@ indexes) go to ``/var/lib/sisock`` (``StateDirectory=``) unless the site file na
 ``state_dir``, which is then the one writable path. Secrets come from the environment file
 ``/etc/sisock/sisock.env`` (optional) or the state directory.
 
-Pure: :func:`units` returns ``{file name: text}``; the command line writes them.
+No Twisted: :func:`units` returns ``{file name: text}`` (asking the nodes' plugins for their
+services); the command line writes them.
 """
 
 from __future__ import annotations
