@@ -34,13 +34,15 @@ def _config_path(arg: str | None) -> str | None:
 NO_NODES: tuple[str, ...] = ()
 
 
-def _load(arg: str | None, nodes: Sequence[str] | None = None):
-    """The site config (exit 2 with its problems); ``nodes``: only these node tables are
-    read and only their plugins imported (``None``: all, as ``check`` and ``up``)."""
+def _load(arg: str | None, nodes: Sequence[str] | None = None,
+          plugins: Sequence[str] | None = None):
+    """The site config (exit 2 with its problems); ``nodes``/``plugins``: only these node
+    tables, or the nodes of these plugins, are read and their plugins imported (``None``:
+    all, as ``check`` and ``up``)."""
     from sisock_core.config import ConfigError, load_config
 
     try:
-        return load_config(_config_path(arg), only_nodes=nodes)
+        return load_config(_config_path(arg), only_nodes=nodes, only_plugins=plugins)
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         raise SystemExit(2)
@@ -257,9 +259,8 @@ def print_data_table(answer: dict, fields: Sequence[str], limit: int | None = No
 
 def cmd_check(args: argparse.Namespace) -> None:
     from sisock_core.config import describe_config
-    from sisock_core.preflight import startup_problems
-
     from sisock_core.plugins import plugin_services
+    from sisock_core.preflight import startup_problems
 
     cfg = _load(args.config_file or args.config)
     print(describe_config(cfg))
@@ -435,19 +436,11 @@ def _plugin_command_runner(command: Any) -> Any:
     from sisock_core.model import CommandContext
 
     def run(args: argparse.Namespace) -> None:
-        supervised = getattr(args, "supervised", False)
-
         def load(nodes: Sequence[str] | None = None, plugins: Sequence[str] | None = None) -> Any:
-            from sisock_core.config import ConfigError, load_config
-
-            try:
-                return load_config(_config_path(args.config), only_nodes=nodes, only_plugins=plugins)
-            except ConfigError as exc:
-                sys.stderr.write(f"{exc}\n")
-                raise SystemExit(2)
+            return _load(args.config, nodes, plugins)
 
         command.run(args, CommandContext(
-            config_path=_config_path(args.config), supervised=supervised, load=load,
+            config_path=_config_path(args.config), supervised=args.supervised, load=load,
             run_reactor=_run_reactor,
             exit_when_stdin_closes=lambda reactor: _exit_when_stdin_closes(reactor, args)))
 
