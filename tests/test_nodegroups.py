@@ -84,25 +84,29 @@ def test_a_bad_process_value_is_named_with_its_node(value: str, reason: str) -> 
 
 
 def test_systemd_has_one_unit_per_node_process(tmp_path) -> None:
-    site = tmp_path / "site.toml"
-    site.write_text(f'state_dir = "{tmp_path}/state"\n' + textwrap.dedent(SITE))
-    cfg = load_config_text(site.read_text(), str(site), {}, plugin_loader=_loader,
-                           installed=lambda: ["feed", "archive"])
-    files = units(cfg, UnitOptions(per_component=True, command=(sys.executable, "-m", "sisock_core.cli")))
-    nodes = sorted(n for n in files if "-node-" in n or "-group-" in n)
-    assert nodes == ["sisock-group-feed.service", "sisock-group-slow.service", "sisock-node-a1.service",
-                     "sisock-node-lonely.service"]
-    feed = files["sisock-group-feed.service"]
-    assert f"ExecStart={sys.executable} -m sisock_core.cli node --group feed --config {site}\n" in feed
-    assert "Description=sisock data nodes of group feed: f1, f2 (feed)\n" in feed
-    assert "Description=sisock data nodes of group slow: a2, f3 (archive, feed)\n" in files[
-        "sisock-group-slow.service"]
-    assert f"ExecStart={sys.executable} -m sisock_core.cli node lonely --config {site}\n" in files[
-        "sisock-node-lonely.service"]
+    from sisock_core.config import load_config
     from sisock_core.systemd import write_units
 
     from .test_systemd import _verify
 
+    feed = {"plugin": "datafeed", "feed": "temperatures"}
+    site = tmp_path / "site.toml"
+    site.write_text(f'state_dir = "{tmp_path}/state"\n' + nodes_toml({
+        "f1": {**feed, "target": "a1"}, "w1": {"plugin": "weather"}, "f2": {**feed, "target": "a2"},
+        "lonely": {**feed, "target": "a3", "process": "own"}, "w2": {"plugin": "weather", "process": "slow"},
+        "f3": {**feed, "target": "a4", "process": "slow"}}))
+    files = units(load_config(site), UnitOptions(per_component=True,
+                                                 command=(sys.executable, "-m", "sisock_core.cli")))
+    nodes = sorted(n for n in files if "-node-" in n or "-group-" in n)
+    assert nodes == ["sisock-group-datafeed.service", "sisock-group-slow.service", "sisock-node-lonely.service",
+                     "sisock-node-w1.service"]
+    group = files["sisock-group-datafeed.service"]
+    assert f"ExecStart={sys.executable} -m sisock_core.cli node --group datafeed --config {site}\n" in group
+    assert "Description=sisock data nodes of group datafeed: f1, f2 (datafeed)\n" in group
+    assert "Description=sisock data nodes of group slow: w2, f3 (datafeed, weather)\n" in files[
+        "sisock-group-slow.service"]
+    assert f"ExecStart={sys.executable} -m sisock_core.cli node lonely --config {site}\n" in files[
+        "sisock-node-lonely.service"]
     write_units(files, tmp_path / "units")
     assert _verify(tmp_path / "units") == ""
 
