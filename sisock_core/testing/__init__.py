@@ -49,6 +49,7 @@ pytest plugin). Import from here: ``from sisock_core.testing import start_node``
 
 from __future__ import annotations
 
+from sisock_core.logs import READY_MARKER as READY  # noqa: F401  (the ready line a process prints)
 from sisock_core.testing.fixtures import (  # noqa: F401  (the pytest plugin's hooks and fixtures)
     pytest_configure,
     pytest_unconfigure,
