@@ -23,6 +23,7 @@ import threading
 import time
 from typing import IO, Any, Callable, Mapping
 
+import attrs
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -233,6 +234,7 @@ MAX_REMEMBERED_PROBLEMS = 1000
 FAILURE_SUMMARY_INTERVAL = 60.0
 
 
+@attrs.define(eq=False)
 class RepeatedFailures:
     """Log each distinct problem once, then how often it repeated (at most once per
     ``interval`` seconds): a database that is down for an hour fails every dashboard refresh,
@@ -243,25 +245,19 @@ class RepeatedFailures:
     to write to (its namespace names the component), ``level`` its level; ``format`` is the
     log line's format with the problem as ``{msg}`` and ``fields`` (e.g. ``node``) filled in;
     ``note`` is appended the first time a problem is logged (e.g. that repeats are counted).
+    ``clock`` and ``interval`` may be given by position.
     """
 
-    log = Logger()
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 interval: float = FAILURE_SUMMARY_INTERVAL, *, log: Logger | None = None,
-                 level: LogLevel = LogLevel.error, format: str = "{msg}", note: str = "",
-                 **fields: Any) -> None:
-        self.clock = clock
-        self.interval = interval
-        self.level = level
-        self.format = format
-        self.note = note
-        self.fields = fields
-        if log is not None:
-            self.log = log
-        self._seen: dict[str, float] = {}  # key -> when it was last logged
-        self._repeats: dict[str, int] = {}
-        self._lock = threading.Lock()
+    clock: Callable[[], float] = time.monotonic
+    interval: float = FAILURE_SUMMARY_INTERVAL
+    log: Logger = attrs.field(kw_only=True, factory=lambda: Logger(namespace=f"{__name__}.RepeatedFailures"))
+    level: LogLevel = attrs.field(kw_only=True, default=LogLevel.error)
+    format: str = attrs.field(kw_only=True, default="{msg}")
+    note: str = attrs.field(kw_only=True, default="")
+    fields: Mapping[str, Any] = attrs.field(kw_only=True, factory=dict)
+    _seen: dict[str, float] = attrs.field(init=False, factory=dict)  # key -> when last logged
+    _repeats: dict[str, int] = attrs.field(init=False, factory=dict)
+    _lock: Any = attrs.field(init=False, factory=threading.Lock)
 
     def __call__(self, message: str, key: str | None = None) -> None:
         key = message if key is None else key
@@ -287,4 +283,4 @@ class RepeatedFailures:
     def for_node(cls, log: Logger, node: str) -> "RepeatedFailures":
         """Problems of one node's data (bad samples, feed messages): warnings naming the node."""
         return cls(log=log, level=LogLevel.warn, format="{node}: {msg}",
-                   note=" (repeats are counted, not logged)", node=node)
+                   note=" (repeats are counted, not logged)", fields={"node": node})

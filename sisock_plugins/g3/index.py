@@ -69,25 +69,8 @@ from sisock_core.sqldb import (  # noqa: F401  (re-exported: the g3 plugin's nam
     parse_db_url,
 )
 from sisock_plugins.g3.index_reads import IndexReads
-from sisock_plugins.g3.index_records import (  # noqa: F401  (re-exported)
-    STATUS_EMPTY,
-    STATUS_ERROR,
-    STATUS_MISSING,
-    STATUS_NOT_HK,
-    STATUS_OK,
-    STATUS_PARTIAL,
-    Chunk,
-    FieldSummary,
-    FileRow,
-    FileUpdate,
-    Layout,
-    datetime_to_unix,
-    layout_digest,
-    original_field_name,
-    path_key,
-    served_field_name,
-    unix_to_datetime,
-)
+from sisock_plugins.g3.index_records import *  # noqa: F401,F403  (re-exported: the records and names)
+from sisock_plugins.g3.index_records import unix_to_datetime
 from sisock_plugins.g3.index_schema import SCHEMA_VERSION, TABLES, ddl
 from sisock_plugins.g3.index_writes import IndexWrites
 

@@ -14,6 +14,12 @@ from typing import Any, Sequence
 
 import attrs
 
+__all__ = [
+    "STATUS_EMPTY", "STATUS_ERROR", "STATUS_MISSING", "STATUS_NOT_HK", "STATUS_OK", "STATUS_PARTIAL",
+    "Chunk", "FieldSummary", "FileRow", "FileUpdate", "Layout",
+    "datetime_to_unix", "layout_digest", "original_field_name", "path_key", "served_field_name",
+    "unix_to_datetime",
+]
 #: Status of a file in ``sisock_files``.
 STATUS_OK = "ok"  #: every frame indexed
 STATUS_PARTIAL = "partial"  #: indexed up to the last complete frame (being written, or cut)
