@@ -414,11 +414,3 @@ def resolve_data_subdir(plugin: str, data_dir: str, subdir: str, layout: str) ->
     if not sub.is_dir():
         raise ValueError(f"{plugin}: {sub} does not exist; the data directory must hold {layout}")
     return sub
-
-
-def started_state(plugin: str, node: Any, key: str) -> Any:
-    """``node.state[key]``, or ``RuntimeError`` saying the node was not started."""
-    try:
-        return node.state[key]
-    except KeyError:
-        raise RuntimeError(f"{plugin}: node {node.name!r} was not started (node_start not called)") from None

@@ -29,13 +29,14 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Sequence
 
 import attrs
 from twisted.logger import Logger
 
 from sisock_core import Field, PluginSpec, Timeline, hookimpl
 from sisock_core.model import NodeContext
+from sisock_core.nodestate import NodeObject
 from sisock_plugins.apex.archive import (
     DirectoryWatch,
     ParsedFileCache,
@@ -44,13 +45,12 @@ from sisock_plugins.apex.archive import (
     list_directory,
     non_negative,
     resolve_data_subdir,
-    started_state,
 )
 from sisock_plugins.apex.parser import FIELDS, TARGETS, parse_target_file, parse_target_name
 
 log = Logger(namespace="sisock_plugins.apex")
 
-STATE_KEY = "apex"
+ARCHIVE = NodeObject("apex", "apex")
 
 
 @attrs.frozen
@@ -82,24 +82,10 @@ def node_start(node: NodeContext) -> None:
     options = node.options if node.options is not None else Options()
     archive = ApexArchive(resolve_targets_dir(options.data_dir), int(options.cache_mb * 2**20))
     archive.refresh()
-    node.state[STATE_KEY] = archive
+    ARCHIVE.put(node, archive)
 
 
-@hookimpl
-def node_stop(node: NodeContext) -> None:
-    node.state.pop(STATE_KEY, None)
-
-
-@hookimpl
-def list_fields(node: NodeContext, start: float, end: float) -> Iterable[Field]:
-    return _archive(node).list_fields(start, end)
-
-
-@hookimpl
-def read_range(
-    node: NodeContext, fields: Sequence[str], start: float, end: float
-) -> Mapping[str, Timeline]:
-    return _archive(node).read_range(fields, start, end)
+node_stop, list_fields, read_range = ARCHIVE.hooks()
 
 
 # -- implementation -------------------------------------------------------------
@@ -110,10 +96,6 @@ def resolve_targets_dir(data_dir: str) -> Path:
     return resolve_data_subdir(
         "apex", data_dir, TARGETS, f"the archive in {TARGETS}/<prefix>_<field>_<start>_<end>.dat"
     )
-
-
-def _archive(node: NodeContext) -> "ApexArchive":
-    return started_state("apex", node, STATE_KEY)
 
 
 def field_info(name: str) -> Field:
