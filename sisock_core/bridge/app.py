@@ -217,11 +217,15 @@ class GrafanaAPI:
 
     # -- POST routes: a JSON body in, a JSON answer out ---------------------------------
 
+    async def _targets(self) -> list[str]:
+        """Every ``node::field`` target (the nodes' fields loaded first)."""
+        await self.service.ensure_loaded()
+        return self.service.catalog.targets()
+
     @_json_post(app, "/search")
     async def search(self, body: Any) -> list:
         text = grafana.search_text(body)
-        await self.service.ensure_loaded()
-        return grafana.filter_targets(self.service.catalog.targets(), text, self.limit)
+        return grafana.filter_targets(await self._targets(), text, self.limit)
 
     @_json_post(app, "/query")
     async def query(self, body: Any) -> list:
@@ -257,14 +261,12 @@ class GrafanaAPI:
         req = grafana.parse_tag_values(body)
         if req.key == "node" and not req.filters:  # also nodes whose fields are not loaded
             return grafana.tag_values_answer(self.service.catalog.live_nodes()[: self.limit])
-        await self.service.ensure_loaded()
-        return grafana.tag_values_answer(grafana.tag_values(req, self.service.catalog.targets(), self.limit))
+        return grafana.tag_values_answer(grafana.tag_values(req, await self._targets(), self.limit))
 
     @_json_post(app, "/metrics")
     async def metrics(self, body: Any) -> list:
         current = grafana.metrics_request(body)
-        await self.service.ensure_loaded()
-        return grafana.metrics_answer(self.service.catalog.targets(), current, self.limit)
+        return grafana.metrics_answer(await self._targets(), current, self.limit)
 
     @_json_post(app, "/metric-payload-options")
     async def metric_payload_options(self, body: Any) -> list:
