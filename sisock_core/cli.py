@@ -27,11 +27,18 @@ def _config_path(arg: str | None) -> str | None:
     return arg or os.environ.get("SISOCK_CONFIG") or None
 
 
-def _load(arg: str | None):
+#: ``_load(..., nodes=NO_NODES)``: read no node table, import no plugin (router, hub,
+#: bridge, clients)
+NO_NODES: tuple[str, ...] = ()
+
+
+def _load(arg: str | None, nodes: Sequence[str] | None = None):
+    """The site config (exit 2 with its problems); ``nodes``: only these node tables are
+    read and only their plugins imported (``None``: all, as ``check`` and ``up``)."""
     from sisock_core.config import ConfigError, load_config
 
     try:
-        return load_config(_config_path(arg))
+        return load_config(_config_path(arg), only_nodes=nodes)
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         raise SystemExit(2)
@@ -101,7 +108,7 @@ def _wamp_error_text(exc: Exception) -> str:
 def cmd_nodes(args: argparse.Namespace) -> None:
     from sisock_core.wamp import HUB_LIST
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
 
     async def main(reactor: Any) -> None:
         try:
@@ -123,7 +130,7 @@ def cmd_nodes(args: argparse.Namespace) -> None:
 def cmd_fields(args: argparse.Namespace) -> None:
     from sisock_core.wamp import node_uri
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
 
     async def main(reactor: Any) -> None:
         try:
@@ -202,7 +209,7 @@ async def _get_data(session: Any, args: argparse.Namespace) -> dict:
 
 
 def cmd_get(args: argparse.Namespace) -> None:
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
 
     async def main(reactor: Any) -> None:
         try:
@@ -296,7 +303,7 @@ def cmd_hub(args: argparse.Namespace) -> None:
     from sisock_core.hub import Hub
     from sisock_core.logs import announce_ready, setup_logging
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
     setup_logging(cfg.log_level)
 
     async def main(reactor: Any) -> None:
@@ -313,7 +320,9 @@ def cmd_node(args: argparse.Namespace) -> None:
     from sisock_core.datanode import DataNodeServer
     from sisock_core.logs import announce_ready, setup_logging
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, [args.name])  # this node's plugin only
+    if args.name not in cfg.nodes:  # a name given by a plugin's environment variable
+        cfg = _load(args.config)
     setup_logging(cfg.log_level)
     log = Logger(namespace="sisock.node")
     node_cfg = cfg.nodes.get(args.name)
@@ -372,7 +381,7 @@ def cmd_http(args: argparse.Namespace) -> None:
     from sisock_core.logs import announce_ready, setup_logging
     from sisock_core.oslimits import raise_open_files_limit
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, NO_NODES)
     overrides = {k: v for k, v in (("listen", args.listen), ("port", args.port)) if v is not None}
     if overrides:
         cfg = attrs.evolve(cfg, http=attrs.evolve(cfg.http, **overrides))
@@ -404,7 +413,7 @@ def cmd_router(args: argparse.Namespace) -> None:
     from sisock_core.site import run_router_only
     from sisock_core.startup_checks import preflight
 
-    cfg = _load(args.config_file or args.config)
+    cfg = _load(args.config_file or args.config, NO_NODES)
     _lock = preflight("router", cfg.state_dir, router_listeners(cfg))  # noqa: F841 (held)
     setup_logging(cfg.log_level)
     _run_reactor(run_router_only, cfg)

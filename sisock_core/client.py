@@ -33,7 +33,7 @@ async def with_session(
     refuses its certificate: which one was tried and where the site keeps its own), and
     ``twisted.internet.defer.TimeoutError`` after ``timeout`` seconds.
     """
-    from sisock_core.router import SecretsError
+    from sisock_core.credentials import SecretsError
 
     try:
         comp = make_component(cfg, consumer=consumer, serializers=serializers, max_retries=0)

@@ -362,7 +362,7 @@ def config_sections() -> list[tuple[str, str, tuple[OptionInfo, ...]]]:
         ("`[http]`", inspect.getdoc(config.HttpConfig) or "", keys(config.HttpConfig)),
         ("`[nodes.<name>]`",
          "The keys every node table has; every other key is an option of the node's plugin.",
-         keys(config._NodeCore, fallback=config.NodeConfig)),
+         keys(config.NodeCore, fallback=config.NodeConfig)),
     ]
 
 

@@ -1,4 +1,4 @@
-"""The crossbar WAMP router: secrets, node configuration, and running it as a child process.
+"""The crossbar WAMP router: its node configuration, and running it as a child process.
 
 What a site gets (README, "Wire compatibility"):
 
@@ -13,10 +13,10 @@ What a site gets (README, "Wire compatibility"):
   register ``org.simonsobservatory.consumer.*`` and call the hub's ``data_node.add`` and
   ``data_node.subtract``, as the original data-feed server does there.
 
-Secrets come from the environment, a secrets file, or a file generated on first run
-(:func:`load_secrets`); :func:`check_secrets_for_interfaces` refuses to expose the router
-with a weak or auto-generated secret.  :class:`RouterProcess` writes the crossbar node
-configuration (:func:`crossbar_config`), starts crossbar and tells when a session can join.
+Secrets come from :mod:`sisock_core.credentials`; :func:`check_secrets_for_interfaces`
+refuses to expose the router with a weak or auto-generated secret. :class:`RouterProcess`
+writes the crossbar node configuration (:func:`crossbar_config`), starts crossbar and tells
+when a session can join (:mod:`sisock_core.routerprobe`).
 """
 
 from __future__ import annotations
@@ -26,28 +26,42 @@ import ipaddress
 import json
 import os
 import re
-import secrets as _secrets
 import signal
-import stat
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import attrs
-from twisted.internet import defer, error, protocol, task
-from twisted.logger import Logger, globalLogPublisher
+from twisted.internet import defer, error, protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sisock_core.config import SiteConfig
-from sisock_core.tls import client_tls_options, ensure_site_certificate, tls_paths
+from sisock_core.credentials import (  # noqa: F401 (also the router's API)
+    CONSUMER_USER,
+    ENV_CONSUMER_SECRET,
+    ENV_SERVER_SECRET,
+    GENERATED_SECRETS_NAME,
+    RouterSecurityError,
+    Secrets,
+    SecretsError,
+    generated_secrets_path,
+    load_secrets,
+    weak_secret_reason,
+)
+from sisock_core.hosts import is_loopback
+from sisock_core.routerprobe import (  # noqa: F401 (also the router's API)
+    RouterRefused,
+    RouterStartError,
+    connect_host,
+    wait_until_joinable,
+)
+from sisock_core.tls import ensure_site_certificate, tls_paths
 
 log = Logger()
 
-#: WAMP-CRA identity of consumers (the Grafana bridge and old sisock clients)
-CONSUMER_USER = "simonsobs"
 #: roles, as in the original sisock/OCS crossbar configurations
 ROLE_SERVER = "server"
 ROLE_CONSUMER = "consumer"
@@ -59,216 +73,9 @@ CONSUMER_PREFIX = "org.simonsobservatory.consumer"
 HUB_PROCEDURES = ("org.simonsobservatory.data_node.add", "org.simonsobservatory.data_node.subtract")
 OCS_PREFIX = "observatory."
 
-#: environment variables holding the secrets
-ENV_SERVER_SECRET = "WAMP_SECRET"
-ENV_CONSUMER_SECRET = "WAMP_CONSUMER_SECRET"
-#: name of the secrets file generated under the state directory
-GENERATED_SECRETS_NAME = "secrets.toml"
-
-#: shortest secret accepted on a non-loopback interface
-MIN_SECRET_LENGTH = 16
-#: secrets nobody should use on a reachable router: common placeholders, and the ones that
-#: were published in the original sisock source code
-WELL_KNOWN_SECRETS = frozenset(
-    {
-        "secret",
-        "changeme",
-        "change-me",
-        "password",
-        "server",
-        "simonsobs",
-        "Q5#x4%HCmgTsS!Pj",  # original sisock WAMP_SECRET (user "server")
-        "yW4V2T^bPD&rGFwy",  # original sisock consumer secret (user "simonsobs")
-    }
-)
-
 #: largest WAMP message the router accepts (get_data replies can be big)
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 SERIALIZERS = ["json", "msgpack", "cbor"]
-
-
-class SecretsError(RuntimeError):
-    """The WAMP-CRA secrets cannot be found or read."""
-
-
-class RouterSecurityError(RuntimeError):
-    """Starting the router this way would expose it; the message says why and what to do."""
-
-
-class RouterStartError(RuntimeError):
-    """Crossbar did not become ready (exited, or timed out); the message has its last output."""
-
-
-class RouterRefused(RouterStartError):
-    """The router cannot start for a reason a restart does not fix: what answers on its port
-    is not our router, or it refuses our own credentials. The message says which (one line)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Secrets
-# --------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Secrets:
-    """The two WAMP-CRA secrets, and where they came from.
-
-    ``source`` is for humans and for :func:`check_secrets_for_interfaces`: one entry per
-    secret, ``"server: env WAMP_SECRET; consumer: generated /path/secrets.toml"``; the kinds
-    are ``env``, ``file`` and ``generated``.  The secret values never appear in a repr.
-    """
-
-    server: str = attrs.field(repr=False)
-    consumer: str = attrs.field(repr=False)
-    source: str
-
-    def source_of(self, which: str) -> str:
-        """Kind of source (``env``, ``file``, ``generated``, or ``unknown``) of ``which``
-        (``"server"`` or ``"consumer"``)."""
-        for part in self.source.split(";"):
-            part = part.strip()
-            name, sep, rest = part.partition(":")
-            if sep and name.strip() in ("server", "consumer"):
-                if name.strip() != which:
-                    continue
-                part = rest.strip()
-            kind = part.split(" ", 1)[0]
-            if kind in ("env", "file", "generated"):
-                return kind
-        return "unknown"
-
-
-def generated_secrets_path(cfg: SiteConfig) -> Path:
-    """``<state_dir>/secrets.toml``: where :func:`load_secrets` generates secrets."""
-    return Path(cfg.state_dir) / GENERATED_SECRETS_NAME
-
-
-def _check_private(path: Path) -> None:
-    st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise SecretsError(f"secrets file {path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise RouterSecurityError(
-            f"secrets file {path} is accessible by group or others "
-            f"(mode {stat.S_IMODE(st.st_mode):04o}); anyone able to read it can impersonate "
-            f"data nodes. Run: chmod 600 {path}"
-        )
-
-
-def _read_secrets_toml(path: Path) -> dict[str, str]:
-    _check_private(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise SecretsError(f"secrets file {path}: invalid TOML: {e}") from None
-    for key in ("server", "consumer"):
-        if key in data and not isinstance(data[key], str):
-            raise SecretsError(f"secrets file {path}: {key!r} must be a string")
-    extra = sorted(set(data) - {"server", "consumer"})
-    if extra:
-        raise SecretsError(
-            f"secrets file {path}: unknown key(s) {', '.join(extra)} "
-            "(expected: server, consumer)"
-        )
-    return data
-
-
-def _create_generated(path: Path) -> None:
-    """Write fresh random secrets to ``path`` (mode 0600) unless it exists (atomically: if
-    two processes race, one file wins and both read it)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    text = (
-        "# WAMP-CRA secrets generated by sisock on first run. Keep this file private.\n"
-        "# server: user of nodes and the hub; consumer: user 'simonsobs' (Grafana bridge).\n"
-        f'server = "{_secrets.token_urlsafe(32)}"\n'
-        f'consumer = "{_secrets.token_urlsafe(32)}"\n'
-    )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secrets-", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return
-        log.info("generated WAMP-CRA secrets in {path}", path=str(path))
-    finally:
-        os.unlink(tmp)
-
-
-def load_secrets(
-    cfg: SiteConfig, env: Mapping[str, str] = os.environ, create: bool = True
-) -> Secrets:
-    """Find the WAMP-CRA secrets of the ``server`` and ``consumer`` users.
-
-    For each secret, in order: the environment (``WAMP_SECRET`` for the server user,
-    ``WAMP_CONSUMER_SECRET`` for ``simonsobs``; an empty variable counts as unset); else
-    ``router.secrets_file`` (TOML with ``server = "..."`` and ``consumer = "..."``, which
-    must not be accessible by group or others); else ``<state_dir>/secrets.toml``, generated
-    with random secrets on first run when ``create`` is true.
-
-    Raises :class:`SecretsError` (missing/invalid) or :class:`RouterSecurityError` (a file
-    readable by others).
-    """
-    env_names = {"server": ENV_SERVER_SECRET, "consumer": ENV_CONSUMER_SECRET}
-    values: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    for key, var in env_names.items():
-        if env.get(var):
-            values[key] = env[var]
-            sources[key] = f"env {var}"
-    missing = [k for k in env_names if k not in values]
-    if missing:
-        if cfg.router.secrets_file:
-            path = Path(cfg.router.secrets_file).expanduser()
-            kind = "file"
-            if not path.exists():
-                raise SecretsError(f"router.secrets_file {path} does not exist")
-        else:
-            path = generated_secrets_path(cfg)
-            kind = "generated"
-            if not path.exists():
-                if not create:
-                    raise SecretsError(
-                        f"no WAMP-CRA secrets: set {ENV_SERVER_SECRET}/{ENV_CONSUMER_SECRET}, "
-                        f"router.secrets_file, or start the router once to generate {path}"
-                    )
-                _create_generated(path)
-        data = _read_secrets_toml(path)
-        for key in missing:
-            if key not in data:
-                raise SecretsError(
-                    f"secrets file {path} has no {key!r} entry "
-                    f"(and {env_names[key]} is not set)"
-                )
-            values[key] = data[key]
-            sources[key] = f"{kind} {path}"
-    source = "; ".join(f"{k}: {sources[k]}" for k in env_names)
-    log.debug("WAMP-CRA secrets from {source}", source=source)
-    return Secrets(server=values["server"], consumer=values["consumer"], source=source)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an interface to listen on) is reachable from this machine only."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def weak_secret_reason(value: str) -> str | None:
-    """Why ``value`` is not a secret fit for a reachable router, or ``None`` if it is."""
-    if not value:
-        return "it is empty"
-    if value in WELL_KNOWN_SECRETS or value.lower() in WELL_KNOWN_SECRETS:
-        return "it is a well-known/published value"
-    if len(value) < MIN_SECRET_LENGTH:
-        return f"it is shorter than {MIN_SECRET_LENGTH} characters"
-    return None
 
 
 def check_secrets_for_interfaces(
@@ -531,213 +338,6 @@ def write_crossbar_config(cfg: SiteConfig, secrets: Secrets) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# Readiness: a one-shot WAMP-CRA session
-# --------------------------------------------------------------------------------------------
-
-
-def _connect_host(cfg: SiteConfig) -> str:
-    """Address to reach our own router at: its interface, or loopback for a wildcard."""
-    listen = cfg.router.listen.strip().strip("[]")
-    if listen in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if listen == "::":
-        return "::1"
-    if listen.lower() == "localhost":
-        return "127.0.0.1"
-    return listen
-
-
-def _without_tls_errors(event: dict) -> None:
-    if not str(event.get("log_format") or "").startswith("SSL error"):
-        globalLogPublisher(event)
-
-
-def _probe_log() -> Any:
-    """The readiness probe's WebSocket log: autobahn's (a txaio logger), minus its line per
-    TLS failure."""
-    import txaio
-
-    return txaio.make_logger(observer=_without_tls_errors)
-
-
-class _AuthFailed(Exception):
-    """The router answered but refused the session (wrong secret, unknown realm...)."""
-
-
-def _join_once(
-    cfg: SiteConfig, authid: str, secret: str, reactor, *, host: str, timeout: float
-) -> defer.Deferred:
-    """Connect over TLS, join with WAMP-CRA, leave; fires with the session id."""
-    from autobahn.twisted.wamp import ApplicationSession
-    from autobahn.twisted.websocket import WampWebSocketClientFactory, WampWebSocketClientProtocol
-    from autobahn.wamp import auth, types
-    from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-
-    done: defer.Deferred = defer.Deferred()
-
-    def finish(result) -> None:
-        if not done.called:
-            done.callback(result)
-
-    class OneShot(ApplicationSession):
-        joined_session: int | None = None
-
-        def onConnect(self):
-            self.join(cfg.router.realm, ["wampcra"], authid)
-
-        def onChallenge(self, challenge):
-            if challenge.method != "wampcra":
-                raise _AuthFailed(f"unexpected authentication method {challenge.method}")
-            return auth.compute_wcs(secret, challenge.extra["challenge"])
-
-        def onJoin(self, details):
-            self.joined_session = details.session
-            self.leave()
-
-        def onLeave(self, details):
-            if self.joined_session is None:
-                finish(Failure(_AuthFailed(f"{details.reason}: {details.message}")))
-            self.disconnect()
-
-        def onDisconnect(self):
-            if self.joined_session is not None:
-                finish(self.joined_session)
-            else:
-                finish(Failure(ConnectionError("connection closed before the session joined")))
-
-    class Protocol(WampWebSocketClientProtocol):
-        log = _probe_log()  # (wait_until_joinable reports TLS failures itself, once)
-
-        def connectionLost(self, reason):
-            super().connectionLost(reason)
-            # TLS or WebSocket failures never reach the session: report them at once
-            finish(reason)
-
-    url = f"wss://{cfg.router.host}:{cfg.router.tls_port}{cfg.router.path}"
-    factory = WampWebSocketClientFactory(
-        lambda: OneShot(types.ComponentConfig(realm=cfg.router.realm)), url=url
-    )
-    factory.protocol = Protocol
-    factory.noisy = False
-    endpoint = wrapClientTLS(
-        client_tls_options(cfg),
-        HostnameEndpoint(reactor, host, cfg.router.tls_port, timeout=max(1, int(timeout))),
-    )
-    connecting = endpoint.connect(factory)
-    protos: list = []
-    connecting.addCallbacks(protos.append, finish)
-
-    def on_timeout(result, t):
-        if not connecting.called:
-            connecting.cancel()
-        for p in protos:
-            if p.transport is not None:
-                p.transport.abortConnection()
-        return result
-
-    done.addTimeout(timeout, reactor, onTimeoutCancel=on_timeout)
-    return done
-
-
-def tls_failure_reason(exc: BaseException) -> str | None:
-    """OpenSSL's reason for a failed TLS handshake (``wrong version number``, ``certificate
-    verify failed``...), or ``None`` if ``exc`` is no TLS failure."""
-    from autobahn.util import _is_tls_error
-
-    if not _is_tls_error(exc):
-        return None
-    reasons = [r[2] for r in exc.args[0] if len(r) > 2] if exc.args and exc.args[0] else []
-    return "; ".join(reasons) or str(exc)
-
-
-def _tls_refusal(host: str, port: int, exc: BaseException) -> str | None:
-    """Why a TLS failure says the server at ``host:port`` is not our router, or ``None`` if
-    ``exc`` is no TLS failure."""
-    reason = tls_failure_reason(exc)
-    if reason is None:
-        return None
-    if "certificate verify failed" in reason:
-        return (f"{host}:{port} answers with a certificate router.ca_cert does not trust "
-                f"({reason}): another server listens there, or ca_cert is not the router's")
-    return (f"{host}:{port} answers, but it is not our router: its TLS handshake failed "
-            f"({reason}), as when another program (an HTTP server?) listens there")
-
-
-async def wait_until_joinable(
-    cfg: SiteConfig,
-    secrets: Secrets,
-    timeout: float,
-    *,
-    reactor=None,
-    host: str | None = None,
-    interval: float = 0.05,
-    server_check: Callable[[], str | None] | None = None,
-) -> float:
-    """Wait until a WAMP-CRA session as ``router.wamp_user`` can join the router.
-
-    Polls (every ``interval`` seconds): a TCP connection to the TLS port, then a full TLS +
-    WebSocket + WAMP-CRA join.  Returns the seconds waited.  Raises :class:`RouterStartError`
-    after ``timeout`` seconds, or :class:`RouterRefused` at once when what answers is not our
-    router (its TLS handshake fails) or it refuses the credentials (neither fixes itself).
-    ``server_check``, called once when the port first accepts a connection, returns why the
-    server there is not ours (then no TLS is spoken to it), or ``None``.  ``host`` defaults
-    to the router's interface (loopback for a wildcard).
-    """
-    if reactor is None:
-        from twisted.internet import reactor  # type: ignore[no-redef]
-    from twisted.internet.endpoints import HostnameEndpoint
-
-    host = host or _connect_host(cfg)
-    port = cfg.router.tls_port
-    started = reactor.seconds()
-    deadline = started + timeout
-    last_error: str = "no attempt made"
-    while True:
-        remaining = deadline - reactor.seconds()
-        if remaining <= 0:
-            raise RouterStartError(
-                f"router not joinable at {host}:{port} (realm {cfg.router.realm!r}) after "
-                f"{timeout:g} s: {last_error}"
-            )
-        try:
-            ep = HostnameEndpoint(reactor, host, port, timeout=max(1, int(remaining)))
-            probe = protocol.Factory.forProtocol(protocol.Protocol)
-            probe.noisy = False
-            p = await ep.connect(probe)
-            p.transport.loseConnection()
-        except (error.ConnectError, error.DNSLookupError, OSError) as e:
-            last_error = f"TCP connect failed: {e}"
-        else:
-            if server_check is not None:
-                check, server_check = server_check, None
-                foreign = check()
-                if foreign:
-                    raise RouterRefused(foreign)
-            try:
-                await _join_once(
-                    cfg, cfg.router.wamp_user, secrets.server, reactor,
-                    host=host, timeout=min(remaining, 10.0),
-                )
-            except _AuthFailed as e:
-                raise RouterRefused(
-                    f"router at {host}:{port} refused user {cfg.router.wamp_user!r} on realm "
-                    f"{cfg.router.realm!r}: {e}"
-                ) from None
-            except (defer.CancelledError, defer.TimeoutError):
-                # out of time mid-attempt: the previous error says more, if there was one
-                if not last_error.startswith("WAMP join failed"):
-                    last_error = "WAMP join timed out"
-            except Exception as e:  # closed socket, crossbar still starting: try again
-                refusal = _tls_refusal(host, port, e)
-                if refusal:
-                    raise RouterRefused(refusal) from None
-                last_error = f"WAMP join failed: {e!r}"
-            else:
-                return reactor.seconds() - started
-        await task.deferLater(reactor, interval, lambda: None)
-
-
-# --------------------------------------------------------------------------------------------
 # The crossbar child process
 # --------------------------------------------------------------------------------------------
 
@@ -971,7 +571,7 @@ class RouterProcess:
         or ``None``: it is, or the system does not say."""
         from sisock_core.ports import describe_process, listening_pids
 
-        host, port = _connect_host(self.cfg), self.cfg.router.tls_port
+        host, port = connect_host(self.cfg), self.cfg.router.tls_port
         pids = [p for p in listening_pids(host, port) if p is not None]  # (None: cannot tell)
         if not pids:
             return None

@@ -52,7 +52,8 @@ def router_cannot_start(exc: BaseException, cfg: SiteConfig, *, check_ports: boo
     a certificate, secrets or exposure the router refuses, another server answering on
     its port, our own credentials refused or (``check_ports``) a busy port."""
     from sisock_core.ports import busy_reasons, router_listeners
-    from sisock_core.router import RouterRefused, RouterSecurityError, SecretsError
+    from sisock_core.credentials import RouterSecurityError, SecretsError
+    from sisock_core.routerprobe import RouterRefused
     from sisock_core.tls import TLSConfigError
 
     if isinstance(exc, (RouterRefused, RouterSecurityError, SecretsError, TLSConfigError)):
@@ -160,7 +161,7 @@ class RouterKeeper:
 
 async def _start_router_or_exit(reactor: Any, cfg: SiteConfig,
                                 on_fatal: Callable[[str], object]) -> RouterKeeper:
-    from sisock_core.router import RouterSecurityError, SecretsError
+    from sisock_core.credentials import RouterSecurityError, SecretsError
     from sisock_core.tls import TLSConfigError
 
     try:
@@ -249,7 +250,7 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
     if cfg.router.start:
         router = await _start_router_or_exit(reactor, cfg, _fatal_exit(fatal, "the router"))
     else:
-        from sisock_core.router import load_secrets
+        from sisock_core.credentials import load_secrets
 
         load_secrets(cfg, create=False)  # fail early and clearly if secrets are missing
         log.info("using the router at {host}:{port}", host=cfg.router.host, port=cfg.router.tls_port)

@@ -128,7 +128,7 @@ def _bridge_problems(cfg: SiteConfig, env: Mapping[str, str]) -> list[StartupPro
 def _secrets_at_startup(cfg: SiteConfig, env: Mapping[str, str]):
     """The secrets ``sisock up`` would use: those it finds, or (router started here, none
     yet) freshly generated ones, judged as generated."""
-    from sisock_core.router import SecretsError, generated_secrets_path, load_secrets
+    from sisock_core.credentials import SecretsError, generated_secrets_path, load_secrets
 
     try:
         return load_secrets(cfg, env, create=False)
@@ -140,7 +140,8 @@ def _secrets_at_startup(cfg: SiteConfig, env: Mapping[str, str]):
 
 
 def _router_problems(cfg: SiteConfig, env: Mapping[str, str]) -> list[StartupProblem]:
-    from sisock_core.router import RouterSecurityError, SecretsError, crossbar_config, exposure_problems
+    from sisock_core.credentials import RouterSecurityError, SecretsError
+    from sisock_core.router import crossbar_config, exposure_problems
     from sisock_core.tls import TLSConfigError, client_tls_options, site_certificate_problem
 
     if cfg.router.start and not crossbar_installed():

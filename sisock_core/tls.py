@@ -215,3 +215,14 @@ def client_tls_options(cfg: SiteConfig):
     except OSError as e:
         raise TLSConfigError(f"TLS: cannot read the CA certificate {ca}: {e}") from e
     return optionsForClientTLS(cfg.router.host, trustRoot=Certificate.loadPEM(pem))
+
+
+def tls_failure_reason(exc: BaseException) -> str | None:
+    """OpenSSL's reason for a failed TLS handshake (``wrong version number``, ``certificate
+    verify failed``...), or ``None`` if ``exc`` is no TLS failure."""
+    from autobahn.util import _is_tls_error
+
+    if not _is_tls_error(exc):
+        return None
+    reasons = [r[2] for r in exc.args[0] if len(r) > 2] if exc.args and exc.args[0] else []
+    return "; ".join(reasons) or str(exc)

@@ -89,7 +89,7 @@ def join_refusal() -> str | None:
 def _refusal_text(cfg: SiteConfig, authid: str, exc: BaseException) -> str | None:
     from autobahn.wamp.exception import ApplicationError
 
-    from sisock_core.router import tls_failure_reason
+    from sisock_core.tls import tls_failure_reason
 
     where = f"the router at {cfg.router.host}:{cfg.router.tls_port}"
     if isinstance(exc, ApplicationError) and exc.error in JOIN_REFUSALS:
@@ -120,7 +120,8 @@ def make_component(
     default (``max_retries=-1``) with autobahn's exponential backoff, except when the
     router refuses it before it ever joined (:func:`join_refusal` says why).
     """
-    from sisock_core.router import load_secrets, tls_paths
+    from sisock_core.credentials import load_secrets
+    from sisock_core.tls import tls_paths
 
     secrets = load_secrets(cfg, create=create_secrets)
     _cert, _key, ca = tls_paths(cfg)

@@ -14,7 +14,7 @@ from sisock_core.engine import NodeEngine
 from sisock_core.model import NodeContext
 from sisock_core.plugins import make_plugin_manager, plugin_spec
 from sisock_plugins.apex import plugin
-from sisock_plugins.apex.archive import (
+from sisock_core.textarchive import (
     DirectoryWatch,
     ParsedFileCache,
     SpanIndex,

@@ -249,7 +249,7 @@ def test_the_plugin_answers_a_clear_error_while_the_database_is_down(tmp_path):
 
 
 def test_options_are_validated(tmp_path):
-    with pytest.raises(ValueError, match="must be a number > 0"):
+    with pytest.raises(ValueError, match="must be a positive number"):
         g3_plugin.Options(data_dir="/x", cache_mb=0)
     with pytest.raises(ValueError, match="unknown scheme"):
         g3_plugin.Options(data_dir="/x", db="postgres://h/db")

@@ -169,16 +169,6 @@ def test_generation_race_yields_one_file(tmp_path):
 # ============================================================================================
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.5", "localhost", "::1", "[::1]"])
-def test_loopback_hosts(host):
-    assert R.is_loopback(host)
-
-
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.0.0.1", "myhost.example.org"])
-def test_non_loopback_hosts(host):
-    assert not R.is_loopback(host)
-
-
 def test_generated_secrets_fine_on_loopback(tmp_path):
     cfg = cfg_with(tmp_path)
     R.check_secrets_for_interfaces(cfg, R.load_secrets(cfg, env={}))

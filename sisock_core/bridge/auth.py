@@ -18,7 +18,7 @@ from typing import Mapping
 import attrs
 
 from sisock_core.config import SiteConfig
-from sisock_core.router import is_loopback
+from sisock_core.hosts import is_loopback
 
 ENV_USER = "SISOCK_HTTP_USER"
 ENV_PASSWORD = "SISOCK_HTTP_PASSWORD"

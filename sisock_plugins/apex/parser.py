@@ -14,7 +14,7 @@ import re
 
 import attrs
 
-from sisock_plugins.apex.archive import Columns, parse_columns, read_text
+from sisock_core.textarchive import Columns, parse_columns, read_text
 
 TARGETS = "targets"
 

@@ -33,6 +33,7 @@ from sisock_core import PluginSpec, hookimpl
 from sisock_core.logs import RepeatedFailures
 from sisock_core.livecache import DEFAULT_BUFFER_TIME, DEFAULT_MAX_SAMPLES
 from sisock_core.model import NodeContext
+from sisock_core.validators import positive, positive_int
 from sisock_plugins.datafeed.ocs import feed_topic, parse_event
 
 log = Logger(namespace="sisock_plugins.datafeed")
@@ -55,16 +56,6 @@ def _root(instance: Any, attribute: Any, value: Any) -> None:
         raise ValueError(f"must be a dotted WAMP URI prefix like 'observatory', got {value!r}")
 
 
-def _positive(instance: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"must be a positive number, got {value!r}")
-
-
-def _positive_int(instance: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"must be a positive integer, got {value!r}")
-
-
 @attrs.frozen
 class Options:
     """Options of a datafeed node (its ``[nodes.<name>]`` table)."""
@@ -74,9 +65,9 @@ class Options:
     #: the feed's name, e.g. ``temperatures`` (env FEED)
     feed: str = attrs.field(validator=_uri_part)
     #: seconds of data kept in memory (env BUFFER_TIME)
-    buffer_time: float = attrs.field(default=DEFAULT_BUFFER_TIME, validator=_positive)
+    buffer_time: float = attrs.field(default=DEFAULT_BUFFER_TIME, validator=positive)
     #: cap on samples kept per block, whatever the feed's rate
-    max_samples: int = attrs.field(default=DEFAULT_MAX_SAMPLES, validator=_positive_int)
+    max_samples: int = attrs.field(default=DEFAULT_MAX_SAMPLES, validator=positive_int)
     #: serve field names exactly as OCS sends them (default: lower case, spaces to ``_``)
     keep_ocs_names: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     #: the OCS address root of the agent's address

@@ -34,6 +34,7 @@ from twisted.logger import Logger
 
 from sisock_core import Field, PluginSpec, Timeline, hookimpl
 from sisock_core.model import NodeContext
+from sisock_core.validators import positive
 from sisock_plugins.g3.index import (
     DatabaseConfigError,
     DatabaseUnavailable,
@@ -49,11 +50,6 @@ LIVE_KEY = "g3_live"
 FINAL_KEY = "g3_final"
 URL_KEY = "g3_db_url"
 DEFAULT_NODE_NAME = "g3_reader"
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"must be a number > 0, got {value!r}")
 
 
 def _db_url(instance: object, attribute: attrs.Attribute, value: str | None) -> None:
@@ -92,17 +88,17 @@ class Options:
     #: MariaDB/MySQL database (with ``sql_host``; default ``sisock``, created if allowed)
     sql_db: str | None = attrs.field(default=None, validator=_opt_str)
     #: memory for decoded data kept between queries, in MB (LRU)
-    cache_mb: float = attrs.field(default=256.0, validator=_positive)
+    cache_mb: float = attrs.field(default=256.0, validator=positive)
     #: scanner: seconds between full passes (a pass only stats unchanged files)
-    scan_interval: float = attrs.field(default=3600.0, validator=_positive)
+    scan_interval: float = attrs.field(default=3600.0, validator=positive)
     #: scanner: also index files as soon as they are created, written, closed, moved or deleted (watchdog)
     watch: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     #: scanner: seconds without further change before a changed file is read
-    debounce: float = attrs.field(default=1.0, validator=_positive)
+    debounce: float = attrs.field(default=1.0, validator=positive)
     #: follow the OCS feeds of the indexed providers: each field runs from the first file to the last second
     live: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     #: live: seconds of feed data kept in memory (must exceed the files' lag: frame length + scan delay)
-    buffer_time: float = attrs.field(default=3600.0, validator=_positive)
+    buffer_time: float = attrs.field(default=3600.0, validator=positive)
     #: live: cap on samples kept per block
     max_samples: int = attrs.field(default=1_000_000, validator=attrs.validators.and_(
         attrs.validators.instance_of(int), attrs.validators.ge(1)))

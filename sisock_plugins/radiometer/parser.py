@@ -24,7 +24,7 @@ import re
 import attrs
 import numpy as np
 
-from sisock_plugins.apex.archive import Columns, parse_columns, read_text
+from sisock_core.textarchive import Columns, parse_columns, read_text
 
 PWV_DIR = "PWV"
 DAY = 86400.0

@@ -37,13 +37,13 @@ from twisted.logger import Logger
 from sisock_core import Field, PluginSpec, Timeline, hookimpl
 from sisock_core.model import NodeContext
 from sisock_core.nodestate import NodeObject
-from sisock_plugins.apex.archive import (
+from sisock_core.validators import non_negative
+from sisock_core.textarchive import (
     DirectoryWatch,
     ParsedFileCache,
     SpanIndex,
     concat_columns,
     list_directory,
-    non_negative,
     resolve_data_subdir,
 )
 from sisock_plugins.radiometer.parser import DAY, PWV_DIR, day_start, parse_pwv_file, parse_pwv_name

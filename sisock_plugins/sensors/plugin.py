@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from sisock_core import PluginSpec, hookimpl
 from sisock_core.livecache import DEFAULT_BUFFER_TIME, DEFAULT_MAX_SAMPLES
 from sisock_core.model import NodeContext
+from sisock_core.validators import positive, positive_int
 from sisock_plugins.sensors.readers import NoReadings, SensorReader
 
 log = Logger(namespace="sisock_plugins.sensors")
@@ -39,26 +40,16 @@ TIMELINE = "sensors"
 NO_SENSORS_RETRY = 60.0
 
 
-def _positive(instance: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"must be a positive number, got {value!r}")
-
-
-def _positive_int(instance: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"must be a positive integer, got {value!r}")
-
-
 @attrs.frozen
 class Options:
     """Options of a sensors node (its ``[nodes.<name>]`` table)."""
 
     #: seconds between readings (the original read every 2.5 s)
-    interval: float = attrs.field(default=2.5, validator=_positive)
+    interval: float = attrs.field(default=2.5, validator=positive)
     #: seconds of readings kept in memory (env BUFFER_TIME)
-    buffer_time: float = attrs.field(default=DEFAULT_BUFFER_TIME, validator=_positive)
+    buffer_time: float = attrs.field(default=DEFAULT_BUFFER_TIME, validator=positive)
     #: cap on readings kept, whatever the interval
-    max_samples: int = attrs.field(default=DEFAULT_MAX_SAMPLES, validator=_positive_int)
+    max_samples: int = attrs.field(default=DEFAULT_MAX_SAMPLES, validator=positive_int)
     #: the lm-sensors program
     command: str = attrs.field(default="sensors", validator=attrs.validators.instance_of(str))
     #: where the kernel exposes hwmon devices (read when lm-sensors gives nothing)

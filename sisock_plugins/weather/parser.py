@@ -23,7 +23,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from sisock_plugins.apex.archive import parse_pairs
+from sisock_core.textarchive import parse_pairs
 
 HEADER_NAMES = ("description", "timeline name", "units")
 

@@ -1,6 +1,5 @@
-"""Building blocks for archives of many small two-column text files (pure, no Twisted).
-
-Used by the apex and radiometer plugins:
+"""Building blocks for plugins serving archives of many small two-column text files
+(pure, no Twisted):
 
 * :func:`parse_columns` reads ``<time> <value>`` lines into numpy arrays, skipping
   and counting malformed lines (the result says how many and where the first is).
@@ -135,7 +134,7 @@ def parse_pairs(
     body: str, first_line: int
 ) -> tuple[np.ndarray, np.ndarray, int, tuple[int, str] | None]:
     """``<time> <value>`` lines: all at once when every line is well formed, else
-    :func:`parse_lines` (same return value). Used by apex, radiometer and weather."""
+    :func:`parse_lines` (same return value)."""
     parsed = _parse_bulk(body)
     if parsed is None:
         return parse_lines(body, first_line)
@@ -392,13 +391,7 @@ def concat_columns(parts: list[Columns], t0: float, t1: float) -> tuple[np.ndarr
     return t, v
 
 
-# -- node plumbing shared by the apex and radiometer plugins ---------------------
-
-
-def non_negative(instance, attribute, value) -> None:
-    """attrs validator: the option must be >= 0 (booleans refused)."""
-    if isinstance(value, bool) or value < 0:
-        raise ValueError(f"must be >= 0, got {value!r}")
+# -- node plumbing for plugins built on these blocks ------------------------------
 
 
 def resolve_data_subdir(plugin: str, data_dir: str, subdir: str, layout: str) -> Path:
