@@ -43,7 +43,6 @@ from sisock_core.textarchive import (
     ParsedFileCache,
     SpanIndex,
     concat_columns,
-    list_directory,
     resolve_data_subdir,
 )
 from sisock_plugins.apex.parser import FIELDS, TARGETS, parse_target_file, parse_target_name
@@ -124,7 +123,6 @@ class ApexArchive:
         self.cache: ParsedFileCache = ParsedFileCache(cache_bytes)
         self._lock = threading.Lock()
         self._index: dict[str, SpanIndex] = {}
-        self._list_error: str | None = None
         self._indexed: int | None = None
         self._ignored = 0
 
@@ -133,22 +131,9 @@ class ApexArchive:
     def refresh(self) -> None:
         """List the directory again if it changed (one ``stat`` when it did not)."""
         with self._lock:
-            try:
-                if not self.watch.needs_listing():
-                    return
-                mtime, names = list_directory(self.targets)
-            except OSError as exc:
-                if self._list_error != str(exc):
-                    self._list_error = str(exc)
-                    log.error(
-                        "cannot list {directory}: {error}; serving the files indexed before",
-                        directory=str(self.targets),
-                        error=str(exc),
-                    )
-                return
-            self._list_error = None
-            self.watch.listed(mtime)
-            self._index = self._build(names)
+            names = self.watch.new_listing(log)
+            if names is not None:
+                self._index = self._build(names)
 
     def _build(self, names: list[str]) -> dict[str, SpanIndex]:
         spans: dict[str, list[tuple[float, float, str]]] = {}

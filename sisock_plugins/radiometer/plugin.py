@@ -43,7 +43,6 @@ from sisock_core.textarchive import (
     ParsedFileCache,
     SpanIndex,
     concat_columns,
-    list_directory,
     resolve_data_subdir,
 )
 from sisock_plugins.radiometer.parser import DAY, PWV_DIR, day_start, parse_pwv_file, parse_pwv_name
@@ -119,28 +118,14 @@ class PwvArchive:
         self.cache: ParsedFileCache = ParsedFileCache(cache_bytes)
         self._lock = threading.Lock()
         self._index = SpanIndex([])
-        self._list_error: str | None = None
         self._said: tuple | None = None
 
     def refresh(self) -> None:
         """List the directory again if it changed (one ``stat`` when it did not)."""
         with self._lock:
-            try:
-                if not self.watch.needs_listing():
-                    return
-                mtime, names = list_directory(self.directory)
-            except OSError as exc:
-                if self._list_error != str(exc):
-                    self._list_error = str(exc)
-                    log.error(
-                        "cannot list {directory}: {error}; serving the files indexed before",
-                        directory=str(self.directory),
-                        error=str(exc),
-                    )
-                return
-            self._list_error = None
-            self.watch.listed(mtime)
-            self._index = self._build(names)
+            names = self.watch.new_listing(log)
+            if names is not None:
+                self._index = self._build(names)
 
     def _build(self, names: list[str]) -> SpanIndex:
         days: dict[tuple[int, int], str] = {}
