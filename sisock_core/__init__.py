@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import pluggy
 
-from sisock_core.model import Field, PluginSpec, Timeline, NodeContext
+from sisock_core.model import Command, CommandContext, Field, NodeContext, PluginSpec, Service, Timeline
 
 PROJECT_NAME = "sisock"
 
@@ -23,4 +23,5 @@ try:
 except PackageNotFoundError:  # running from a checkout without install
     __version__ = "0+unknown"
 
-__all__ = ["hookimpl", "Field", "Timeline", "PluginSpec", "NodeContext", "__version__"]
+__all__ = ["hookimpl", "Command", "CommandContext", "Field", "Timeline", "PluginSpec", "NodeContext",
+           "Service", "__version__"]

@@ -5,8 +5,8 @@ A node whose plugin both reads an archive (``read_range``) and publishes live sa
 samples up to the archive's *final time* ``F`` (the last sample the archive holds for
 good, from the plugin's ``archive_until`` hook) come from the archive; samples after
 ``F`` come from the core's live cache. Times within :data:`SEAM_TOLERANCE` of ``F`` count
-as the archive's, so a sample the archive stores with a slightly rounded time (.g3 files
-keep 10 ns ticks) is never served twice. The answer's ``finalized_until`` is ``F`` when
+as the archive's, so a sample the archive stores with a slightly rounded time (e.g. files
+keeping 10 ns ticks) is never served twice. The answer's ``finalized_until`` is ``F`` when
 live samples follow it (they are replaced by the archive's once it holds them), else the
 archive's own.
 
@@ -27,8 +27,8 @@ import numpy as np
 
 from sisock_core.model import Timeline
 
-#: Seconds within which a live time equals an archived one (.g3 files store times as 10 ns
-#: ticks computed in double precision: an OCS time comes back up to a few microseconds off).
+#: Seconds within which a live time equals an archived one (archives storing times as
+#: 10 ns ticks computed in double precision give an OCS time back up to a few microseconds off).
 SEAM_TOLERANCE = 1e-4
 #: Live samples further than this many seconds ahead of the node's clock are refused.
 MAX_CLOCK_SKEW = 60.0

@@ -3,6 +3,8 @@
 ``sisock up`` runs a whole site (router, hub, every node in its own process);
 ``sisock check`` validates a site file; ``sisock nodes``, ``fields`` and ``get``
 query a running site. ``hub``, ``node``, ``http`` and ``router`` run one component alone.
+Plugins add their own commands (hook ``plugin_commands``); they are imported only when
+one of those, or the help listing them, is asked for.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import datetime as dt
 import json
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 CONFIG_HELP = (
     "site file (TOML); default: $SISOCK_CONFIG, else the embedded defaults "
@@ -32,13 +34,15 @@ def _config_path(arg: str | None) -> str | None:
 NO_NODES: tuple[str, ...] = ()
 
 
-def _load(arg: str | None, nodes: Sequence[str] | None = None):
-    """The site config (exit 2 with its problems); ``nodes``: only these node tables are
-    read and only their plugins imported (``None``: all, as ``check`` and ``up``)."""
+def _load(arg: str | None, nodes: Sequence[str] | None = None,
+          plugins: Sequence[str] | None = None):
+    """The site config (exit 2 with its problems); ``nodes``/``plugins``: only these node
+    tables, or the nodes of these plugins, are read and their plugins imported (``None``:
+    all, as ``check`` and ``up``)."""
     from sisock_core.config import ConfigError, load_config
 
     try:
-        return load_config(_config_path(arg), only_nodes=nodes)
+        return load_config(_config_path(arg), only_nodes=nodes, only_plugins=plugins)
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         raise SystemExit(2)
@@ -255,11 +259,15 @@ def print_data_table(answer: dict, fields: Sequence[str], limit: int | None = No
 
 def cmd_check(args: argparse.Namespace) -> None:
     from sisock_core.config import describe_config
+    from sisock_core.plugins import plugin_services
     from sisock_core.startup_checks import startup_problems
 
     cfg = _load(args.config_file or args.config)
     print(describe_config(cfg))
-    problems = startup_problems(cfg)
+    services, service_problems = plugin_services(cfg)
+    if services:
+        print("services:  " + ", ".join(f"{s.name} (plugin {p})" for p, s in services))
+    problems = [*service_problems, *startup_problems(cfg)]
     for problem in problems:
         sys.stderr.write(f"{cfg.path}: {problem}\n")
     if problems:
@@ -292,7 +300,11 @@ def cmd_systemd(args: argparse.Namespace) -> None:
     cfg = _load(args.config_file or args.config)
     opts = UnitOptions(user=args.user, per_component=args.per_component,
                        command=tuple(shlex.split(args.exec_)) if args.exec_ else ())
-    for path in write_units(units(cfg, opts), Path(args.output)):
+    try:
+        files = units(cfg, opts)
+    except ValueError as exc:  # a plugin's services
+        _fail(str(exc))
+    for path in write_units(files, Path(args.output)):
         print(path)
 
 
@@ -419,14 +431,20 @@ def cmd_router(args: argparse.Namespace) -> None:
     _run_reactor(run_router_only, cfg)
 
 
-def cmd_scan(args: argparse.Namespace) -> None:
-    try:
-        from sisock_plugins.g3 import cli as g3_cli
-    except ImportError as exc:
-        _fail(f"scan needs the g3 plugin's dependencies ({exc}); install them with "
-              "pip install 'sisock[g3]'")
-    g3_cli.run(args, load=_load, config_path=_config_path(args.config),
-               run_reactor=_run_reactor, exit_when_stdin_closes=_exit_when_stdin_closes)
+def _plugin_command_runner(command: Any) -> Any:
+    """``func`` of a plugin's command: call its ``run`` with the core's helpers."""
+    from sisock_core.model import CommandContext
+
+    def run(args: argparse.Namespace) -> None:
+        def load(nodes: Sequence[str] | None = None, plugins: Sequence[str] | None = None) -> Any:
+            return _load(args.config, nodes, plugins)
+
+        command.run(args, CommandContext(
+            config_path=_config_path(args.config), supervised=args.supervised, load=load,
+            run_reactor=_run_reactor,
+            exit_when_stdin_closes=lambda reactor: _exit_when_stdin_closes(reactor, args)))
+
+    return run
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -456,10 +474,22 @@ def cmd_up(args: argparse.Namespace) -> None:
 # -- parser ------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: the core's commands; any other is looked up among the plugins' (hook plugin_commands)
+CORE_COMMANDS = frozenset({"up", "check", "router", "systemd", "plugins", "nodes", "fields", "get",
+                           "hub", "http", "node"})
+
+
+def build_parser(plugin_commands: Mapping[str, tuple[str, Any]] | None = None,
+                 plugin_problems: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The ``sisock`` parser: the core's commands, and ``plugin_commands`` (``{name:
+    (plugin, Command)}``, :func:`sisock_core.plugins.plugin_commands`) after them."""
+    epilog = None
+    if plugin_problems:
+        epilog = "plugin commands left out: " + "; ".join(plugin_problems)
     p = argparse.ArgumentParser(
         prog="sisock",
         description="Serve observatory housekeeping time series over WAMP to live dashboards.",
+        epilog=epilog,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -486,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.description = (
         "Write systemd unit files for a site into the current directory (--output DIR for "
         "another): sisock.service running 'sisock up SITE_FILE', or with --per-component one "
-        "service per component (router, hub, http, each node, the g3 scanner) and sisock.target "
+        "service per component (router, hub, http, each node, each plugin service) and sisock.target "
         "grouping them. Services are Type=notify (ready when serving), restart on failure, run "
         "as a dedicated user and are hardened; see docs/operating.md. Install them with: "
         "cp sisock*.service sisock.target /etc/systemd/system/ && systemctl daemon-reload && "
@@ -547,44 +577,41 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--listen", help="interface to listen on (default: http.listen, 127.0.0.1)")
     sp.add_argument("--port", type=int, help="TCP port (default: http.port or $PORT, 5000)")
     sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
-    sp = add("scan", "index housekeeping .g3 files for the g3 plugin (a service, or one pass with --once)",
-             cmd_scan)
-    sp.description = (
-        "Index the housekeeping .g3 files of a data directory into the g3 plugin's database. "
-        "Directories: --data-dir (or $DATA_DIRECTORY) with --db (or $SQL_HOST/$SQL_USER/"
-        "$SQL_PASSWD/$SQL_DB, else SQLite under the state directory), or else every enabled "
-        "g3 node of the site file. Unchanged files are only stat'ed, grown files are read from "
-        "where the last pass stopped. Without --once it keeps running: a pass every "
-        "scan_interval seconds ($SCAN_INTERVAL, default 3600) and, with --watch, new or changed "
-        "files as soon as they are written."
-    )
-    sp.add_argument("--data-dir", metavar="DIR", help="directory to index (default: the site's g3 nodes)")
-    sp.add_argument("--db", metavar="URL",
-                    help="index database: sqlite:///path/index.sqlite or mysql://user:password@host/db")
-    sp.add_argument("--node", help="only this g3 node of the site file (also names the default "
-                                   "SQLite file with --data-dir; default g3_reader)")
-    sp.add_argument("--once", action="store_true", help="one pass, then exit (progress bar on a terminal)")
-    sp.add_argument("--watch", action=argparse.BooleanOptionalAction, default=True,
-                    help="index files as soon as they change (watchdog; default: on)")
-    sp.add_argument("--interval", type=float, metavar="SECONDS",
-                    help="seconds between full passes (default: scan_interval, $SCAN_INTERVAL or 3600)")
-    sp.add_argument("--debounce", type=float, metavar="SECONDS",
-                    help="quiet period before a changed file is read (default: 1)")
-    sp.add_argument("--rebuild", action="store_true",
-                    help="drop the index and its summaries first and read every file again")
-    sp.add_argument("--log-level", choices=["debug", "info", "warn", "error"],
-                    help="log level (default: the site's log_level, else info)")
-    sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     sp = add("node", "run one data node of the site file", cmd_node)
     sp.add_argument("name", help="the node's name ([nodes.<name>] in the site file)")
     sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+
+    for name, (plugin, command) in (plugin_commands or {}).items():
+        sp = add(name, f"{command.help} (plugin {plugin})", _plugin_command_runner(command))
+        if command.description:
+            sp.description = command.description
+        sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+        if command.add_arguments is not None:
+            command.add_arguments(sp)
     return p
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` asks for (None when it asks for none, e.g. ``--help``)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     from sisock_core.logs import configure
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _command_word(argv) in CORE_COMMANDS:  # (a core command imports no plugin)
+        parser = build_parser()
+    else:  # a plugin's command, or the help listing them all
+        from sisock_core.plugins import plugin_commands
+
+        commands, problems = plugin_commands(reserved=CORE_COMMANDS)
+        parser = build_parser(commands, problems)
+        word = _command_word(argv)
+        if word is not None and word not in commands and problems:  # maybe theirs
+            for problem in problems:
+                sys.stderr.write(f"sisock: {problem}\n")
+    args = parser.parse_args(argv)
     component = args.command if args.command != "node" else f"node {args.name}"
     try:
         configure(component, getattr(args, "log_format", None), supervised=getattr(args, "supervised", False))

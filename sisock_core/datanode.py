@@ -319,7 +319,7 @@ class DataNodeServer:
         self.pm, self.spec = plugin if plugin is not None else load_plugin(node_cfg.plugin)
         self.context = NodeContext(
             name=node_cfg.name, description=node_cfg.description, options=node_cfg.options,
-            # the site's state directory, for plugins keeping files there (g3 index)
+            # the site's state directory, for plugins keeping files there (e.g. an index)
             state={"state_dir": str(cfg.state_dir)},
             wamp_subscriber=self._wamp_subscribe,
         )

@@ -13,16 +13,21 @@ already resolved sisock's "t <= 0 means now + t" rule).
 
 Lifecycle: ``sisock_plugin_spec`` (at config load) → ``node_start`` → any number of
 ``list_fields`` / ``read_range`` calls, and ``subscribe`` once for live plugins →
-``node_stop``.
+``node_stop``. Besides its nodes, a plugin may add ``sisock`` commands
+(``plugin_commands``) and background services that ``sisock up`` runs beside its nodes
+(``plugin_services``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import pluggy
 
-from sisock_core.model import Field, NodeContext, PluginSpec, Timeline
+from sisock_core.model import Command, Field, NodeContext, PluginSpec, Service, Timeline
+
+if TYPE_CHECKING:
+    from sisock_core.config import NodeConfig, SiteConfig
 
 hookspec = pluggy.HookspecMarker("sisock")
 
@@ -36,6 +41,30 @@ def sisock_plugin_spec() -> PluginSpec:
     Required. Called when the site config is loaded, before any node starts; the
     options class is used to structure and validate the plugin's ``[nodes.<name>]``
     table.
+    """
+
+
+@hookspec
+def plugin_commands() -> Iterable[Command]:
+    """Add ``sisock`` subcommands: return :class:`~sisock_core.model.Command` values.
+
+    Optional. Called when ``sisock`` is run with a command that is not the core's (or
+    with ``--help``), so the plugin is imported only then. Each command gets
+    ``-c/--config``, ``--log-format`` and ``--help`` from the core; its ``run(args,
+    context)`` gets the parsed arguments and a
+    :class:`~sisock_core.model.CommandContext` (loading the site, running the reactor).
+    """
+
+
+@hookspec
+def plugin_services(site: SiteConfig, nodes: Sequence[NodeConfig]) -> Iterable[Service]:
+    """Declare background services to run beside this plugin's ``nodes``.
+
+    Optional. Called by ``sisock up`` and ``sisock systemd`` once per plugin that has
+    enabled nodes in ``site`` (``nodes``: those nodes, options structured). Return
+    :class:`~sisock_core.model.Service` values (or nothing): each runs one of the
+    plugin's commands (``plugin_commands``) as a supervised child, with readiness,
+    restart with backoff and its own log name, or as its own systemd unit.
     """
 
 
@@ -91,7 +120,7 @@ def summary_store(node: NodeContext) -> str | None:
     Optional; first result. Summaries let the core answer long, decimated ranges from
     per-bucket minima, maxima, first/last samples, sums and counts at coarser tiers
     instead of reading every raw sample (see ``docs/writing-plugins.md``). A plugin that
-    can compute them cheaply while it indexes its data (g3 does, in the transaction that
+    can compute them cheaply while it indexes its data (e.g. in the transaction that
     indexes a file) writes them with :class:`sisock_core.summarystore.SummaryWriter` into
     a database (``sqlite:///path`` or ``mysql://...``) and returns its URL here; its
     series are then taken as complete. Without this hook (or with None) the core
@@ -107,8 +136,7 @@ def resolve_fields(node: NodeContext, fields: Sequence[str]) -> Mapping[str, str
     """Map the field names a consumer asked for to the names the plugin declares.
 
     Optional; first result. Only needed by a plugin that accepts other spellings of its
-    field names in ``read_range`` (g3 accepts the original reader's lower-cased names and
-    so3g's short names): the core looks up summaries (and, on a node assembling an
+    field names in ``read_range`` (e.g. lower-cased or shortened names): the core looks up summaries (and, on a node assembling an
     archive and a live feed, live samples) under the declared name, so an alias is
     answered exactly like its field. Leave out names that are not aliases (or
     unknown). Called in a worker thread.
@@ -122,7 +150,7 @@ def subscribe(
 ) -> Callable[[], None] | None:
     """Start delivering live samples; return a callable that stops delivery.
 
-    Optional: only live plugins (sensors, datafeed) implement it. Called once, right
+    Optional: only live plugins (reading sensors, following feeds) implement it. Called once, right
     after ``node_start``. Call ``publish(timeline, t, {field: values})`` with a batch
     of samples from any thread (it never blocks for long); optional keywords
     ``units={field: str}`` and ``descriptions={field: str}`` describe new fields.

@@ -68,6 +68,10 @@ class PluginInfo:
     options: tuple[OptionInfo, ...] = ()
     #: variables that rename or describe the node: {variable: "name" | "description"}
     node_env: dict[str, str] = attrs.field(factory=dict)
+    #: the ``sisock`` commands it adds (hook ``plugin_commands``): {name: help}
+    commands: dict[str, str] = attrs.field(factory=dict)
+    #: it declares services ``sisock up`` runs beside its nodes (hook ``plugin_services``)
+    services: bool = False
     error: str | None = None  #: why it could not be loaded
 
     def to_json(self) -> dict:
@@ -261,7 +265,8 @@ def describe_plugin(installed: InstalledPlugin) -> PluginInfo:
     base = dict(name=installed.name, entry_point=installed.value,
                 distribution=installed.distribution, version=installed.version)
     try:
-        _pm, spec = load_plugin(installed.name)
+        pm, spec = load_plugin(installed.name)
+        commands = {c.name: c.help for result in pm.hook.plugin_commands() for c in (result or ())}
     except PluginError as exc:
         return PluginInfo(**base, error=str(exc))
     except Exception as exc:  # a plugin bug: show it, keep listing the others
@@ -275,6 +280,8 @@ def describe_plugin(installed: InstalledPlugin) -> PluginInfo:
         options_class=f"{spec.options.__module__}.{spec.options.__qualname__}" if spec.options else None,
         options=options_of(spec.options, dict(spec.env)),
         node_env=node_env,
+        commands=commands,
+        services=bool(pm.hook.plugin_services.get_hookimpls()),
     )
 
 
@@ -310,6 +317,10 @@ def format_plugins(infos: Sequence[PluginInfo]) -> str:
         out.append(f"  default node name: {p.default_node_name}")
         if p.node_env:
             out.append("  node from environment: " + ", ".join(f"{v} -> {t}" for v, t in p.node_env.items()))
+        for name, help in p.commands.items():
+            out.append(f"  command: sisock {name}: {help}")
+        if p.services:
+            out.append("  services: runs background services beside its nodes under sisock up")
         if not p.options:
             out.append("  options: none")
         else:
@@ -379,6 +390,12 @@ def plugin_section(p: PluginInfo) -> list[str]:
     if p.node_env:
         lines += ["Environment variables for the node itself: "
                   + ", ".join(f"`{v}` sets its {t}" for v, t in p.node_env.items()) + ".", ""]
+    if p.commands:
+        lines += ["Commands: " + "; ".join(f"`sisock {n}`: {h}" for n, h in p.commands.items())
+                  + " (`sisock " + next(iter(p.commands)) + " --help`).", ""]
+    if p.services:
+        lines += ["`sisock up` runs its services beside its nodes, and `sisock systemd "
+                  "--per-component` writes a unit for each (hook `plugin_services`).", ""]
     lines += options_table(p.options, empty="No options besides the common node keys.")
     return lines + [""]
 

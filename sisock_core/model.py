@@ -106,3 +106,55 @@ class NodeContext:
         if match == "exact":
             return self.wamp_subscriber(topic, handler)
         return self.wamp_subscriber(topic, handler, match=match)
+
+
+@attrs.frozen
+class Command:
+    """A ``sisock`` subcommand a plugin adds (hook ``plugin_commands``).
+
+    The core adds ``-c/--config``, ``--log-format`` and ``--help`` to it, and a hidden
+    ``--supervised`` (set when ``sisock up`` runs it as a :class:`Service`).
+    """
+
+    name: str  #: ``sisock <name>``; must not be a core command
+    help: str  #: one line, in ``sisock --help``
+    #: ``run(args, context)``: do the work (``context`` is a :class:`CommandContext`);
+    #: exit with ``SystemExit(2)`` for bad usage, 78 when starting again would not help
+    run: Callable[[Any, "CommandContext"], None]
+    description: str | None = None  #: the ``sisock <name> --help`` text (default: ``help``)
+    #: ``add_arguments(parser)``: the command's own options (an ``argparse`` parser)
+    add_arguments: Callable[[Any], None] | None = None
+
+
+@attrs.frozen
+class CommandContext:
+    """What a plugin command gets from the core besides its parsed arguments."""
+
+    config_path: str | None  #: ``-c``, else ``$SISOCK_CONFIG``, else None (the embedded site)
+    supervised: bool  #: run by ``sisock up`` as a service
+    #: ``load(nodes=None, plugins=None)``: the site config, reading only these node
+    #: tables / nodes of these plugins (None: all); exits 2 printing its problems
+    load: Callable[..., Any]
+    #: ``run_reactor(main, *args)``: run ``await main(reactor, *args)`` under the reactor
+    run_reactor: Callable[..., None]
+    #: ``exit_when_stdin_closes(reactor)``: when supervised, stop when ``sisock up`` dies
+    exit_when_stdin_closes: Callable[[Any], None]
+
+
+@attrs.frozen
+class Service:
+    """A background process a plugin runs beside its nodes (hook ``plugin_services``).
+
+    ``sisock up`` runs ``sisock <command> --supervised -c SITE`` as a child named ``name``:
+    its log lines carry ``[name]``, it is restarted with backoff when it dies, and not
+    restarted when it exits with 2 or 78 (it cannot start: see :mod:`sisock_core.startup_checks`).
+    It tells it is ready with :func:`sisock_core.logs.announce_ready` (``name``).
+    ``sisock systemd --per-component`` turns it into ``sisock-<name>.service``.
+    """
+
+    name: str  #: lowercase letters, digits, '_' and '-'; not a core component's name
+    command: tuple[str, ...] = attrs.field(converter=tuple)  #: a command of the plugin, with arguments
+    description: str = ""  #: one line, e.g. "scanner (indexes the data files)"; logs and units
+    #: seconds ``sisock up`` waits for it to be ready before saying it is late (and the
+    #: unit's start timeout); None: it may take as long as it needs (no wait, no timeout)
+    ready_timeout: float | None = None

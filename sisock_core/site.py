@@ -6,10 +6,10 @@ own process so one crashing node cannot take the others down. Each waits for the
 SIGINT/SIGTERM stops nodes first, then the hub, then the router.
 A component that cannot start for a reason a restart does not fix (see
 :mod:`sisock_core.startup_checks`) is not restarted: the router or the hub stops the whole site
-with that reason; a node, the bridge or the scanner is said to be down, once, and the rest
-keeps serving.
-When a g3 node is configured, the g3 scanner runs too (the ``scanner`` child,
-``sisock scan --supervised``).
+with that reason; a node, the bridge or a plugin's service is said to be down, once, and
+the rest keeps serving.
+The services the nodes' plugins declare (hook ``plugin_services``, e.g. an indexer of the
+plugin's files) run too, each a supervised child like a node.
 """
 
 from __future__ import annotations
@@ -193,10 +193,9 @@ async def run_router_only(reactor: Any, cfg: SiteConfig) -> None:
     await fatal
 
 
-def _title(child: SupervisedChild) -> str:
-    """What ``sisock up``'s log calls a child."""
-    return {"hub": "the hub", "http": "the HTTP bridge", "scanner": "the g3 scanner"}.get(
-        child.name, child.name)
+def _title(child: SupervisedChild, titles: dict[str, str]) -> str:
+    """What ``sisock up``'s log calls a child (``titles``: the plugins' services)."""
+    return {"hub": "the hub", "http": "the HTTP bridge", **titles}.get(child.name, child.name)
 
 
 async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) -> None:
@@ -211,6 +210,7 @@ async def run_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str]) ->
 async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
                       fatal: defer.Deferred) -> None:
     children: list[SupervisedChild] = []
+    titles: dict[str, str] = {}
     router = None
     stop_site = _fatal_exit(fatal, "the hub")
 
@@ -219,7 +219,7 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
             stop_site(reason)
         else:
             log.error("{what} is down and will not be restarted: {reason}; the rest of the site "
-                      "keeps serving", what=_title(child), reason=reason)
+                      "keeps serving", what=_title(child, titles), reason=reason)
 
     def supervised(name: str, args: Sequence[str], listeners: Sequence[Any] = ()) -> SupervisedChild:
         child = SupervisedChild(name, [*args, "--supervised", *config_args], reactor=reactor,
@@ -269,11 +269,17 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
     for n in nodes:
         supervised(f"node {n.name}", ["node", n.name])
 
-    if any(n.plugin == "g3" for n in nodes):
-        # The g3 scanner keeps the nodes' index up to date (``sisock scan``); it prints
-        # "SISOCK-READY scanner" after its first full pass, which the site does not wait for
-        # (a first pass over years of files takes a while; nodes serve what is indexed).
-        supervised("scanner", ["scan"])
+    from sisock_core.plugins import plugin_services
+
+    services, service_problems = plugin_services(cfg)
+    for problem in service_problems:  # (that plugin's services do not run; everything else does)
+        log.error("{problem}", problem=problem)
+    service_waits = []
+    for plugin, service in services:
+        titles[service.name] = f"the {service.description or service.name} (plugin {plugin})"
+        child = supervised(service.name, list(service.command))
+        if service.ready_timeout is not None:  # (None: ready whenever it is, e.g. after a long first pass)
+            service_waits.append((child, _ready_within(child, service.ready_timeout, reactor)))
 
     waits = [_ready_within(c, NODE_READY_TIMEOUT, reactor) for c in children if c.name.startswith("node ")]
     results = await defer.gatherResults(waits)
@@ -286,4 +292,7 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
     if http is not None and not await _ready_within(http, HTTP_READY_TIMEOUT, reactor) \
             and not http.gave_up.called:
         log.error("the HTTP bridge did not become ready in {t}s; still retrying", t=HTTP_READY_TIMEOUT)
+    for child, waiting in service_waits:
+        if not await waiting and not child.gave_up.called:
+            log.error("{what} did not become ready in time; still retrying", what=_title(child, titles))
     announce_ready("site")

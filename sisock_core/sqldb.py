@@ -1,4 +1,4 @@
-"""Database URLs and connections shared by sisock's SQL stores (g3 index, summaries).
+"""Database URLs and connections shared by sisock's SQL stores (plugins' indexes, summaries).
 
 Engines: SQLite (embedded, a file) and MariaDB/MySQL (through mysqlclient), chosen by a
 URL (:func:`parse_db_url`): ``sqlite:///abs/path.sqlite`` (or a plain path) or
@@ -18,7 +18,7 @@ import attrs
 
 
 class DatabaseError(RuntimeError):
-    """Base of the errors of sisock's databases (g3 index, summaries)."""
+    """Base of the errors of sisock's databases (plugins' indexes, summaries)."""
 
 
 class DatabaseUnavailable(DatabaseError):

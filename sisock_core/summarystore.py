@@ -1,10 +1,10 @@
 """Where summaries live: tables in SQLite (default) or MariaDB (see :mod:`sisock_core.summaries`).
 
-Tables (prefixed ``sisock_sum_``, so they sit beside a plugin's own, as in the g3 index):
+Tables (prefixed ``sisock_sum_``, so they sit beside a plugin's own, e.g. a file index):
 
 * ``sisock_sum_series(id, name, timeline, kind, t_first, t_last, covered_until, dirty_t0,
   dirty_t1, dirty_gen)``: one row per summarized field. ``covered_until``: every sample
-  before it is summarized (NULL: all the samples the plugin serves, as g3 guarantees by
+  before it is summarized (NULL: all the samples the plugin serves, as a plugin guarantees by
   writing summaries in the transaction that indexes a file). ``dirty_*``: a time range
   whose coarse tiers must be recomputed from the base tier (:meth:`SummaryStore.rollup`).
 * ``sisock_sum_rows(series_id, tier, source, seg, t0, t1, m, data)``: packed buckets
@@ -146,7 +146,7 @@ class RowMemo:
 class SummaryWriter:
     """Writes summaries through cursors of a connection it does not own.
 
-    A plugin that computes summaries while indexing (g3) writes them with this in the
+    A plugin that computes summaries while indexing its files writes them with this in the
     same transaction as its own index rows: a file is then either indexed and summarized
     or neither, and an interrupted scan never leaves half a file's buckets behind.
     ``kind`` is the SQL dialect, "sqlite" or "mysql".

@@ -122,10 +122,8 @@ def fake_installed() -> list[str]:
 
 
 def load(text: str, env: dict[str, str] | None = None, **kw: Any) -> SiteConfig:
-    return load_config_text(
-        textwrap.dedent(text), "site.toml", env or {},
-        plugin_loader=fake_loader, installed=fake_installed, **kw,
-    )
+    kw = {"plugin_loader": fake_loader, "installed": fake_installed, **kw}
+    return load_config_text(textwrap.dedent(text), "site.toml", env or {}, **kw)
 
 
 def problems(text: str, env: dict[str, str] | None = None, **kw: Any) -> list[str]:
@@ -682,3 +680,58 @@ def test_deeply_nested_toml_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         load_config_text(deep, "deep.toml", {})
     assert err.value.problems == ["deep.toml: arrays or tables nested too deeply to read"]
+
+
+# -- loading only what a process needs ---------------------------------------------------
+
+SITE_WITH_A_BROKEN_NODE = """
+[router]
+tls_port = 9443
+
+[nodes.a]
+plugin = "archive"
+data_dir = "/data"
+
+[nodes.f]
+plugin = "feed"
+
+[nodes.b]
+plugin = "broken"
+"""
+
+
+def counting_loader(loaded: list[str]):
+    def loader(name: str):
+        loaded.append(name)
+        return fake_loader(name)
+
+    return loader
+
+
+def test_only_nodes_reads_those_tables_and_imports_their_plugins_only() -> None:
+    loaded: list[str] = []
+    cfg = load(SITE_WITH_A_BROKEN_NODE, only_nodes=["a"], plugin_loader=counting_loader(loaded))
+    assert list(cfg.nodes) == ["a"] and cfg.nodes["a"].options.data_dir == "/data"
+    assert loaded == ["archive"]  # the broken plugin's node is not read: no problem
+    assert cfg.router.tls_port == 9443
+
+
+def test_no_nodes_imports_no_plugin_and_still_checks_the_core_tables() -> None:
+    loaded: list[str] = []
+    cfg = load(SITE_WITH_A_BROKEN_NODE, only_nodes=(), plugin_loader=counting_loader(loaded))
+    assert cfg.nodes == {} and loaded == []
+    misspelt = SITE_WITH_A_BROKEN_NODE.replace("tls_port = 9443", "tls_prot = 1")
+    assert problems(misspelt, only_nodes=()) == [
+        "site.toml: router.tls_prot: unknown key (did you mean 'tls_port'?)"]
+
+
+def test_only_plugins_reads_the_nodes_of_those_plugins() -> None:
+    loaded: list[str] = []
+    cfg = load(SITE_WITH_A_BROKEN_NODE, only_plugins=["feed"], plugin_loader=counting_loader(loaded))
+    assert list(cfg.nodes) == ["f"] and loaded == ["feed"]
+
+
+def test_every_node_is_read_by_default_and_a_broken_plugin_is_its_nodes_problem() -> None:
+    assert problems(SITE_WITH_A_BROKEN_NODE) == [
+        "site.toml: nodes.b.plugin: plugin 'broken' (fake.broken) failed to import: No module named 'numpyy'"
+    ]

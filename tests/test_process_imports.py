@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sisock_core.testing import SisockProcess, free_port, write_site
+from tests.installed_plugin import install_plugin
 
 #: written into a directory put first on PYTHONPATH: at exit, the process writes the
 #: names of the plugin and crossbar modules it imported to $SISOCK_TEST_MODULES
@@ -39,11 +40,7 @@ def site_packages(tmp_path_factory) -> Path:
     whose module does not exist."""
     root = tmp_path_factory.mktemp("site-packages")
     (root / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    dist = root / "sisock_plugin_broken-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sisock-plugin-broken\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[sisock.plugins]\nbroken = no_such_module_for_sisock\n")
-    return root
+    return install_plugin(root, "broken", "no_such_module_for_sisock")
 
 
 def _env(site_packages: Path, report: Path | None = None) -> dict[str, str]:

@@ -46,15 +46,8 @@ from sisock_core.config.default_site import DEFAULT_SITE_TOML, EMBEDDED_SOURCE
 from sisock_core.config.describe import describe_config
 from sisock_core.config.loader import PluginLoader, load_config, load_config_text
 from sisock_core.config.problems import ConfigError, format_key_path, format_problem
-from sisock_core.config.schema import (
-    HttpConfig,
-    HubConfig,
-    NodeConfig,
-    NodeCore,
-    RouterConfig,
-    SiteConfig,
-    default_state_dir,
-)
+from sisock_core.config.schema import HttpConfig, HubConfig, NodeConfig, NodeCore, RouterConfig
+from sisock_core.config.schema import SiteConfig, default_state_dir
 from sisock_core.config.converter import make_converter, make_env_converter
 
 __all__ = [

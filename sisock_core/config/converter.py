@@ -84,6 +84,12 @@ def _structure_literal(value: Any, tp: Any) -> Any:
     raise WrongValue(f"must be one of {choices}, got {describe_value(value)}")
 
 
+def _noted(exc: Exception, note: IterableValidationNote) -> Exception:
+    """``exc`` with ``note`` (which item or key it is about), as cattrs' own hooks do."""
+    exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+    return exc
+
+
 def _sequence_hook_factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
     origin = typing.get_origin(tp) or tp
     args = typing.get_args(tp)
@@ -106,9 +112,7 @@ def _sequence_hook_factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, An
             try:
                 out.append(item if et is Any else conv.structure(item, et))
             except Exception as exc:
-                note = IterableValidationNote(f"item {i}", i, et)
-                exc.__notes__ = [*getattr(exc, "__notes__", []), note]
-                errors.append(exc)
+                errors.append(_noted(exc, IterableValidationNote(f"item {i}", i, et)))
         if errors:
             raise IterableValidationError(f"While structuring {tp!r}", errors, tp)
         return container(out)
@@ -129,9 +133,7 @@ def _mapping_hook_factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any
                 key = k if key_type in (Any, str) else conv.structure(k, key_type)
                 out[key] = v if value_type is Any else conv.structure(v, value_type)
             except Exception as exc:
-                note = IterableValidationNote(f"key {k}", k, value_type)
-                exc.__notes__ = [*getattr(exc, "__notes__", []), note]
-                errors.append(exc)
+                errors.append(_noted(exc, IterableValidationNote(f"key {k}", k, value_type)))
         if errors:
             raise IterableValidationError(f"While structuring {tp!r}", errors, tp)
         return out
@@ -182,22 +184,24 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def env_int(value: Any, _: Any) -> int:
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            raise WrongValue(f"expected an integer, got {value!r}") from None
-    return _structure_int(value, int)
+def _env_number(parse: Callable[[str], Any], what: str,
+                strict: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A hook parsing a string with ``parse`` (e.g. ``int``), else checking like ``strict``."""
+
+    def hook(value: Any, tp: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse(value.strip())
+            except ValueError:
+                raise WrongValue(f"expected {what}, got {value!r}") from None
+        return strict(value, tp)
+
+    return hook
 
 
-def _env_float(value: Any, _: Any) -> float:
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            raise WrongValue(f"expected a number, got {value!r}") from None
-    return _structure_float(value, float)
+#: an integer, from an environment string (``" 8080 "``) or a TOML value
+env_int = _env_number(int, "an integer", _structure_int)
+_env_float = _env_number(float, "a number", _structure_float)
 
 
 def _env_bool(value: Any, _: Any) -> bool:

@@ -60,27 +60,16 @@ def unknown_key(key: str, valid: Iterable[str]) -> str:
     return "unknown key" + did_you_mean(key, valid)
 
 
+#: TOML's name of each value type tomllib gives (bool before int, datetime before date)
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (dict, "table"),
+    (list, "list"), (dt.datetime, "datetime"), (dt.date, "date"), (dt.time, "time"),
+)
+
+
 def _kind(value: Any) -> str:
     """Friendly TOML name of a value's type."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dt.datetime):
-        return "datetime"
-    if isinstance(value, dt.date):
-        return "date"
-    if isinstance(value, dt.time):
-        return "time"
-    return type(value).__name__
+    return next((name for tp, name in _KINDS if isinstance(value, tp)), type(value).__name__)
 
 
 def describe_value(value: Any) -> str:

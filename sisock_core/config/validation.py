@@ -1,5 +1,12 @@
 """Structuring a TOML value into an attrs class, collecting every problem with its
-key path (cattrs' error groups turned into ``(path, reason)`` pairs)."""
+key path (cattrs' error groups turned into ``(path, reason)`` pairs).
+
+This walks the groups as ``cattrs.transform_error`` does, but that function is not used:
+it gives each problem's path as one string (``$.nodes.x.data_dir``, keys with dots or
+quotes ambiguous), so problems could not be put back into file order nor written as TOML
+keys, and it drops the class an attrs validator refused, which is needed to report every
+failing validator and not only the first, and to suggest a valid key for each unknown
+one (``did you mean``)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import attrs
 from twisted.logger import Logger
 
-from sisock_core import Field, PluginSpec, Timeline, hookimpl
+from sisock_core import Command, Field, PluginSpec, Service, Timeline, hookimpl
 from sisock_core.model import NodeContext
 from sisock_core.validators import positive
 from sisock_plugins.g3.index import (
@@ -145,6 +145,23 @@ def sisock_plugin_spec() -> PluginSpec:
         options=Options,
         env=ENV,
     )
+
+
+@hookimpl
+def plugin_commands() -> list[Command]:
+    """``sisock scan`` (:mod:`sisock_plugins.g3.cli`)."""
+    from sisock_plugins.g3.cli import SCAN_COMMAND
+
+    return [SCAN_COMMAND]
+
+
+@hookimpl
+def plugin_services(nodes: Sequence[Any]) -> list[Service]:
+    """The scanner, keeping the index of every g3 node up to date (``sisock scan``). It is
+    ready after its first full pass, which ``sisock up`` does not wait for: a first pass
+    over years of files takes a while, and the nodes serve what is indexed."""
+    return [Service(name="scanner", command=("scan",),
+                    description="g3 scanner (indexes housekeeping .g3 files)")] if nodes else []
 
 
 @hookimpl

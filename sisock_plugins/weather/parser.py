@@ -21,9 +21,8 @@ import os
 from pathlib import Path
 
 import attrs
-import numpy as np
 
-from sisock_core.textarchive import parse_pairs
+from sisock_core.textarchive import Columns, parse_columns
 
 HEADER_NAMES = ("description", "timeline name", "units")
 
@@ -42,37 +41,17 @@ class FieldHeader:
 
 
 @attrs.frozen(eq=False)
-class ParsedFile:
-    """One parsed weather file.
-
-    ``t`` (UNIX times, ascending) and ``values`` are float64 arrays of equal length,
-    marked read-only. ``bad_lines`` counts skipped malformed data lines;
-    ``first_bad_line``/``first_bad_text`` locate the first one (1-based line number).
-    ``reordered`` is true when the times were not ascending and had to be sorted.
+class ParsedFile(Columns):
+    """One parsed weather file: its ``header`` and its samples (see
+    :class:`~sisock_core.textarchive.Columns`: ``t`` ascending and ``values``, read-only
+    float64 arrays; malformed lines counted and located; ``reordered``).
     Unpacks as ``header, t, values = parsed``.
     """
 
-    source: str
-    header: FieldHeader
-    t: np.ndarray
-    values: np.ndarray
-    bad_lines: int = 0
-    first_bad_line: int | None = None
-    first_bad_text: str | None = None
-    reordered: bool = False
+    header: FieldHeader | None = None
 
     def __iter__(self):
         return iter((self.header, self.t, self.values))
-
-    def malformed_summary(self) -> str | None:
-        """``"skipped N malformed lines in FILE, first at line L: '...'"``, or None."""
-        if not self.bad_lines:
-            return None
-        noun = "line" if self.bad_lines == 1 else "lines"
-        return (
-            f"skipped {self.bad_lines} malformed {noun} in {self.source}, "
-            f"first at line {self.first_bad_line}: {self.first_bad_text!r}"
-        )
 
 
 def parse_file(path: str | os.PathLike[str]) -> ParsedFile:
@@ -90,29 +69,13 @@ def parse_file(path: str | os.PathLike[str]) -> ParsedFile:
 
 def parse_text(text: str, source: str = "<string>") -> ParsedFile:
     """Parse the text of a weather file; ``source`` names it in messages."""
-    header, body, body_first_line = _split_header(text, source)
-    t, values, bad, first_bad = parse_pairs(body, body_first_line)
-    reordered = False
-    if t.size > 1 and np.any(np.diff(t) < 0):
-        order = np.argsort(t, kind="stable")
-        t, values = t[order], values[order]
-        reordered = True
-    t.flags.writeable = False
-    values.flags.writeable = False
-    return ParsedFile(
-        source=source,
-        header=header,
-        t=t,
-        values=values,
-        bad_lines=bad,
-        first_bad_line=first_bad[0] if first_bad else None,
-        first_bad_text=first_bad[1] if first_bad else None,
-        reordered=reordered,
-    )
+    header, header_lines = _split_header(text, source)
+    columns = parse_columns(text, source, header_lines=header_lines)
+    return ParsedFile(**attrs.asdict(columns, recurse=False), header=header)
 
 
-def _split_header(text: str, source: str) -> tuple[FieldHeader, str, int]:
-    """Return the header, the text after it and the line number where that text starts."""
+def _split_header(text: str, source: str) -> tuple[FieldHeader, int]:
+    """Return the header and how many lines it takes (its '#' and blank lines)."""
     found: list[str] = []
     pos = 0
     lineno = 0
@@ -145,4 +108,4 @@ def _split_header(text: str, source: str) -> tuple[FieldHeader, str, int]:
         )
     if not found[1]:
         raise WeatherFileError(f"{source}: empty timeline name in header line 2 (expected e.g. '# hourly')")
-    return FieldHeader(*found), text[pos:], lineno + 1
+    return FieldHeader(*found), lineno
