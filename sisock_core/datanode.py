@@ -49,7 +49,7 @@ from sisock_core.engine import (
     PluginFailure,
     RequestError,
 )
-from sisock_core.logs import MAX_REMEMBERED_PROBLEMS, RepeatedFailures
+from sisock_core.logs import RepeatedFailures
 from sisock_core.livecache import (
     DEFAULT_BUFFER_TIME,
     DEFAULT_MAX_SAMPLES,
@@ -132,8 +132,7 @@ class LiveFeed:
         self._pending: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] = []
         self._pending_rows = 0
         self._push_dropped = 0
-        self._problems: dict[str, int] = {}
-        self._repeats = 0
+        self._problems = RepeatedFailures.for_node(self.log, name)
         self._push_error: str | None = None
         self._loops: list[LoopingCall] = []
         self.started = False
@@ -176,19 +175,8 @@ class LiveFeed:
 
     def log_keyed(self, problems: list[tuple[str, str]]) -> None:
         """Log each ``(key, message)`` the first time its key is seen; count repeats."""
-        with self._lock:
-            fresh = []
-            for key, message in problems:
-                if key in self._problems:
-                    self._problems[key] += 1
-                    self._repeats += 1
-                elif len(self._problems) < MAX_REMEMBERED_PROBLEMS:
-                    self._problems[key] = 1
-                    fresh.append(message)
-                else:
-                    self._repeats += 1
-        for p in fresh:
-            self.log.warn("{node}: {problem} (repeats are counted, not logged)", node=self.name, problem=p)
+        for key, message in problems:
+            self._problems(message, key)
 
     def start(self, reactor: Any, push_interval: float = LIVE_PUSH_INTERVAL,
               report_interval: float = LIVE_REPORT_INTERVAL) -> None:
@@ -258,11 +246,6 @@ class LiveFeed:
         )
         self.log.debug("{node}: live cache bytes per field: {per_field}", node=self.name,
                        per_field=dict(s.per_field))
-        with self._lock:
-            repeats, self._repeats = self._repeats, 0
-        if repeats:
-            self.log.warn("{node}: {n} repeated problems with published samples since the last report",
-                          node=self.name, n=repeats)
 
 
 class _WampSubscription:
