@@ -77,13 +77,8 @@ def _fast_aggregator():
                     for fname, kind in fields.items():
                         v = g.value(fname, kind, times)
                         if kind == "float":
-                            b[fname] = core.G3VectorDouble(v + 1e-3 * rng.standard_normal(times.size))
-                        elif kind == "int":
-                            b[fname] = core.G3VectorInt(v.astype(int))
-                        elif kind == "bool":
-                            b[fname] = core.G3VectorBool([bool(x) for x in v])
-                        else:
-                            b[fname] = core.G3VectorString([str(x) for x in v])
+                            v = v + 1e-3 * rng.standard_normal(times.size)
+                        b[fname] = g.g3_vector(kind, v)
                     blocks.append(b)
                     names.append(name)
                     last = times[-1] if last is None else max(last, times[-1])

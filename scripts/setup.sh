@@ -30,15 +30,7 @@ fi
 stamp=.venv/.sisock-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing sisock with all extras into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,test]'
-  # autobahn imports bjdata, whose wheel is built against numpy 1.x and prints a
-  # traceback under numpy 2 at every start: rebuild it from source against ours.
-  if .venv/bin/python -c "import bjdata" 2>&1 | grep -q "_ARRAY_API"; then
-    echo "setup: rebuilding bjdata against numpy 2"
-    .venv/bin/python -m pip install -q --disable-pip-version-check setuptools wheel
-    .venv/bin/python -m pip install -q --disable-pip-version-check --no-cache-dir --force-reinstall \
-      --no-deps --no-build-isolation --no-binary bjdata "bjdata==$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("bjdata"))')"
-  fi
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,test,bench]'
   touch "$stamp"
 fi
 

@@ -261,7 +261,7 @@ def print_data_table(answer: dict, fields: Sequence[str], limit: int | None = No
 def cmd_check(args: argparse.Namespace) -> None:
     from sisock_core.config import describe_config
     from sisock_core.plugins import plugin_services
-    from sisock_core.preflight import startup_problems
+    from sisock_core.startup_checks import startup_problems
 
     cfg = _load(args.config_file or args.config)
     print(describe_config(cfg))
@@ -384,7 +384,7 @@ def _node_component(args: argparse.Namespace) -> str:
 async def _unless_refused(command: str, args: argparse.Namespace, serving: Any) -> None:
     """Await ``serving`` (a component's run); if it ends because the router refused it
     before it ever joined, end ``sisock <command>`` with that reason (exit 78)."""
-    from sisock_core.startup import cannot_start
+    from sisock_core.startup_checks import cannot_start
     from sisock_core.wamp import join_refusal
 
     try:
@@ -415,7 +415,7 @@ def cmd_http(args: argparse.Namespace) -> None:
     from twisted.internet.error import CannotListenError
 
     from sisock_core.ports import busy_reasons, http_listeners
-    from sisock_core.startup import cannot_start, preflight
+    from sisock_core.startup_checks import cannot_start, preflight
     from sisock_core.bridge.auth import BridgeSecurityError, bridge_credentials
     from sisock_core.logs import announce_ready, setup_logging
     from sisock_core.oslimits import raise_open_files_limit
@@ -450,7 +450,7 @@ def cmd_router(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
     from sisock_core.ports import router_listeners
     from sisock_core.site import run_router_only
-    from sisock_core.startup import preflight
+    from sisock_core.startup_checks import preflight
 
     cfg = _load(args.config_file or args.config, NO_NODES)
     _lock = preflight("router", cfg.state_dir, router_listeners(cfg))  # noqa: F841 (held)
@@ -478,9 +478,9 @@ def cmd_up(args: argparse.Namespace) -> None:
     from sisock_core.logs import setup_logging
     from sisock_core.oslimits import raise_open_files_limit
     from sisock_core.ports import site_listeners
-    from sisock_core.preflight import startup_problems
+    from sisock_core.startup_checks import startup_problems
     from sisock_core.site import run_site
-    from sisock_core.startup import preflight
+    from sisock_core.startup_checks import preflight
 
     path = args.config_file or args.config
     cfg = _load(path)

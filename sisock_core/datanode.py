@@ -49,7 +49,7 @@ from sisock_core.engine import (
     PluginFailure,
     RequestError,
 )
-from sisock_core.logs import MAX_REMEMBERED_PROBLEMS, RepeatedFailures, current_node
+from sisock_core.logs import RepeatedFailures, current_node
 from sisock_core.livecache import (
     DEFAULT_BUFFER_TIME,
     DEFAULT_MAX_SAMPLES,
@@ -97,18 +97,6 @@ def _bind(procedure: tuple[str, inspect.Signature], args: tuple, kwargs: dict) -
     return tuple(bound.arguments.values())
 
 
-def _about_node(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn``, whose log lines name the node ``name`` (:data:`sisock_core.logs.current_node`)."""
-    def call(*args: Any, **kwargs: Any) -> Any:
-        token = current_node.set(name)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            current_node.reset(token)
-
-    return call
-
-
 def _forget_traceback(failure: Any) -> None:
     """Drop the frames a Failure (and its exception, and the exceptions it chains) hold."""
     exc = failure.value
@@ -144,8 +132,7 @@ class LiveFeed:
         self._pending: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] = []
         self._pending_rows = 0
         self._push_dropped = 0
-        self._problems: dict[str, int] = {}
-        self._repeats = 0
+        self._problems = RepeatedFailures.for_node(self.log, name)
         self._push_error: str | None = None
         self._loops: list[LoopingCall] = []
         self.started = False
@@ -193,19 +180,8 @@ class LiveFeed:
 
     def log_keyed(self, problems: list[tuple[str, str]]) -> None:
         """Log each ``(key, message)`` the first time its key is seen; count repeats."""
-        with self._lock:
-            fresh = []
-            for key, message in problems:
-                if key in self._problems:
-                    self._problems[key] += 1
-                    self._repeats += 1
-                elif len(self._problems) < MAX_REMEMBERED_PROBLEMS:
-                    self._problems[key] = 1
-                    fresh.append(message)
-                else:
-                    self._repeats += 1
-        for p in fresh:
-            self.log.warn("{node}: {problem} (repeats are counted, not logged)", node=self.name, problem=p)
+        for key, message in problems:
+            self._problems(message, key)
 
     def start(self, reactor: Any, push_interval: float = LIVE_PUSH_INTERVAL,
               report_interval: float = LIVE_REPORT_INTERVAL) -> None:
@@ -275,11 +251,6 @@ class LiveFeed:
         )
         self.log.debug("{node}: live cache bytes per field: {per_field}", node=self.name,
                        per_field=dict(s.per_field))
-        with self._lock:
-            repeats, self._repeats = self._repeats, 0
-        if repeats:
-            self.log.warn("{node}: {n} repeated problems with published samples since the last report",
-                          node=self.name, n=repeats)
 
 
 class _WampSubscription:
@@ -394,7 +365,7 @@ class DataNodeServer:
         self._announced = False
         self._stop_called = False
         self.component: Any = None
-        self._failures = _about_node(self.name, RepeatedFailures())
+        self._failures = RepeatedFailures(fields={"node": self.name})
         #: The core's summarizer, for archive plugins that do not write their own summaries.
         self.summarizer: Summarizer | None = None
         self._summary_loop: LoopingCall | None = None

@@ -24,6 +24,7 @@ import time
 from contextvars import ContextVar
 from typing import IO, Any, Callable, Mapping
 
+import attrs
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -251,41 +252,53 @@ MAX_REMEMBERED_PROBLEMS = 1000
 FAILURE_SUMMARY_INTERVAL = 60.0
 
 
+@attrs.define(eq=False)
 class RepeatedFailures:
-    """Log each distinct failure message once, then how often it repeated (at most once per
+    """Log each distinct problem once, then how often it repeated (at most once per
     ``interval`` seconds): a database that is down for an hour fails every dashboard refresh,
-    which must not write a log line per request.
+    and a misconfigured feed sends a bad message every second, which must not write a log
+    line each.
 
-    ``log`` is the logger to write to (its namespace names the component), ``level`` its level.
+    A problem is told apart by its ``key`` (its message unless given). ``log`` is the logger
+    to write to (its namespace names the component), ``level`` its level; ``format`` is the
+    log line's format with the problem as ``{msg}`` and ``fields`` (e.g. ``node``) filled in;
+    ``note`` is appended the first time a problem is logged (e.g. that repeats are counted).
+    ``clock`` and ``interval`` may be given by position.
     """
 
-    log = Logger()
+    clock: Callable[[], float] = time.monotonic
+    interval: float = FAILURE_SUMMARY_INTERVAL
+    log: Logger = attrs.field(kw_only=True, factory=lambda: Logger(namespace=f"{__name__}.RepeatedFailures"))
+    level: LogLevel = attrs.field(kw_only=True, default=LogLevel.error)
+    format: str = attrs.field(kw_only=True, default="{msg}")
+    note: str = attrs.field(kw_only=True, default="")
+    fields: Mapping[str, Any] = attrs.field(kw_only=True, factory=dict)
+    _seen: dict[str, float] = attrs.field(init=False, factory=dict)  # key -> when last logged
+    _repeats: dict[str, int] = attrs.field(init=False, factory=dict)
+    _lock: Any = attrs.field(init=False, factory=threading.Lock)
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 interval: float = FAILURE_SUMMARY_INTERVAL, *, log: Logger | None = None,
-                 level: LogLevel = LogLevel.error) -> None:
-        self.clock = clock
-        self.interval = interval
-        self.level = level
-        if log is not None:
-            self.log = log
-        self._seen: dict[str, float] = {}  # message -> when it was last logged
-        self._repeats: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, message: str) -> None:
+    def __call__(self, message: str, key: str | None = None) -> None:
+        key = message if key is None else key
         now = self.clock()
         with self._lock:
-            last = self._seen.get(message)
+            last = self._seen.get(key)
             if last is not None and now - last < self.interval:
-                self._repeats[message] = self._repeats.get(message, 0) + 1
+                self._repeats[key] = self._repeats.get(key, 0) + 1
                 return
-            repeats = self._repeats.pop(message, 0)
+            repeats = self._repeats.pop(key, 0)
             if last is None and len(self._seen) >= MAX_REMEMBERED_PROBLEMS:
                 self._seen.clear()
-            self._seen[message] = now
+                self._repeats.clear()
+            self._seen[key] = now
         if repeats:
-            self.log.emit(self.level, "{msg} (and {n} more times since it was last logged)",
-                          msg=message, n=repeats)
+            self.log.emit(self.level, self.format + " (and {n} more times since it was last logged)",
+                          msg=message, n=repeats, **self.fields)
         else:
-            self.log.emit(self.level, "{msg}", msg=message)
+            self.log.emit(self.level, self.format + ("{note}" if last is None and self.note else ""),
+                          msg=message, note=self.note, **self.fields)
+
+    @classmethod
+    def for_node(cls, log: Logger, node: str) -> "RepeatedFailures":
+        """Problems of one node's data (bad samples, feed messages): warnings naming the node."""
+        return cls(log=log, level=LogLevel.warn, format="{node}: {msg}",
+                   note=" (repeats are counted, not logged)", fields={"node": node})

@@ -147,7 +147,7 @@ class Service:
 
     ``sisock up`` runs ``sisock <command> --supervised -c SITE`` as a child named ``name``:
     its log lines carry ``[name]``, it is restarted with backoff when it dies, and not
-    restarted when it exits with 2 or 78 (it cannot start: see :mod:`sisock_core.startup`).
+    restarted when it exits with 2 or 78 (it cannot start: see :mod:`sisock_core.startup_checks`).
     It tells it is ready with :func:`sisock_core.logs.announce_ready` (``name``).
     ``sisock systemd --per-component`` turns it into ``sisock-<name>.service``.
     """

@@ -8,7 +8,7 @@ takes down only the nodes it serves, and is restarted with backoff. Each waits f
 one before it to be ready instead of sleeping.
 SIGINT/SIGTERM stops nodes first, then the hub, then the router.
 A component that cannot start for a reason a restart does not fix (see
-:mod:`sisock_core.startup`) is not restarted: the router or the hub stops the whole site
+:mod:`sisock_core.startup_checks`) is not restarted: the router or the hub stops the whole site
 with that reason; a node, the bridge or a plugin's service is said to be down, once, and
 the rest keeps serving.
 The services the nodes' plugins declare (hook ``plugin_services``, e.g. an indexer of the
@@ -26,7 +26,7 @@ from sisock_core.config import SiteConfig
 from sisock_core.logs import announce_ready
 from sisock_core.nodegroups import node_processes
 from sisock_core.ports import http_listeners
-from sisock_core.startup import EXIT_BAD_CONFIG, EXIT_CANNOT_START
+from sisock_core.startup_checks import EXIT_BAD_CONFIG, EXIT_CANNOT_START
 from sisock_core.supervisor import SupervisedChild
 
 log = Logger(namespace="sisock.up")
@@ -245,7 +245,7 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
 
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(shutdown()))
 
-    from sisock_core.preflight import startup_problems
+    from sisock_core.startup_checks import startup_problems
 
     problems = startup_problems(cfg)  # what `sisock check` reports too; refused before starting anything
     for problem in problems:

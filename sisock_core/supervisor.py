@@ -6,8 +6,8 @@ re-emitted event by event with the child's name (:mod:`sisock_core.logrelay`). T
 child's stdin is a pipe from us: when ``sisock up`` dies, the pipe closes and the child
 exits, so nothing is orphaned.
 
-A child that exits with a status of :data:`~sisock_core.startup.PERMANENT_EXIT_CODES`
-(it cannot start, and starting it again would not help: see :mod:`sisock_core.startup`)
+A child that exits with a status of :data:`~sisock_core.startup_checks.PERMANENT_EXIT_CODES`
+(it cannot start, and starting it again would not help: see :mod:`sisock_core.startup_checks`)
 is not restarted; ``on_cannot_start`` gets the reason it printed.
 """
 
@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from sisock_core.logrelay import parse_child_line, relay_line
 from sisock_core.logs import READY_MARKER
 from sisock_core.ports import Listener, busy_reasons
-from sisock_core.startup import CANNOT_START_MARKER, PERMANENT_EXIT_CODES
+from sisock_core.startup_checks import CANNOT_START_MARKER, PERMANENT_EXIT_CODES
 
 #: Delays between restarts of a crashing child; reset after it has run ``STABLE_AFTER`` s.
 BACKOFF = (1, 2, 4, 8, 15, 30, 60)

@@ -253,6 +253,7 @@ class DirectoryWatch:
         self.clock = clock
         self._stamp: int | None = None
         self._racy = True
+        self._list_error: str | None = None
 
     def needs_listing(self) -> bool:
         """True if the directory changed since :meth:`listed` (one ``stat``). Raises OSError."""
@@ -263,6 +264,26 @@ class DirectoryWatch:
         """Record that the directory was listed while its mtime was ``mtime_ns``."""
         self._stamp = mtime_ns
         self._racy = self.clock() - mtime_ns / 1e9 < self.racy_seconds
+
+    def new_listing(self, log: Any) -> list[str] | None:
+        """The directory's entry names if it changed since the last listing, else None.
+
+        A directory that cannot be listed gives None too: ``log`` (a twisted Logger) says
+        so once per distinct error, and the caller keeps serving what it indexed before.
+        """
+        try:
+            if not self.needs_listing():
+                return None
+            mtime, names = list_directory(self.path)
+        except OSError as exc:
+            if self._list_error != str(exc):
+                self._list_error = str(exc)
+                log.error("cannot list {directory}: {error}; serving the files indexed before",
+                          directory=self.path, error=str(exc))
+            return None
+        self._list_error = None
+        self.listed(mtime)
+        return names
 
 
 def list_directory(path: str | os.PathLike[str]) -> tuple[int, list[str]]:
@@ -407,11 +428,3 @@ def resolve_data_subdir(plugin: str, data_dir: str, subdir: str, layout: str) ->
     if not sub.is_dir():
         raise ValueError(f"{plugin}: {sub} does not exist; the data directory must hold {layout}")
     return sub
-
-
-def started_state(plugin: str, node: Any, key: str) -> Any:
-    """``node.state[key]``, or ``RuntimeError`` saying the node was not started."""
-    try:
-        return node.state[key]
-    except KeyError:
-        raise RuntimeError(f"{plugin}: node {node.name!r} was not started (node_start not called)") from None

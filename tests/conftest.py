@@ -3,6 +3,22 @@ figures some tests measure are printed in the summary."""
 
 from __future__ import annotations
 
+import pytest
+from twisted.logger import formatEvent, globalLogPublisher
+
+
+@pytest.fixture
+def log_lines():
+    """Every log line written during the test, formatted."""
+    lines: list[str] = []
+
+    def observer(event):
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    yield lines
+    globalLogPublisher.removeObserver(observer)
+
 
 def pytest_sessionfinish(session, exitstatus):
     from .mariadb import stop_session_server

@@ -101,16 +101,19 @@ def _block_v12(fields: FieldKinds, t: np.ndarray):
     b = core.G3TimesampleMap()
     b.times = core.G3VectorTime([core.G3Time(x * core.G3Units.s) for x in t])
     for name, kind in fields.items():
-        v = value(name, kind, t)
-        if kind == "float":
-            b[name] = core.G3VectorDouble(v)
-        elif kind == "int":
-            b[name] = core.G3VectorInt(v.astype(int))
-        elif kind == "bool":
-            b[name] = core.G3VectorBool([bool(x) for x in v])
-        else:
-            b[name] = core.G3VectorString([str(x) for x in v])
+        b[name] = g3_vector(kind, value(name, kind, t))
     return b
+
+
+def g3_vector(kind: str, v: np.ndarray):
+    """``v`` as the G3 vector of a field of ``kind`` ("float", "int", "bool" or "str")."""
+    if kind == "float":
+        return core.G3VectorDouble(v)
+    if kind == "int":
+        return core.G3VectorInt(v.astype(int))
+    if kind == "bool":
+        return core.G3VectorBool([bool(x) for x in v])
+    return core.G3VectorString([str(x) for x in v])
 
 
 def file_name(naming: str, t: float) -> str:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from twisted.logger import Logger, formatEvent
 
 from sisock_core.config import load_config_text
 from sisock_core.engine import NodeEngine
@@ -25,6 +24,7 @@ from sisock_core.textarchive import (
 from sisock_plugins.apex.parser import FIELDS, TargetName, parse_target_name, target_name
 
 from .archive_generators import APEX_FIELDS, apex_value, utc, write_apex_archive
+from .logcapture import capture_log
 
 NOW = utc("2018-02-01T00:00")
 
@@ -35,17 +35,7 @@ NOW = utc("2018-02-01T00:00")
 @pytest.fixture
 def logged(monkeypatch):
     """The plugin's log messages, formatted."""
-    events: list[dict] = []
-    monkeypatch.setattr(plugin, "log", Logger(namespace="test", observer=events.append))
-
-    class Messages:
-        def text(self) -> str:
-            return "\n".join(formatEvent(e) for e in events)
-
-        def clear(self) -> None:
-            events.clear()
-
-    return Messages()
+    return capture_log(monkeypatch, plugin)
 
 
 def start(data_dir: Path, **options):

@@ -11,8 +11,6 @@ bridge's per-request ``max_points`` capping answers that keep their spikes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import pytest_twisted
@@ -23,7 +21,7 @@ from sisock_core.config import load_config
 from sisock_core.wamp import node_uri
 
 from .archive_generators import day_range, utc, write_apex_archive, write_pwv_archive, write_pwv_day
-from .siteproc import SisockProcess, free_port, write_site
+from .siteproc import run_sisock, site_up
 
 pytestmark = pytest.mark.integration
 
@@ -33,9 +31,7 @@ PWV_SPIKE_DOY = 2.25  # 2018-01-02T06:00, in a file with the 2018 naming quirk
 NODE_MAX_POINTS = 200
 
 
-def sisock(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sisock_core.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
+sisock = run_sisock
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +47,8 @@ def site(tmp_path_factory):
         f'[nodes.apex_weather]\nplugin = "apex"\ndata_dir = "{data}"\nmax_points = {NODE_MAX_POINTS}\n\n'
         f'[nodes.ucsc_radiometer]\nplugin = "radiometer"\ndata_dir = "{data}"\n'
     )
-    path = write_site(tmp / "nodes.toml", state_dir=tmp / "state", tls_port=free_port(),
-                      ocs_port=free_port(), nodes=nodes)
-    proc = SisockProcess(["up", str(path)], tmp / "up.log")
-    try:
-        proc.wait_ready("site", timeout=120)
-        yield path, proc
-    finally:
-        rc = proc.stop()
-        print(proc.log_tail(40))
-        assert rc == 0, f"sisock up exited with {rc}"
+    with site_up(tmp, nodes) as running:
+        yield running
 
 
 def test_cli_lists_both_nodes_and_their_fields(site):

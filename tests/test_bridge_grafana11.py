@@ -342,7 +342,7 @@ def _validate(doc: dict, schema: dict, value: Any) -> list[str]:
 
 def grafana_routes(api: GrafanaAPI) -> set[tuple[str, str]]:
     """The Grafana routes the app serves (other bridge modules add their own)."""
-    return {("post", p) for p in api._post} | {("get", "/"), ("get", "/openapi.json")}
+    return {(method.lower(), path) for method, path in api.routes() if not path.startswith("/api/")}
 
 
 @pytest_twisted.ensureDeferred

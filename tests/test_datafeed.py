@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import pytest
-from twisted.logger import formatEvent, globalLogPublisher
 
 from sisock_core.config import ConfigError, load_config_text
 from sisock_core.testing import start_node
@@ -193,18 +192,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def log_lines():
-    lines: list[str] = []
-
-    def observer(event):
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observer)
-    yield lines
-    globalLogPublisher.removeObserver(observer)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from sisock_core.config import load_config
 from sisock_core.wamp import node_uri
 from sisock_plugins.sensors.readers import NoReadings, read_hwmon
 
-from .siteproc import SisockProcess, free_port, wait_until, write_site
+from .siteproc import site_up, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,16 +51,8 @@ plugin = "sensors"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
-    path = write_site(tmp / "nodes.toml", state_dir=tmp / "state", tls_port=free_port(),
-                      ocs_port=free_port(), nodes=NODES)
-    proc = SisockProcess(["up", str(path)], tmp / "up.log")
-    try:
-        proc.wait_ready("site", timeout=120)
+    with site_up(tmp, NODES, log_tail=30) as (path, proc):
         yield load_config(path), proc
-    finally:
-        rc = proc.stop()
-        print(proc.log_tail(30))
-        assert rc == 0, f"sisock up exited with {rc}"
 
 
 class FakeAgent:

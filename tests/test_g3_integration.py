@@ -9,13 +9,11 @@ child) on free loopback ports over a generated three-hour archive, queried with 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from .g3gen import Aggregator, agent_status, lakeshore, value, write_archive
-from .siteproc import SisockProcess, free_port, wait_until, write_site
+from .siteproc import run_sisock, site_up, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +22,7 @@ LS = "observatory.LSA22YE.feeds.temperatures"
 HWP = "observatory.hwp.feeds.status"
 
 
-def sisock(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sisock_core.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
+sisock = run_sisock
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +32,8 @@ def site(tmp_path_factory):
     write_archive(data, T0, 3, providers=[lakeshore(4), agent_status()])
     nodes = (f'[nodes.g3_reader]\nplugin = "g3"\ndata_dir = "{data}"\nmax_points = 100\n'
              f'debounce = 0.5\n')
-    path = write_site(tmp / "nodes.toml", state_dir=tmp / "state", tls_port=free_port(),
-                      ocs_port=free_port(), nodes=nodes)
-    proc = SisockProcess(["up", str(path)], tmp / "up.log")
-    try:
-        proc.wait_ready("site", timeout=120)
+    with site_up(tmp, nodes) as (path, proc):
         yield path, proc, data
-    finally:
-        rc = proc.stop()
-        print(proc.log_tail(40))
-        assert rc == 0, f"sisock up exited with {rc}"
 
 
 def fields(path) -> dict:

@@ -18,7 +18,6 @@ from sisock_plugins.g3.live import LiveNames
 from sisock_plugins.g3.scanner import Scanner
 
 from .g3gen import Aggregator, Provider, lakeshore, value
-from .test_datafeed import log_lines  # noqa: F401  (a fixture: the log lines of the test)
 
 T0 = 1_700_000_000.0
 LS = "observatory.LSA22YE.feeds.temperatures"

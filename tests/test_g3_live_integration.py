@@ -25,7 +25,7 @@ from sisock_core.config import load_config
 from sisock_core.wamp import node_uri
 
 from .g3gen import Aggregator, lakeshore, value
-from .siteproc import SisockProcess, free_port, wait_until, write_site
+from .siteproc import site_up, wait_until
 from .test_datafeed_integration import FakeAgent
 
 pytestmark = pytest.mark.integration
@@ -43,17 +43,9 @@ def site(tmp_path_factory):
     data.mkdir()
     nodes = (f'[nodes.g3_reader]\nplugin = "g3"\ndata_dir = "{data}"\nlive = true\n'
              'debounce = 0.2\nscan_interval = 3600\n')
-    path = write_site(tmp / "nodes.toml", state_dir=tmp / "state", tls_port=free_port(),
-                      ocs_port=free_port(), nodes=nodes)
-    proc = SisockProcess(["up", str(path)], tmp / "up.log")
-    try:
-        proc.wait_ready("site", timeout=120)
+    with site_up(tmp, nodes, log_tail=60) as (path, proc):
         wait_until(lambda: "scanner is ready" in proc.log_text(), timeout=60, what="the scanner's first pass")
         yield load_config(path), proc, data
-    finally:
-        rc = proc.stop()
-        print(proc.log_tail(60))
-        assert rc == 0, f"sisock up exited with {rc}"
 
 
 class Agent(FakeAgent):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sisock_core.config import load_config
-from sisock_core.preflight import startup_problems
+from sisock_core.startup_checks import startup_problems
 
 from .siteproc import free_ports
 
@@ -86,3 +86,16 @@ def test_secrets_file_readable_by_others(tmp_path):
     problems = startup_problems(load_config(path, env={}), env={})
     assert [p.component for p in problems] == ["router"]
     assert "chmod 600" in problems[0].reason
+
+
+def test_router_here_without_crossbar_says_what_to_install(tmp_path, monkeypatch):
+    # a `pip install sisock` without the router extra: crossbar cannot be imported
+    monkeypatch.setitem(sys.modules, "crossbar", None)
+    path = _site(tmp_path)
+    problems = startup_problems(load_config(path, env=STRONG), env=STRONG)
+    assert [str(p) for p in problems] == [
+        "cannot start the router: crossbar is not installed here: pip install 'sisock[router]' "
+        "(or set [router] start = false and use a router elsewhere)"]
+    elsewhere = _site(tmp_path, "start = false\n")  # a client machine needs no crossbar
+    assert not [p for p in startup_problems(load_config(elsewhere, env=STRONG), env=STRONG)
+                if "crossbar" in p.reason]

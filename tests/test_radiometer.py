@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from twisted.logger import Logger, formatEvent
 
 from sisock_core.config import load_config_text
 from sisock_core.engine import NodeEngine
@@ -31,23 +30,14 @@ from .archive_generators import (
     write_pwv_archive,
     write_pwv_day,
 )
+from .logcapture import capture_log
 
 NOW = utc("2019-01-01T00:00")
 
 
 @pytest.fixture
 def logged(monkeypatch):
-    events: list[dict] = []
-    monkeypatch.setattr(plugin, "log", Logger(namespace="test", observer=events.append))
-
-    class Messages:
-        def text(self) -> str:
-            return "\n".join(formatEvent(e) for e in events)
-
-        def clear(self) -> None:
-            events.clear()
-
-    return Messages()
+    return capture_log(monkeypatch, plugin)
 
 
 def start(data_dir, **options):

@@ -16,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from twisted.logger import formatEvent, globalLogPublisher
 
 from sisock_core.livecache import LiveCache
 from sisock_core.testing import start_node
@@ -194,18 +193,6 @@ def test_chain_falls_back_to_hwmon_then_explains_when_nothing_works(tmp_path):
 
 
 # -- the poller and the node -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def log_lines():
-    lines: list[str] = []
-
-    def observer(event):
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observer)
-    yield lines
-    globalLogPublisher.removeObserver(observer)
 
 
 def test_poller_publishes_one_sample_per_reading(tmp_path):

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 import pytest_twisted
@@ -22,7 +20,7 @@ from sisock_core.client import with_session
 from sisock_core.config import load_config
 from sisock_core.wamp import HUB_ADD, HUB_LIST, HUB_SUBTRACTED, node_uri
 
-from .siteproc import SisockProcess, free_port, pids_matching, wait_until, write_site
+from .siteproc import SisockProcess, free_port, pids_matching, run_sisock, site_up, wait_until, write_site
 
 pytestmark = pytest.mark.integration
 
@@ -60,18 +58,10 @@ def site(tmp_path_factory):
     """``sisock up`` with the router, hub and the example weather node, as under systemd
     (``NOTIFY_SOCKET``)."""
     tmp = tmp_path_factory.mktemp("site")
-    path = write_site(tmp / "nodes.toml", state_dir=tmp / "state", tls_port=free_port(),
-                      ocs_port=free_port())
     notify = NotifySocket(tmp / "notify")
-    proc = SisockProcess(["up", str(path)], tmp / "up.log", env={"NOTIFY_SOCKET": notify.path})
-    proc.notified = notify
-    try:
-        proc.wait_ready("site", timeout=120)
+    with site_up(tmp, env={"NOTIFY_SOCKET": notify.path}, log_tail=30) as (path, proc):
+        proc.notified = notify
         yield path, proc
-    finally:
-        rc = proc.stop()
-        print(proc.log_tail(30))
-        assert rc == 0, f"sisock up exited with {rc}"
 
 
 def test_start_up_log_one_line_per_event_nothing_at_warning_level(site):
@@ -96,9 +86,7 @@ def test_up_tells_systemd_it_is_ready_and_its_children_do_not(site):
     assert proc.notified.receive(timeout=0.5) is None  # (the children were ready before the site)
 
 
-def sisock(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sisock_core.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
+sisock = run_sisock
 
 
 def test_cli_lists_node_fields_and_data(site):

@@ -30,7 +30,7 @@ from twisted.logger import formatEvent
 from sisock_core import ports
 from sisock_core import router as R
 from sisock_core.sitelock import LOCK_NAME, SiteInUse, lock_state_dir
-from sisock_core.startup import EXIT_CANNOT_START
+from sisock_core.startup_checks import EXIT_CANNOT_START
 from sisock_core.supervisor import SupervisedChild
 from sisock_core.tls import ensure_site_certificate
 from sisock_core.testing import start_site

@@ -10,12 +10,13 @@ from pathlib import Path
 import attrs
 import numpy as np
 import pytest
-from twisted.logger import Logger, formatEvent
 
 from sisock_core.model import Field, NodeContext, PluginSpec
 from sisock_core.plugins import make_plugin_manager, plugin_spec
 from sisock_plugins.weather import plugin
 from sisock_plugins.weather.parser import FieldHeader, WeatherFileError, parse_file, parse_text
+
+from .logcapture import capture_log
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DIR = REPO / "sisock_plugins" / "weather" / "example_data"
@@ -53,17 +54,7 @@ def bump_mtime(path: Path, seconds: float = 10.0) -> None:
 @pytest.fixture
 def logged(monkeypatch):
     """Capture the plugin's log messages as formatted strings."""
-    events: list[dict] = []
-    monkeypatch.setattr(plugin, "log", Logger(namespace="test", observer=events.append))
-
-    class Messages:
-        def __iter__(self):
-            return iter(formatEvent(e) for e in events)
-
-        def text(self) -> str:
-            return "\n".join(self)
-
-    return Messages()
+    return capture_log(monkeypatch, plugin)
 
 
 def start_node(data_dir: str | os.PathLike | None = None):

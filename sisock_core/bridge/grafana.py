@@ -673,57 +673,48 @@ def series_from_answer(
     return Series(target, t=t, values=values, units=units, warnings=(warning,) if warning else ())
 
 
-def _meta(series: Series) -> dict | None:
-    """``meta.notices``: the series' error, then its warnings (None: none)."""
+def _labelled(item: dict[str, Any], series: Series) -> dict[str, Any]:
+    """``item`` with the query's ``refId`` and ``meta.notices`` (the series' error, then its
+    warnings), when there are any."""
+    if series.target.ref_id is not None:
+        item["refId"] = series.target.ref_id
     notices = [{"severity": "error", "text": series.error}] if series.error else []
     notices.extend({"severity": "warning", "text": w} for w in series.warnings)
-    return {"notices": notices} if notices else None
+    if notices:
+        item["meta"] = {"notices": notices}
+    return item
 
 
 def _epoch_ms(t: np.ndarray) -> np.ndarray:
     return np.asarray(t, dtype=np.float64) * 1000.0
 
 
+def _pairs(series: Series, *, time_first: bool) -> Any:
+    """``[value, epoch_ms]`` (or ``[epoch_ms, value]``) per sample: one (n, 2) numpy array
+    for numbers, lists for strings (rare, small)."""
+    ms = _epoch_ms(series.t)
+    if series.numeric:
+        out = np.empty((series.t.size, 2), dtype=np.float64)
+        out[:, 0 if time_first else 1] = ms
+        out[:, 1 if time_first else 0] = series.values
+        return out
+    values = [_plain(v) for v in series.values.tolist()]
+    return [[m, v] if time_first else [v, m] for m, v in zip(ms.tolist(), values)]
+
+
 def timeserie(series: Series) -> dict:
     """``{"target", "datapoints": [[value, epoch_ms], ...]}``; datapoints is one numpy array."""
-    item: dict[str, Any] = {"target": series.target.text}
-    if series.numeric:
-        pts = np.empty((series.t.size, 2), dtype=np.float64)
-        pts[:, 0] = series.values
-        pts[:, 1] = _epoch_ms(series.t)
-        item["datapoints"] = pts
-    else:  # strings: rare, small
-        item["datapoints"] = [[_plain(v), ms] for v, ms in zip(series.values.tolist(),
-                                                                 _epoch_ms(series.t).tolist())]
-    if series.target.ref_id is not None:
-        item["refId"] = series.target.ref_id
-    meta = _meta(series)
-    if meta:
-        item["meta"] = meta
-    return item
+    return _labelled({"target": series.target.text, "datapoints": _pairs(series, time_first=False)}, series)
 
 
 def table(series: Series) -> dict:
     """``{"type": "table", "columns": [Time, target], "rows": [[epoch_ms, value], ...]}``."""
     kind = "number" if series.numeric else "string"
-    item: dict[str, Any] = {
+    return _labelled({
         "type": "table",
         "columns": [{"text": "Time", "type": "time"}, {"text": series.target.text, "type": kind}],
-    }
-    if series.numeric:
-        rows = np.empty((series.t.size, 2), dtype=np.float64)
-        rows[:, 0] = _epoch_ms(series.t)
-        rows[:, 1] = series.values
-        item["rows"] = rows
-    else:
-        item["rows"] = [[ms, _plain(v)] for ms, v in zip(_epoch_ms(series.t).tolist(),
-                                                           series.values.tolist())]
-    if series.target.ref_id is not None:
-        item["refId"] = series.target.ref_id
-    meta = _meta(series)
-    if meta:
-        item["meta"] = meta
-    return item
+        "rows": _pairs(series, time_first=True),
+    }, series)
 
 
 def dataframe(series: Series) -> dict:
@@ -735,16 +726,10 @@ def dataframe(series: Series) -> dict:
     }
     if series.units:
         value_field["config"] = {"unit": series.units}
-    item: dict[str, Any] = {
+    return _labelled({
         "name": series.target.text,
         "fields": [{"name": "time", "type": "time", "values": _epoch_ms(series.t)}, value_field],
-    }
-    if series.target.ref_id is not None:
-        item["refId"] = series.target.ref_id
-    meta = _meta(series)
-    if meta:
-        item["meta"] = meta
-    return item
+    }, series)
 
 
 def _plain(v: Any) -> Any:

@@ -179,6 +179,13 @@ _NOTICES = {
     })},
 }
 
+
+def _series_answer(properties: dict) -> dict:
+    """The schema of one series of a ``/query`` answer: ``properties`` (all required) plus
+    the query's ``refId`` and the ``meta`` notices, both optional."""
+    return {"type": "object", "required": list(properties),
+            "properties": {**properties, "refId": {"type": "string"}, "meta": _NOTICES}}
+
 _TEXT_OR_TEXTS = {"anyOf": [{"type": "string"}, array({"type": "string"})]}
 
 add_schemas({
@@ -258,43 +265,25 @@ add_schemas({
         },
     },
     "Value": {"type": ["number", "string", "boolean", "null"]},
-    "TimeSerie": {
-        "type": "object",
-        "required": ["target", "datapoints"],
-        "properties": {
-            "target": {"type": "string"},
-            "refId": {"type": "string"},
-            "datapoints": array(array(ref("Value"), minItems=2, maxItems=2),
-                                description="[value, epoch ms]; NaN is null"),
-            "meta": _NOTICES,
-        },
-    },
-    "Table": {
-        "type": "object",
-        "required": ["type", "columns", "rows"],
-        "properties": {
-            "type": {"type": "string", "enum": ["table"]},
-            "refId": {"type": "string"},
-            "columns": array({"type": "object", "required": ["text", "type"],
-                              "properties": {"text": {"type": "string"}, "type": {"type": "string"}}}),
-            "rows": array(array(ref("Value"), minItems=2, maxItems=2)),
-            "meta": _NOTICES,
-        },
-    },
-    "DataFrame": {
-        "type": "object",
-        "required": ["name", "fields"],
-        "properties": {
-            "name": {"type": "string"},
-            "refId": {"type": "string"},
-            "fields": array({
-                "type": "object", "required": ["name", "values"],
-                "properties": {"name": {"type": "string"}, "type": {"type": "string"},
-                               "values": array(ref("Value")), "config": {"type": "object"}},
-            }, minItems=2, maxItems=2),
-            "meta": _NOTICES,
-        },
-    },
+    "TimeSerie": _series_answer({
+        "target": {"type": "string"},
+        "datapoints": array(array(ref("Value"), minItems=2, maxItems=2),
+                            description="[value, epoch ms]; NaN is null"),
+    }),
+    "Table": _series_answer({
+        "type": {"type": "string", "enum": ["table"]},
+        "columns": array({"type": "object", "required": ["text", "type"],
+                          "properties": {"text": {"type": "string"}, "type": {"type": "string"}}}),
+        "rows": array(array(ref("Value"), minItems=2, maxItems=2)),
+    }),
+    "DataFrame": _series_answer({
+        "name": {"type": "string"},
+        "fields": array({
+            "type": "object", "required": ["name", "values"],
+            "properties": {"name": {"type": "string"}, "type": {"type": "string"},
+                           "values": array(ref("Value")), "config": {"type": "object"}},
+        }, minItems=2, maxItems=2),
+    }),
     "QueryResponse": array({"anyOf": [ref("TimeSerie"), ref("Table"), ref("DataFrame")]}),
     "Health": {
         "type": "object",

@@ -20,7 +20,7 @@ import os
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import attrs
 from twisted.internet import defer
@@ -89,25 +89,6 @@ class WebRoutes:
         self.assets = find_assets()
         if self.assets is None:
             self.log.warn("quick-look page: {message}", message=missing_assets_message())
-        self.routes: dict[str, Callable[[Any], Awaitable[bytes]]] = {
-            "/api/fields": self.fields,
-            "/api/data": self.data,
-            "/api/live": self.live,
-        }
-
-    def handles(self, path: str, request: Any) -> bool:
-        """Whether this GET is one of ours (the page, a static file, an /api route)."""
-        if path == "/":
-            return wants_html(request)
-        return path in self.routes or path.startswith("/static/")
-
-    async def render(self, path: str, request: Any) -> bytes:
-        """Answer a GET/HEAD that :meth:`handles` accepted; raises BadRequest for a 400."""
-        if path == "/":
-            return self.page(request)
-        if path.startswith("/static/"):
-            return self.static(path[len("/static/"):], request)
-        return await self.routes[path](request)
 
     # -- the page --------------------------------------------------------------------
 

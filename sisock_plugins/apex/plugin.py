@@ -29,28 +29,27 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Sequence
 
 import attrs
 from twisted.logger import Logger
 
 from sisock_core import Field, PluginSpec, Timeline, hookimpl
 from sisock_core.model import NodeContext
+from sisock_core.nodestate import NodeObject
 from sisock_core.validators import non_negative
 from sisock_core.textarchive import (
     DirectoryWatch,
     ParsedFileCache,
     SpanIndex,
     concat_columns,
-    list_directory,
     resolve_data_subdir,
-    started_state,
 )
 from sisock_plugins.apex.parser import FIELDS, TARGETS, parse_target_file, parse_target_name
 
 log = Logger(namespace="sisock_plugins.apex")
 
-STATE_KEY = "apex"
+ARCHIVE = NodeObject("apex", "apex")
 
 
 @attrs.frozen
@@ -82,24 +81,10 @@ def node_start(node: NodeContext) -> None:
     options = node.options if node.options is not None else Options()
     archive = ApexArchive(resolve_targets_dir(options.data_dir), int(options.cache_mb * 2**20))
     archive.refresh()
-    node.state[STATE_KEY] = archive
+    ARCHIVE.put(node, archive)
 
 
-@hookimpl
-def node_stop(node: NodeContext) -> None:
-    node.state.pop(STATE_KEY, None)
-
-
-@hookimpl
-def list_fields(node: NodeContext, start: float, end: float) -> Iterable[Field]:
-    return _archive(node).list_fields(start, end)
-
-
-@hookimpl
-def read_range(
-    node: NodeContext, fields: Sequence[str], start: float, end: float
-) -> Mapping[str, Timeline]:
-    return _archive(node).read_range(fields, start, end)
+node_stop, list_fields, read_range = ARCHIVE.hooks()
 
 
 # -- implementation -------------------------------------------------------------
@@ -110,10 +95,6 @@ def resolve_targets_dir(data_dir: str) -> Path:
     return resolve_data_subdir(
         "apex", data_dir, TARGETS, f"the archive in {TARGETS}/<prefix>_<field>_<start>_<end>.dat"
     )
-
-
-def _archive(node: NodeContext) -> "ApexArchive":
-    return started_state("apex", node, STATE_KEY)
 
 
 def field_info(name: str) -> Field:
@@ -142,7 +123,6 @@ class ApexArchive:
         self.cache: ParsedFileCache = ParsedFileCache(cache_bytes)
         self._lock = threading.Lock()
         self._index: dict[str, SpanIndex] = {}
-        self._list_error: str | None = None
         self._indexed: int | None = None
         self._ignored = 0
 
@@ -151,22 +131,9 @@ class ApexArchive:
     def refresh(self) -> None:
         """List the directory again if it changed (one ``stat`` when it did not)."""
         with self._lock:
-            try:
-                if not self.watch.needs_listing():
-                    return
-                mtime, names = list_directory(self.targets)
-            except OSError as exc:
-                if self._list_error != str(exc):
-                    self._list_error = str(exc)
-                    log.error(
-                        "cannot list {directory}: {error}; serving the files indexed before",
-                        directory=str(self.targets),
-                        error=str(exc),
-                    )
-                return
-            self._list_error = None
-            self.watch.listed(mtime)
-            self._index = self._build(names)
+            names = self.watch.new_listing(log)
+            if names is not None:
+                self._index = self._build(names)
 
     def _build(self, names: list[str]) -> dict[str, SpanIndex]:
         spans: dict[str, list[tuple[float, float, str]]] = {}

@@ -24,14 +24,13 @@ logged with the reason, and its valid blocks are kept.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from typing import Any, Callable
 
 import attrs
 from twisted.logger import Logger
 
 from sisock_core import PluginSpec, hookimpl
+from sisock_core.logs import RepeatedFailures
 from sisock_core.livecache import DEFAULT_BUFFER_TIME, DEFAULT_MAX_SAMPLES
 from sisock_core.model import NodeContext
 from sisock_core.validators import positive, positive_int
@@ -40,8 +39,6 @@ from sisock_plugins.datafeed.ocs import feed_topic, parse_event
 log = Logger(namespace="sisock_plugins.datafeed")
 
 STATE_KEY = "datafeed"
-#: Seconds between summaries of repeated problems (each distinct one is logged at once).
-PROBLEM_SUMMARY_INTERVAL = 60.0
 
 _URI_PART = re.compile(r"^[^\s.#]+$")
 
@@ -112,36 +109,6 @@ def node_stop(node: NodeContext) -> None:
     node.state.pop(STATE_KEY, None)
 
 
-class ProblemLog:
-    """Log each distinct problem once, then a count of repeats at most once a minute."""
-
-    def __init__(self, node: str, clock: Callable[[], float] = time.monotonic, max_kept: int = 1000) -> None:
-        self.node = node
-        self.clock = clock
-        self.max_kept = max_kept
-        self._seen: set[str] = set()
-        self._repeats = 0
-        self._last_summary = clock()
-        self._lock = threading.Lock()
-
-    def __call__(self, text: str) -> None:
-        with self._lock:
-            fresh = text not in self._seen
-            if fresh and len(self._seen) < self.max_kept:
-                self._seen.add(text)
-            else:
-                fresh = False
-                self._repeats += 1
-            summary = 0
-            if self._repeats and self.clock() - self._last_summary >= PROBLEM_SUMMARY_INTERVAL:
-                summary, self._repeats, self._last_summary = self._repeats, 0, self.clock()
-        if fresh:
-            log.warn("{node}: {problem} (repeats are counted, not logged)", node=self.node, problem=text)
-        if summary:
-            log.warn("{node}: {n} repeated problems with feed messages in the last minute or so",
-                     node=self.node, n=summary)
-
-
 class FeedConsumer:
     """Turns the feed's WAMP events into ``publish`` calls (runs on the reactor thread)."""
 
@@ -149,7 +116,7 @@ class FeedConsumer:
         self.node = node
         self.options = options
         self.publish = publish
-        self.problem = ProblemLog(node)
+        self.problem = RepeatedFailures.for_node(log, node)
         self.messages = 0
         self.samples = 0
         self._formats: set[str] = set()

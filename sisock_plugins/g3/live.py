@@ -29,8 +29,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from twisted.logger import Logger
 
+from sisock_core.logs import RepeatedFailures
 from sisock_plugins.datafeed.ocs import parse_event, split_event
-from sisock_plugins.datafeed.plugin import ProblemLog
 
 log = Logger(namespace="sisock_plugins.g3.live")
 
@@ -96,7 +96,7 @@ class FeedFollower:
         self.publish = publish
         self.address_root = address_root
         self.names = LiveNames()
-        self.problem = ProblemLog(node)
+        self.problem = RepeatedFailures.for_node(log, node)
         self._seen: dict[str, str] = {}  # topic -> "followed" / "ignored"
         self._sessions: dict[str, Any] = {}  # topic -> feed_data session_id
         self.messages = 0

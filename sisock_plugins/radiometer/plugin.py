@@ -29,28 +29,27 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Sequence
 
 import attrs
 from twisted.logger import Logger
 
 from sisock_core import Field, PluginSpec, Timeline, hookimpl
 from sisock_core.model import NodeContext
+from sisock_core.nodestate import NodeObject
 from sisock_core.validators import non_negative
 from sisock_core.textarchive import (
     DirectoryWatch,
     ParsedFileCache,
     SpanIndex,
     concat_columns,
-    list_directory,
     resolve_data_subdir,
-    started_state,
 )
 from sisock_plugins.radiometer.parser import DAY, PWV_DIR, day_start, parse_pwv_file, parse_pwv_name
 
 log = Logger(namespace="sisock_plugins.radiometer")
 
-STATE_KEY = "radiometer"
+ARCHIVE = NodeObject("radiometer", "radiometer")
 FIELD = "pwv"
 INTERVAL = 60.48
 
@@ -93,24 +92,10 @@ def node_start(node: NodeContext) -> None:
     options = node.options if node.options is not None else Options()
     archive = PwvArchive(resolve_pwv_dir(options.data_dir), int(options.cache_mb * 2**20))
     archive.refresh()
-    node.state[STATE_KEY] = archive
+    ARCHIVE.put(node, archive)
 
 
-@hookimpl
-def node_stop(node: NodeContext) -> None:
-    node.state.pop(STATE_KEY, None)
-
-
-@hookimpl
-def list_fields(node: NodeContext, start: float, end: float) -> Iterable[Field]:
-    return _archive(node).list_fields(start, end)
-
-
-@hookimpl
-def read_range(
-    node: NodeContext, fields: Sequence[str], start: float, end: float
-) -> Mapping[str, Timeline]:
-    return _archive(node).read_range(fields, start, end)
+node_stop, list_fields, read_range = ARCHIVE.hooks()
 
 
 # -- implementation -------------------------------------------------------------
@@ -124,10 +109,6 @@ def resolve_pwv_dir(data_dir: str) -> Path:
     )
 
 
-def _archive(node: NodeContext) -> "PwvArchive":
-    return started_state("radiometer", node, STATE_KEY)
-
-
 class PwvArchive:
     """The day index and parsed-file cache of one ``PWV/`` directory (thread-safe)."""
 
@@ -137,28 +118,14 @@ class PwvArchive:
         self.cache: ParsedFileCache = ParsedFileCache(cache_bytes)
         self._lock = threading.Lock()
         self._index = SpanIndex([])
-        self._list_error: str | None = None
         self._said: tuple | None = None
 
     def refresh(self) -> None:
         """List the directory again if it changed (one ``stat`` when it did not)."""
         with self._lock:
-            try:
-                if not self.watch.needs_listing():
-                    return
-                mtime, names = list_directory(self.directory)
-            except OSError as exc:
-                if self._list_error != str(exc):
-                    self._list_error = str(exc)
-                    log.error(
-                        "cannot list {directory}: {error}; serving the files indexed before",
-                        directory=str(self.directory),
-                        error=str(exc),
-                    )
-                return
-            self._list_error = None
-            self.watch.listed(mtime)
-            self._index = self._build(names)
+            names = self.watch.new_listing(log)
+            if names is not None:
+                self._index = self._build(names)
 
     def _build(self, names: list[str]) -> SpanIndex:
         days: dict[tuple[int, int], str] = {}

@@ -24,7 +24,7 @@ import importlib.resources
 import os
 import threading
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Sequence
 
 import attrs
 import numpy as np
@@ -32,6 +32,7 @@ from twisted.logger import Logger
 
 from sisock_core import Field, PluginSpec, Timeline, hookimpl
 from sisock_core.model import NodeContext
+from sisock_core.nodestate import NodeObject
 from sisock_plugins.weather.parser import ParsedFile, WeatherFileError, parse_file
 
 log = Logger(namespace="sisock_plugins.weather")
@@ -39,7 +40,7 @@ log = Logger(namespace="sisock_plugins.weather")
 #: Nominal intervals (s) of well-known timeline names, used when a file has < 2 samples.
 KNOWN_INTERVALS = {"secondly": 1.0, "minutely": 60.0, "hourly": 3600.0, "daily": 86400.0}
 
-STATE_KEY = "weather"
+STORE = NodeObject("weather", "weather")
 
 
 def example_data_dir() -> Path:
@@ -82,24 +83,10 @@ def node_start(node: NodeContext) -> None:
     directory = resolve_data_dir(options.data_dir)
     store = WeatherStore(directory)
     store.load()
-    node.state[STATE_KEY] = store
+    STORE.put(node, store)
 
 
-@hookimpl
-def node_stop(node: NodeContext) -> None:
-    node.state.pop(STATE_KEY, None)
-
-
-@hookimpl
-def list_fields(node: NodeContext, start: float, end: float) -> Iterable[Field]:
-    return _store(node).list_fields(start, end)
-
-
-@hookimpl
-def read_range(
-    node: NodeContext, fields: Sequence[str], start: float, end: float
-) -> Mapping[str, Timeline]:
-    return _store(node).read_range(fields, start, end)
+node_stop, list_fields, read_range = STORE.hooks()
 
 
 # -- implementation -------------------------------------------------------------
@@ -118,13 +105,6 @@ def resolve_data_dir(data_dir: str | None) -> Path:
             "(expected one <field>.dat file per field)"
         )
     return directory
-
-
-def _store(node: NodeContext) -> "WeatherStore":
-    try:
-        return node.state[STATE_KEY]
-    except KeyError:
-        raise RuntimeError(f"weather: node {node.name!r} was not started (node_start not called)") from None
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int]:

@@ -74,7 +74,7 @@ def test_openapi_document_describes_every_route(bridge):
 
     assert doc["openapi"].startswith("3.1")
     app = GrafanaAPI(None, site.cfg)
-    served = set(app._post) | {"/", "/openapi.json"} | set(app.web.routes)
+    served = {path for _method, path in app.routes()}
     assert set(doc["paths"]) == served
     for name, schema in doc["components"]["schemas"].items():
         jsonschema.Draft202012Validator.check_schema(schema)
@@ -173,9 +173,14 @@ def _doc_strategies(doc: dict) -> st.SearchStrategy:
 # -- schema-valid bodies ---------------------------------------------------------------------------
 
 
-@settings(max_examples=250, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+def _fuzz(examples: int) -> Any:
+    """Hypothesis settings of these tests: ``examples`` bodies, reproducible, no deadline."""
+    return settings(max_examples=examples, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+
+
+@_fuzz(250)
 @given(data=st.data())
 def test_schema_valid_bodies_get_200_matching_the_document(bridge, data):
     site, doc, _, _ = bridge
@@ -230,9 +235,7 @@ def _encode(body: Any) -> bytes:
     return json.dumps(body, allow_nan=True).encode()
 
 
-@settings(max_examples=400, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@_fuzz(400)
 @given(data=st.data())
 def test_broken_bodies_get_a_clear_4xx_or_200(bridge, data):
     site, doc, _, _ = bridge
