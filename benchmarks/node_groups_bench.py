@@ -23,9 +23,10 @@ once), and the latency of the calls (p50, p95, max), then the ratios and the iss
 On the 2-core development machine (shared with other work), four runs (4.5 minutes each
 with the defaults): process per node 50 node processes, 3820-3870 MiB RSS (~2350 MiB PSS),
 the site 4250-4305 MiB, up in 20-66 s; grouped 1 node process, 88-89 MiB RSS (62 MiB PSS),
-the site ~520 MiB, up in 6-13 s. get_data p95 grouped / per node: 17.4 / 16.5 ms (1.05x)
-12.2 / 10.2 ms (1.20x) and 12.0 / 11.5 ms (1.04x) with the defaults; 33.4 / 36.2 ms (0.92x) with 6 clients asking
-back to back (``--interval 0 --clients 6``: 344 vs 316 calls/s). Every answer had data.
+the site ~520 MiB, up in 6-13 s. get_data p95 grouped / per node, with the defaults:
+17.4 / 16.5 ms (1.05x), 12.2 / 10.2 ms (1.20x), 12.0 / 11.5 ms (1.04x); with 6 clients
+asking back to back (``--interval 0 --clients 6``): 33.4 / 36.2 ms (0.92x), 344 vs 316
+calls/s. Every answer had data.
 """
 
 from __future__ import annotations
