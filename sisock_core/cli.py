@@ -1,6 +1,7 @@
 """The ``sisock`` command line.
 
-``sisock up`` runs a whole site (router, hub, every node in its own process);
+``sisock up`` runs a whole site (router, hub, the data nodes: by default one process per
+plugin, see :mod:`sisock_core.nodegroups`);
 ``sisock check`` validates a site file; ``sisock nodes``, ``fields`` and ``get``
 query a running site. ``hub``, ``node``, ``http`` and ``router`` run one component alone.
 Plugins add their own commands (hook ``plugin_commands``); they are imported only when
@@ -327,31 +328,57 @@ def cmd_hub(args: argparse.Namespace) -> None:
 
 
 def cmd_node(args: argparse.Namespace) -> None:
-    from twisted.logger import Logger
-
-    from sisock_core.datanode import DataNodeServer
     from sisock_core.logs import announce_ready, setup_logging
+    from sisock_core.nodegroups import group_members, tables_in_group
+    from sisock_core.nodehost import EXIT_NO_NODE_STARTED, NodeHost
 
-    cfg = _load(args.config, [args.name])  # this node's plugin only
-    if args.name not in cfg.nodes:  # a name given by a plugin's environment variable
-        cfg = _load(args.config)
+    if args.group:  # the group's nodes' plugins only
+        cfg = _load(args.config, tables_in_group(_site_text(args.config), args.group))
+    else:
+        cfg = _load(args.config, [args.name])  # this node's plugin only
+        if args.name not in cfg.nodes:  # a name given by a plugin's environment variable
+            cfg = _load(args.config)
     setup_logging(cfg.log_level)
-    log = Logger(namespace="sisock.node")
-    node_cfg = cfg.nodes.get(args.name)
-    if node_cfg is None:
-        _fail(f"no node named {args.name!r} in {cfg.path} (nodes: {', '.join(cfg.nodes) or 'none'})")
-    server = DataNodeServer(cfg, node_cfg, on_ready=lambda: announce_ready(f"node {args.name}"))
-    try:
-        server.start_plugin()
-    except Exception as exc:
-        log.critical("node {name} cannot start: {error}", name=args.name, error=f"{type(exc).__name__}: {exc}")
-        raise SystemExit(3)
+    if args.group:
+        names = group_members(cfg, args.group)
+        if args.name or not names:
+            _fail(f"--group {args.group}: " + ("give a node name or a group, not both" if args.name else
+                                               f"no enabled node of {cfg.path} is in that group"))
+    elif args.name and args.name in cfg.nodes:
+        names = [args.name]
+    else:
+        _fail(f"no node named {args.name!r} in {cfg.path} (nodes: {', '.join(cfg.nodes) or 'none'})"
+              if args.name else "give a node name or --group")
+    title = _node_component(args)
+    host = NodeHost(cfg, names, title=title, on_ready=lambda: announce_ready(title))
+    if not host.start_plugins():
+        raise SystemExit(EXIT_NO_NODE_STARTED)
 
     async def main(reactor: Any) -> None:
         _exit_when_stdin_closes(reactor, args)
-        await _unless_refused("node", args, server.start())
+        await _unless_refused("node", args, host.start(reactor))
 
     _run_reactor(main)
+
+
+def _site_text(arg: str | None) -> str:
+    """The site file's text ("" if unreadable: loading it says why)."""
+    from pathlib import Path
+
+    from sisock_core.config import DEFAULT_SITE_TOML
+
+    path = _config_path(arg)
+    if path is None:
+        return DEFAULT_SITE_TOML
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _node_component(args: argparse.Namespace) -> str:
+    """``node <name>`` or ``group <group>``: what a node process is called in logs."""
+    return f"group {args.group}" if args.group else f"node {args.name}"
 
 
 async def _unless_refused(command: str, args: argparse.Namespace, serving: Any) -> None:
@@ -516,8 +543,9 @@ def build_parser(plugin_commands: Mapping[str, tuple[str, Any]] | None = None,
     sp.description = (
         "Write systemd unit files for a site into the current directory (--output DIR for "
         "another): sisock.service running 'sisock up SITE_FILE', or with --per-component one "
-        "service per component (router, hub, http, each node, each plugin service) and sisock.target "
-        "grouping them. Services are Type=notify (ready when serving), restart on failure, run "
+        "service per component (router, hub, http, each node process: one node or a group, "
+        "each plugin service) and sisock.target grouping them. Services are Type=notify (ready "
+        "when serving), restart on failure, run "
         "as a dedicated user and are hardened; see docs/operating.md. Install them with: "
         "cp sisock*.service sisock.target /etc/systemd/system/ && systemctl daemon-reload && "
         "systemctl enable --now sisock.service (or sisock.target)."
@@ -577,8 +605,12 @@ def build_parser(plugin_commands: Mapping[str, tuple[str, Any]] | None = None,
     sp.add_argument("--listen", help="interface to listen on (default: http.listen, 127.0.0.1)")
     sp.add_argument("--port", type=int, help="TCP port (default: http.port or $PORT, 5000)")
     sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
-    sp = add("node", "run one data node of the site file", cmd_node)
-    sp.add_argument("name", help="the node's name ([nodes.<name>] in the site file)")
+    sp = add("node", "run one data node of the site file, or every node of a group in one process",
+             cmd_node)
+    sp.add_argument("name", nargs="?", help="the node's name ([nodes.<name>] in the site file)")
+    sp.add_argument("--group", metavar="GROUP",
+                    help="run every enabled node of this group instead (the nodes' `process` key; "
+                         "by default the nodes of one plugin form the group named after it)")
     sp.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
 
     for name, (plugin, command) in (plugin_commands or {}).items():
@@ -612,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for problem in problems:
                 sys.stderr.write(f"sisock: {problem}\n")
     args = parser.parse_args(argv)
-    component = args.command if args.command != "node" else f"node {args.name}"
+    component = args.command if args.command != "node" else _node_component(args)
     try:
         configure(component, getattr(args, "log_format", None), supervised=getattr(args, "supervised", False))
     except ValueError as exc:  # a bad $SISOCK_LOG_FORMAT

@@ -49,7 +49,7 @@ from sisock_core.engine import (
     PluginFailure,
     RequestError,
 )
-from sisock_core.logs import RepeatedFailures
+from sisock_core.logs import RepeatedFailures, current_node
 from sisock_core.livecache import (
     DEFAULT_BUFFER_TIME,
     DEFAULT_MAX_SAMPLES,
@@ -140,6 +140,11 @@ class LiveFeed:
         #: ``screen(timeline, t, data) -> (t, data, [(key, message)])`` applied before the
         #: cache (assembling nodes: :meth:`sisock_core.assembly.Seam.screen`).
         self.screen: Callable[..., Any] | None = None
+
+    @property
+    def log_node(self) -> str:
+        """The node its log lines are about (:func:`sisock_core.logs.current_node`)."""
+        return self.name
 
     def publish(self, timeline: str, t: Any, data: Mapping[str, Any], *,
                 units: Mapping[str, str | None] | None = None,
@@ -262,6 +267,10 @@ class _WampSubscription:
         self.subscription: Any = None
         self.cancelled = False
 
+    @property
+    def log_node(self) -> str:
+        return self.node
+
     def options(self) -> Any:
         """autobahn SubscribeOptions (None for an exact topic)."""
         if self.match == "exact":
@@ -274,10 +283,13 @@ class _WampSubscription:
         if self.match != "exact":
             details = kwargs.pop("details", None)
             kwargs["topic"] = getattr(details, "topic", None) or self.topic
+        token = current_node.set(self.node)
         try:
             self.handler(*args, **kwargs)
         except Exception:
             self.log.failure("{node}: the plugin's handler of {topic} failed", node=self.node, topic=self.topic)
+        finally:
+            current_node.reset(token)
 
 
 class _Run:
@@ -353,7 +365,7 @@ class DataNodeServer:
         self._announced = False
         self._stop_called = False
         self.component: Any = None
-        self._failures = RepeatedFailures()
+        self._failures = RepeatedFailures(fields={"node": self.name})
         #: The core's summarizer, for archive plugins that do not write their own summaries.
         self.summarizer: Summarizer | None = None
         self._summary_loop: LoopingCall | None = None
@@ -364,6 +376,11 @@ class DataNodeServer:
                                                  session_factory=wamp.quiet_session_factory())
             self.component.on("join", self._on_join)
             self.component.on("leave", self._on_leave)
+
+    @property
+    def log_node(self) -> str:
+        """The node its log lines are about (:func:`sisock_core.logs.current_node`)."""
+        return self.name
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -650,15 +667,17 @@ class DataNodeServer:
 
         return outer.addErrback(translate)
 
-    @staticmethod
-    def _in_scope(token: cancel.CancelToken, heavy: bool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _in_scope(self, token: cancel.CancelToken, heavy: bool, fn: Callable[..., Any], *args: Any,
+                  **kwargs: Any) -> Any:
         if heavy:
             lanes.lower_thread_priority()
+        node = current_node.set(self.name)  # the plugin's log lines name the node
         try:
             with cancel.scope(token):
                 token.check()  # abandoned while queued: never start
                 return fn(*args, **kwargs)
         finally:
+            current_node.reset(node)
             if heavy:  # hundreds of MB were freed: give them back (RSS does not stay at the peak)
                 heap.trim()
 

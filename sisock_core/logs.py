@@ -21,6 +21,7 @@ import re
 import sys
 import threading
 import time
+from contextvars import ContextVar
 from typing import IO, Any, Callable, Mapping
 
 import attrs
@@ -58,6 +59,11 @@ ENV_FORMAT = "SISOCK_LOG_FORMAT"
 COMPONENT_KEY = "sisock_component"
 #: JSON keys of every line; named fields of the event follow (one that collides gets a ``_``).
 JSON_KEYS = ("time", "level", "component", "namespace", "message", "traceback")
+
+#: The data node the running code works for: a process hosting several nodes sets it around
+#: each node's work (:mod:`sisock_core.nodehost`), and an event without a ``node`` field gets
+#: it (so does one logged by an object with a ``log_node`` attribute, a node's server).
+current_node: ContextVar[str | None] = ContextVar("sisock_current_node", default=None)
 
 #: What this process is (set from the command line by :func:`configure`).
 _process = {"component": "sisock", "format": "text"}
@@ -101,6 +107,9 @@ def format_text(event: dict) -> str | None:
         text = f"{text}\n{tb.rstrip()}" if text else tb.rstrip()
     text = text.replace("\n", "\n\t")
     component = event.get(COMPONENT_KEY) or _process["component"]
+    node = event.get("node")
+    if isinstance(node, str) and component.startswith("group "):  # which of the group's nodes
+        component = f"{component}/{node}"
     namespace = event.get("log_namespace", "-")
     return f"{format_time(event.get('log_time') or time.time())} [{component}] [{namespace}#{_level(event)}] {text}\n"
 
@@ -187,6 +196,15 @@ def _quiet_connection_attempts(event: dict) -> PredicateResult:
     return PredicateResult.maybe
 
 
+def _node_field(event: dict) -> PredicateResult:
+    """Name the node an event is about (``node``), when the event does not already."""
+    if "node" not in event:
+        node = current_node.get() or getattr(event.get("log_source"), "log_node", None)
+        if node:
+            event["node"] = node
+    return PredicateResult.maybe
+
+
 def setup_logging(level: str = "info", stream: IO[str] | None = None, fmt: str | None = None) -> None:
     """Send twisted.logger events at ``level`` and above to ``stream`` (stderr), one line each,
     in this process's format (:func:`configure`; ``fmt`` overrides it)."""
@@ -200,7 +218,7 @@ def setup_logging(level: str = "info", stream: IO[str] | None = None, fmt: str |
     else:
         formatter = format_journal if to_journal(stream) else format_text
     observer = FilteringLogObserver(_Writer(stream, formatter),
-                                    [_quiet_connection_attempts, predicate])
+                                    [_quiet_connection_attempts, _node_field, predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)
 
 

@@ -1,8 +1,11 @@
 """``sisock up``: start a site's router, hub and nodes, and keep them running.
 
 Order: the router (if ``router.start``), then the hub (if ``hub.start``), then
-the Grafana HTTP bridge (if ``http.start``) and every enabled node, each in its
-own process so one crashing node cannot take the others down. Each waits for the one before it to be ready instead of sleeping.
+the Grafana HTTP bridge (if ``http.start``) and the enabled nodes: by default the nodes of
+one plugin share a process, a node with ``process = "own"`` has one of its own and nodes
+naming a group share that group's (:mod:`sisock_core.nodegroups`); a node process crashing
+takes down only the nodes it serves, and is restarted with backoff. Each waits for the
+one before it to be ready instead of sleeping.
 SIGINT/SIGTERM stops nodes first, then the hub, then the router.
 A component that cannot start for a reason a restart does not fix (see
 :mod:`sisock_core.startup_checks`) is not restarted: the router or the hub stops the whole site
@@ -21,6 +24,7 @@ from twisted.logger import Logger
 
 from sisock_core.config import SiteConfig
 from sisock_core.logs import announce_ready
+from sisock_core.nodegroups import node_processes
 from sisock_core.ports import http_listeners
 from sisock_core.startup_checks import EXIT_BAD_CONFIG, EXIT_CANNOT_START
 from sisock_core.supervisor import SupervisedChild
@@ -228,10 +232,12 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
         child.start()
         return child
 
+    node_children: list[SupervisedChild] = []
+
     async def shutdown() -> None:
         log.info("stopping the site")
-        nodes = [c for c in children if c.name.startswith("node ")]
-        others = [c for c in children if not c.name.startswith("node ")]
+        nodes = list(node_children)
+        others = [c for c in children if c not in node_children]
         await defer.DeferredList([c.stop() for c in nodes])
         await defer.DeferredList([c.stop() for c in others])
         if router is not None:
@@ -266,8 +272,9 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
     http = supervised("http", ["http"], http_listeners(cfg)) if cfg.http.start else None
 
     nodes = [n for n in cfg.nodes.values() if n.enabled]
-    for n in nodes:
-        supervised(f"node {n.name}", ["node", n.name])
+    processes = node_processes(nodes)
+    for p in processes:
+        node_children.append(supervised(p.name, p.args))
 
     from sisock_core.plugins import plugin_services
 
@@ -281,12 +288,12 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
         if service.ready_timeout is not None:  # (None: ready whenever it is, e.g. after a long first pass)
             service_waits.append((child, _ready_within(child, service.ready_timeout, reactor)))
 
-    waits = [_ready_within(c, NODE_READY_TIMEOUT, reactor) for c in children if c.name.startswith("node ")]
+    waits = [_ready_within(c, NODE_READY_TIMEOUT, reactor) for c in node_children]
     results = await defer.gatherResults(waits)
-    ready = sum(1 for ok in results if ok)
-    log.info("site up: {ready} of {total} nodes serving", ready=ready, total=len(nodes))
-    late = [c.name for c in children
-            if c.name.startswith("node ") and not c.ready.called and not c.gave_up.called]
+    ready = sum(len(p.nodes) for p, ok in zip(processes, results) if ok)
+    log.info("site up: {ready} of {total} nodes serving; node processes: {n}", ready=ready,
+             total=len(nodes), n=len(processes))
+    late = [c.name for c in node_children if not c.ready.called and not c.gave_up.called]
     if late:
         log.warn("not ready yet (still retrying): {late}", late=", ".join(late))
     if http is not None and not await _ready_within(http, HTTP_READY_TIMEOUT, reactor) \

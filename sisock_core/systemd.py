@@ -5,10 +5,11 @@ Two layouts:
 - one service, ``sisock.service``, running ``sisock up SITE`` (small sites: ``sisock up``
   supervises the router, hub, bridge, nodes and plugins' services itself);
 - ``--per-component``: ``sisock-router.service``, ``sisock-hub.service``,
-  ``sisock-http.service``, ``sisock-node-<name>.service`` per enabled node and
-  ``sisock-<service>.service`` per service the nodes' plugins declare (hook
-  ``plugin_services``), grouped by ``sisock.target``, so each is started, stopped,
-  restarted and logged on its own (larger sites).
+  ``sisock-http.service``, one service per node process (``sisock-node-<name>.service``
+  for a process serving one node, ``sisock-group-<group>.service`` for a group of nodes:
+  :mod:`sisock_core.nodegroups`) and ``sisock-<service>.service`` per service the nodes'
+  plugins declare (hook ``plugin_services``), grouped by ``sisock.target``, so each is
+  started, stopped, restarted and logged on its own (larger sites).
 
 Every service is ``Type=notify``: sisock tells systemd it is ready (``READY=1`` on
 ``$NOTIFY_SOCKET``, :mod:`sisock_core.sdnotify`) when it serves, so units ordered after it
@@ -35,6 +36,7 @@ from typing import Sequence
 import attrs
 
 from sisock_core.config import EMBEDDED_SOURCE, SiteConfig
+from sisock_core.nodegroups import node_processes
 from sisock_core.plugins import plugin_services
 
 #: Seconds systemd waits for ``READY=1`` (sisock up waits up to 60 s for the router and the
@@ -187,9 +189,13 @@ def units(cfg: SiteConfig, opts: UnitOptions = UnitOptions()) -> dict[str, str]:
                                               ["http", *site], after=router + hub, part_of=target,
                                               start_timeout=COMPONENT_START_TIMEOUT, install=False)
     nodes = [n for n in cfg.nodes.values() if n.enabled]
-    for n in nodes:
-        out[f"sisock-node-{unit_name(n.name)}.service"] = _service(
-            cfg, opts, f"sisock data node {n.name} ({n.plugin})", ["node", n.name, *site],
+    for p in node_processes(nodes):
+        kind, name = p.name.split(" ", 1)
+        plugins = sorted({cfg.nodes[n].plugin for n in p.nodes})
+        what = (f"sisock data node {name}" if len(p.nodes) == 1 else
+                f"sisock data nodes of group {name}: {', '.join(p.nodes)}")
+        out[f"sisock-{kind}-{unit_name(name)}.service"] = _service(
+            cfg, opts, f"{what} ({', '.join(plugins)})", [*p.args, *site],
             after=router + hub, part_of=target, start_timeout=COMPONENT_START_TIMEOUT, install=False)
     services, problems = plugin_services(cfg)
     if problems:

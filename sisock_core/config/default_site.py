@@ -69,6 +69,8 @@ DEFAULT_SITE_TOML = """\
 #   description  default: the plugin's own description
 #   enabled      default: true
 #   max_points   cap on points returned per field; 0 or absent: no cap (env MAX_POINTS)
+#   process      the OS process serving it: absent, the one shared by the nodes of its
+#                plugin; "own", a process of its own; another name, that named group
 # Every other key is an option of the plugin.
 
 # Weather station archive, served from the example data bundled with the plugin.

@@ -292,6 +292,11 @@ class Loader(EnvOverrides):
         if isinstance(max_points, int) and not isinstance(max_points, bool) and max_points < 0:
             self.problem(path + ("max_points",), f"must be >= 0, got {max_points}")
             ok = False
+        process = table.get("process")
+        if isinstance(process, str) and not NODE_NAME_RE.match(process):
+            self.problem(path + ("process",), f'must be "own" or a group name (lowercase letters, digits '
+                                              f"and '_', starting with a letter), got {process!r}")
+            ok = False
         plugin_name = table.get("plugin")
         if not isinstance(plugin_name, str):
             return None  # reported above as missing or of the wrong type
@@ -310,6 +315,7 @@ class Loader(EnvOverrides):
             enabled=core.enabled,
             max_points=core.max_points or None,
             options=options,
+            process=core.process,
         )
 
     def _options(self, path: KeyPath, plugin: str, spec: PluginSpec, raw: dict[str, Any]) -> Any:

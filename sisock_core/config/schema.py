@@ -109,6 +109,9 @@ class NodeConfig:
     enabled: bool = True
     max_points: int | None = None  #: cap on points per field (env MAX_POINTS)
     options: Any = None  #: instance of the plugin's options class
+    #: the OS process serving it: ``None`` (the default: one per plugin), ``"own"`` or a group
+    #: name (see :mod:`sisock_core.nodegroups`)
+    process: str | None = None
 
 
 @attrs.frozen
@@ -132,6 +135,9 @@ class NodeCore:
     description: str | None = None  #: shown to consumers; default: the plugin's description
     enabled: bool = True  #: false: keep the table but do not run the node
     max_points: int | None = None  #: cap on points returned per field; 0 or absent: no cap (env MAX_POINTS)
+    #: the OS process serving it: absent, the one shared by the nodes of its plugin; "own", a
+    #: process of its own; another name (lowercase letters, digits, '_'), that group's process
+    process: str | None = None
 
 
 TOP_LEVEL_KEYS = ("state_dir", "log_level", "router", "hub", "http", "nodes")

@@ -1,8 +1,9 @@
 """Load: 20 dashboards x 16 targets refreshing every 5 s for 60 s, 51 data nodes, live OCS feeds.
 
 One ``sisock up`` with 50 datafeed nodes (``feed00``..``feed49``, each following one fake
-OCS agent) and the weather node ``apex_archive``: 51 node processes, each its own
-process as in production. 50 fake OCS agents (a child process, real WAMP publishers on
+OCS agent) and the weather node ``apex_archive``, in the default layout: the datafeed nodes
+share one process (their plugin's group), the weather node has its own
+(``benchmarks.node_groups_bench`` compares with a process per node). 50 fake OCS agents (a child process, real WAMP publishers on
 the OCS port) publish 16 channels at 1 Hz each for the whole test.
 
 Each dashboard has four panels of four targets (Grafana sends one ``/query`` per panel,
@@ -94,8 +95,7 @@ def loaded_site(tmp_path_factory):
     agents = None
     try:
         wait_http_ready(site.url)
-        node_pids = [one_pid(site.path, f"node feed{i:02d}") for i in range(N_FEEDS)]
-        node_pids.append(one_pid(site.path, "node apex_archive"))
+        node_pids = [one_pid(site.path, "node --group datafeed"), one_pid(site.path, "node apex_archive")]
         t1 = time.monotonic()
         agents = Agents(site.cfg.router.ocs_port, N_FEEDS, channels=CHANNELS, rate=1.0, prefix="agent",
                         log_path=tmp / "agents.log")
