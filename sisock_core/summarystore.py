@@ -263,7 +263,7 @@ class SummaryWriter:
                 continue
             todo.append((sid, source, seg, b))
             d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
-            t0, t1 = float(np.min(b.t_first)), float(np.max(b.t_last))
+            t0, t1 = float(b.t_first[0]), float(b.t_last[-1])  # buckets in time order
             spans.append((t0, t0, t1, t1, d0, d0, d1, d1, sid))
         if not todo:
             return
@@ -418,9 +418,7 @@ class SummaryStore:
         return b
 
     def _read(self, cur: Any, dirty: Mapping[int, tuple[float, float] | None], tier: int, start: float,
-              end: float, check: Callable[[], None] | None = None, cache: bool = True) -> dict[int, S.Buckets]:
-        """``cache=False``: rows are taken from the writer's memo or unpacked together,
-        bypassing the LRU (a rollup reads each row once)."""
+              end: float, check: Callable[[], None] | None = None) -> dict[int, S.Buckets]:
         w = S.TIERS[tier]
         ids = sorted(dirty)
         pieces: dict[int, list[S.Buckets]] = {sid: [] for sid in ids}
@@ -431,21 +429,8 @@ class SummaryStore:
                          "AND tier = ? AND t1 > ? AND t0 < ?"),
                 (*ids, int(w), start, end),
             )
-            if cache:
-                for sid, source, seg, blob in cur.fetchall():
-                    pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
-            else:
-                blobs: dict[int, list[bytes]] = {sid: [] for sid in ids}
-                memo = self.writer.memo
-                for sid, source, seg, blob in cur.fetchall():
-                    blob = bytes(blob)
-                    known = memo.take((int(sid), tier, source, int(seg)), blob) if memo is not None else None
-                    if known is not None:
-                        pieces[int(sid)].append(known)
-                    else:
-                        blobs[int(sid)].append(blob)
-                for sid, rows in blobs.items():
-                    pieces[sid].append(S.unpack_many(rows, w))
+            for sid, source, seg, blob in cur.fetchall():
+                pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
         out = {}
         for sid in ids:
             if check is not None:
@@ -495,7 +480,8 @@ class SummaryStore:
 
     def _rollup_group(self, cur: Any, group: Sequence[tuple[int, float, float, int]], *, batch: int) -> int:
         """Recompute the coarse tiers of the series ``(id, dirty from, dirty to, generation)``
-        (whose dirty ranges lie in the same first-tier segments); rows written."""
+        (whose dirty ranges lie in the same first-tier segments); rows written. Every
+        series of the group is rolled up together: a few numpy passes per tier."""
         ids = [g[0] for g in group]
         d0 = min(g[1] for g in group)
         d1 = max(g[2] for g in group)
@@ -508,20 +494,22 @@ class SummaryStore:
             s1 = math.floor(max(d0, d1 - 1e-6) / span)
             for first in range(s0, s1 + 1, batch):
                 last = min(s1 + 1, first + batch)
-                fine = self._read(cur, dict.fromkeys(ids), tier - 1, first * span, last * span, cache=False)
+                index, fine = self._read_rows(cur, ids, tier - 1, first * span, last * span)
                 cur.execute(
                     self.sql(f"DELETE FROM sisock_sum_rows WHERE series_id IN ({marks}) AND tier = ? AND seg >= ? "
                              "AND seg < ?"),
                     (*ids, int(w), first, last),
                 )
-                items = []
-                for sid, coarse in zip(ids, S.rollup_many([fine[sid] for sid in ids], S.TIERS[tier - 1], w)):
-                    if len(coarse):
-                        segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
-                        cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1
-                        items.extend((sid, "", int(segs[p[0]]), coarse.take(p))
-                                     for p in np.split(np.arange(len(coarse)), cuts))
-                if items:
+                index, coarse = S.rollup_banded(index, fine, S.TIERS[tier - 1], w)
+                keep = (coarse.k >= first * SEGMENT_BUCKETS) & (coarse.k < last * SEGMENT_BUCKETS)
+                if not keep.all():
+                    index, coarse = index[keep], coarse.take(keep)
+                if len(coarse):
+                    segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
+                    cuts = np.flatnonzero((segs[1:] != segs[:-1]) | (index[1:] != index[:-1])) + 1
+                    bounds = np.concatenate(([0], cuts, [len(coarse)])).tolist()
+                    items = [(ids[int(index[a])], "", int(segs[a]), coarse.take(slice(a, b)))
+                             for a, b in zip(bounds[:-1], bounds[1:])]
                     self.writer._write_rows(cur, self.writer._rows(tier, items))
                     rows += len(items)
         cur.executemany(
@@ -529,6 +517,37 @@ class SummaryStore:
             [(g[0], g[3]) for g in group],
         )
         return rows + len(group)
+
+    def _read_rows(self, cur: Any, ids: Sequence[int], tier: int, start: float, end: float
+                   ) -> tuple[np.ndarray, S.Buckets]:
+        """Every bucket of the rows of tier ``tier`` of the series ``ids`` overlapping
+        ``[start, end)``, unmerged: ``(position in ids, buckets)``. Rows this process
+        just wrote come from the writer's memo (not unpacked again)."""
+        w = S.TIERS[tier]
+        pos = {sid: i for i, sid in enumerate(ids)}
+        cur.execute(
+            self.sql(f"SELECT series_id, source, seg, data FROM sisock_sum_rows "
+                     f"WHERE series_id IN ({','.join('?' * len(ids))}) AND tier = ? AND t1 > ? AND t0 < ?"),
+            (*ids, int(w), start, end),
+        )
+        memo = self.writer.memo
+        known: list[S.Buckets] = []
+        known_at: list[int] = []
+        blobs: list[bytes] = []
+        blob_at: list[int] = []
+        for sid, source, seg, blob in cur.fetchall():
+            blob = bytes(blob)
+            b = memo.take((int(sid), tier, source, int(seg)), blob) if memo is not None else None
+            if b is not None:
+                known.append(b)
+                known_at.append(pos[int(sid)])
+            else:
+                blobs.append(blob)
+                blob_at.append(pos[int(sid)])
+        unpacked, sizes = S.unpack_many_sized(blobs, w)
+        index = np.concatenate((np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]),
+                                np.repeat(np.array(blob_at, dtype=np.int64), sizes)))
+        return index, S.concat(known + [unpacked])
 
     def drop_all(self) -> None:
         """Drop the store's tables (``--rebuild``)."""

@@ -248,12 +248,13 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
 
 def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
     """Base-tier summaries of the numeric samples collected per (description, block name)."""
-    from sisock_core.summaries import BASE_TIER, summarize_series
+    from sisock_core.summaries import BASE_TIER, summarize_timelines
 
     keys = []
-    series = []
+    timelines = []
     for (description, block_name), (ts, cols) in collected.items():
         t = _seconds(ts)
+        fields = {}
         for field, parts in cols.items():
             try:
                 y = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
@@ -261,9 +262,17 @@ def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
                 continue  # not one numeric vector in every block
             if y.size != t.size or y.dtype.kind not in "fiu":
                 continue  # the field is missing from some blocks of this name: not summarized
-            keys.append((f"{description}.{field}", f"{description}.{block_name}", y.dtype.kind))
-            series.append((t, y))
-    return [(*key, buckets) for key, buckets in zip(keys, summarize_series(series, BASE_TIER))]
+            fields[field] = y
+        if fields:
+            keys.append((description, block_name))
+            timelines.append((t, fields))
+    out = []
+    for (description, block_name), (_, fields), buckets in zip(
+            keys, timelines, summarize_timelines(timelines, BASE_TIER)):
+        timeline = f"{description}.{block_name}"
+        out.extend((f"{description}.{field}", timeline, fields[field].dtype.kind, buckets[field])
+                   for field in fields)
+    return out
 
 
 def _seconds(parts: list) -> np.ndarray:
