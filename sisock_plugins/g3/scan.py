@@ -247,60 +247,77 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
 
 
 def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
-    """Base-tier summaries of the numeric samples collected per (description, block name)."""
+    """Base-tier summaries of the numeric samples of the blocks collected per
+    (description, block name)."""
     from sisock_core.summaries import BASE_TIER, summarize_timelines
 
     keys = []
     timelines = []
-    for (description, block_name), (ts, cols) in collected.items():
-        t = _seconds(ts)
-        fields = {}
-        for field, parts in cols.items():
-            try:
-                y = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
-            except (TypeError, ValueError):
-                continue  # not one numeric vector in every block
-            if y.size != t.size or y.dtype.kind not in "fiu":
-                continue  # the field is missing from some blocks of this name: not summarized
-            fields[field] = y
-        if fields:
+    for (description, block_name), (fields, blocks) in collected.items():
+        t, cols = _decoded(blocks, [f for f, kind in fields if kind == "number"])
+        if cols:
             keys.append((description, block_name))
-            timelines.append((t, fields))
+            timelines.append((t, cols))
     out = []
-    for (description, block_name), (_, fields), buckets in zip(
+    for (description, block_name), (_, cols), buckets in zip(
             keys, timelines, summarize_timelines(timelines, BASE_TIER)):
         timeline = f"{description}.{block_name}"
-        out.extend((f"{description}.{field}", timeline, fields[field].dtype.kind, buckets[field])
-                   for field in fields)
+        out.extend((f"{description}.{field}", timeline, y.dtype.kind, buckets[field]) for field, y in cols.items())
     return out
 
 
-def _seconds(parts: list) -> np.ndarray:
-    """UNIX seconds of the times of blocks: ``G3VectorTime`` (ticks) or float seconds (v0)."""
-    if not any(isinstance(p, np.ndarray) for p in parts):
-        return np.concatenate(parts).astype(np.int64, copy=False) / _SECOND
-    return np.concatenate([p if isinstance(p, np.ndarray) else np.asarray(p, dtype=np.int64) / _SECOND
-                           for p in parts])
+def _decoded(blocks: list, numeric: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Times (UNIX seconds) and numeric fields of consecutive blocks of one name, joined.
+
+    Blocks with the same fields are joined by spt3g (a few C++ copies instead of one
+    numpy conversion per block and field); otherwise block by block, and a field
+    missing from some blocks, or not one numeric vector in all, is left out."""
+    if all(isinstance(b, core.G3TimesampleMap) for b in blocks):
+        try:
+            while len(blocks) > 1:  # pairwise, so each sample is copied log2(blocks) times
+                blocks = [blocks[i].concatenate(blocks[i + 1]) if i + 1 < len(blocks) else blocks[i]
+                          for i in range(0, len(blocks), 2)]
+        except ValueError:  # other fields or types in some blocks
+            pass
+        else:
+            m = blocks[0]
+            cols = {f: np.asarray(m[f]) for f in numeric}
+            return (np.asarray(m.times, dtype=np.int64) / _SECOND,
+                    {f: y for f, y in cols.items() if y.dtype.kind in "fiu"})
+    ts, acc = [], {f: [] for f in numeric}
+    for block in blocks:
+        if isinstance(block, core.G3TimesampleMap):
+            ts.append(np.asarray(block.times, dtype=np.int64) / _SECOND)
+            for f, parts in acc.items():
+                if parts is not None:
+                    acc[f] = parts + [np.asarray(block[f])] if f in block else None
+        else:  # IrregBlockDouble (v0)
+            ts.append(np.array(block.t, dtype=np.float64))
+            for f, parts in acc.items():
+                if parts is not None:
+                    acc[f] = parts + [np.array(block.data[f], dtype=np.float64)] if f in block.data else None
+    t = np.concatenate(ts)
+    cols = {}
+    for f, parts in acc.items():
+        if not parts:
+            continue
+        try:
+            y = np.concatenate(parts)
+        except (TypeError, ValueError):
+            continue  # not one numeric vector in every block
+        if y.size == t.size and y.dtype.kind in "fiu":
+            cols[f] = y
+    return t, cols
 
 
 def _collect(result: ScanResult, description: str, name: str, block: Any,
              fields: tuple[tuple[str, str], ...]) -> None:
-    """Keep the times and numeric vectors of one block for :func:`_summaries` (converted
-    to numpy there, a field at a time)."""
-    ts, acc = result.collected.setdefault((description, name), ([], {}))
-    if isinstance(block, core.G3TimesampleMap):
-        ts.append(block.times)
-        for (f, kind), values in zip(fields, block.values()):  # fields are in the block's key order
-            if kind == "number":
-                parts = acc.get(f)
-                if parts is None:
-                    acc[f] = [values]
-                else:
-                    parts.append(values)
-    else:  # IrregBlockDouble (v0)
-        ts.append(np.array(block.t, dtype=np.float64))
-        for f, _ in fields:
-            acc.setdefault(f, []).append(np.array(block.data[f], dtype=np.float64))
+    """Keep a block for :func:`_summaries` (the fields of its name's first block are summarized)."""
+    entry = result.collected.get((description, name))
+    if entry is None:
+        result.collected[(description, name)] = (fields, [block])
+    else:
+        entry[1].append(block)
 
 
 def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None:
