@@ -253,8 +253,8 @@ def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
 
     keys = []
     timelines = []
-    for (description, block_name), (fields, blocks) in collected.items():
-        t, cols = _decoded(blocks, [f for f, kind in fields if kind == "number"])
+    for (description, block_name), group in collected.items():
+        t, cols = group.decoded()
         if cols:
             keys.append((description, block_name))
             timelines.append((t, cols))
@@ -266,58 +266,63 @@ def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
     return out
 
 
-def _decoded(blocks: list, numeric: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Times (UNIX seconds) and numeric fields of consecutive blocks of one name, joined.
+class _Blocks:
+    """The blocks of one name in a file, kept for :func:`_summaries`."""
 
-    Blocks with the same fields are joined by spt3g (a few C++ copies instead of one
-    numpy conversion per block and field); otherwise block by block, and a field
-    missing from some blocks, or not one numeric vector in all, is left out."""
-    if all(isinstance(b, core.G3TimesampleMap) for b in blocks):
-        try:
-            while len(blocks) > 1:  # pairwise, so each sample is copied log2(blocks) times
-                blocks = [blocks[i].concatenate(blocks[i + 1]) if i + 1 < len(blocks) else blocks[i]
-                          for i in range(0, len(blocks), 2)]
-        except ValueError:  # other fields or types in some blocks
-            pass
-        else:
-            m = blocks[0]
-            cols = {f: np.asarray(m[f]) for f in numeric}
-            return (np.asarray(m.times, dtype=np.int64) / _SECOND,
-                    {f: y for f, y in cols.items() if y.dtype.kind in "fiu"})
-    ts, acc = [], {f: [] for f in numeric}
-    for block in blocks:
-        if isinstance(block, core.G3TimesampleMap):
-            ts.append(np.asarray(block.times, dtype=np.int64) / _SECOND)
+    __slots__ = ("fields", "blocks", "alike")
+
+    def __init__(self, fields: tuple[tuple[str, str], ...]) -> None:
+        self.fields = fields  #: the typed fields of the first block
+        self.blocks: list = []
+        self.alike = True  #: every block a G3TimesampleMap with the first one's fields
+
+    def add(self, block: Any, fields: tuple[tuple[str, str], ...]) -> None:
+        if self.alike and not (fields is self.fields or fields == self.fields) or \
+                not isinstance(block, core.G3TimesampleMap):
+            self.alike = False
+        self.blocks.append(block)
+
+    def decoded(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Times (UNIX seconds) and numeric fields of the blocks, joined. A field missing
+        from some blocks, or not one numeric vector in all, is left out."""
+        numeric = [(i, f) for i, (f, kind) in enumerate(self.fields) if kind == "number"]
+        if self.alike:  # values() are in the order of the fields: one call per block
+            t = np.concatenate([b.times for b in self.blocks]).astype(np.int64, copy=False) / _SECOND
+            values = [b.values() for b in self.blocks]
+            cols = {f: np.concatenate([v[i] for v in values]) for i, f in numeric}
+            return t, {f: y for f, y in cols.items() if y.dtype.kind in "fiu"}
+        ts, acc = [], {f: [] for _, f in numeric}
+        for block in self.blocks:
+            if isinstance(block, core.G3TimesampleMap):
+                ts.append(np.asarray(block.times, dtype=np.int64) / _SECOND)
+                data = block
+            else:  # IrregBlockDouble (v0)
+                ts.append(np.array(block.t, dtype=np.float64))
+                data = block.data
             for f, parts in acc.items():
                 if parts is not None:
-                    acc[f] = parts + [np.asarray(block[f])] if f in block else None
-        else:  # IrregBlockDouble (v0)
-            ts.append(np.array(block.t, dtype=np.float64))
-            for f, parts in acc.items():
-                if parts is not None:
-                    acc[f] = parts + [np.array(block.data[f], dtype=np.float64)] if f in block.data else None
-    t = np.concatenate(ts)
-    cols = {}
-    for f, parts in acc.items():
-        if not parts:
-            continue
-        try:
-            y = np.concatenate(parts)
-        except (TypeError, ValueError):
-            continue  # not one numeric vector in every block
-        if y.size == t.size and y.dtype.kind in "fiu":
-            cols[f] = y
-    return t, cols
+                    acc[f] = parts + [np.asarray(data[f])] if f in data else None
+        t = np.concatenate(ts)
+        cols = {}
+        for f, parts in acc.items():
+            if not parts:
+                continue
+            try:
+                y = np.concatenate(parts)
+            except (TypeError, ValueError):
+                continue  # not one numeric vector in every block
+            if y.size == t.size and y.dtype.kind in "fiu":
+                cols[f] = y
+        return t, cols
 
 
 def _collect(result: ScanResult, description: str, name: str, block: Any,
              fields: tuple[tuple[str, str], ...]) -> None:
-    """Keep a block for :func:`_summaries` (the fields of its name's first block are summarized)."""
-    entry = result.collected.get((description, name))
-    if entry is None:
-        result.collected[(description, name)] = (fields, [block])
-    else:
-        entry[1].append(block)
+    """Keep a block for :func:`_summaries`."""
+    group = result.collected.get((description, name))
+    if group is None:
+        group = result.collected[(description, name)] = _Blocks(fields)
+    group.add(block, fields)
 
 
 def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None:
