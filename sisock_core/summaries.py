@@ -300,9 +300,11 @@ def rollup_banded(index: np.ndarray, b: Buckets, width: float, coarser: float) -
     if b.k.min() <= -half * ratio or b.k.max() >= half * ratio:
         raise ValueError("bucket numbers out of the supported range")
     banded = b.k + (index * _SPREAD + half) * ratio
-    order = np.lexsort((b.t_first, banded))
-    b = b.take(order)
-    rolled = merge([attrs.evolve(b, k=np.floor_divide(banded[order], ratio))], presorted=True)
+    if banded.size > 1 and not np.all(banded[1:] > banded[:-1]):  # rows out of order, or overlapping
+        order = np.lexsort((b.t_first, banded))
+        b = b.take(order)
+        banded = banded[order]
+    rolled = merge([attrs.evolve(b, k=np.floor_divide(banded, ratio))], presorted=True)
     series = np.floor_divide(rolled.k, _SPREAD)
     return series, attrs.evolve(rolled, k=rolled.k - series * _SPREAD - half)
 

@@ -527,7 +527,8 @@ class SummaryStore:
         pos = {sid: i for i, sid in enumerate(ids)}
         cur.execute(
             self.sql(f"SELECT series_id, source, seg, data FROM sisock_sum_rows "
-                     f"WHERE series_id IN ({','.join('?' * len(ids))}) AND tier = ? AND t1 > ? AND t0 < ?"),
+                     f"WHERE series_id IN ({','.join('?' * len(ids))}) AND tier = ? AND t1 > ? AND t0 < ? "
+                     "ORDER BY series_id, t0"),  # in order: rows apart need no sorting
             (*ids, int(w), start, end),
         )
         memo = self.writer.memo
@@ -545,6 +546,8 @@ class SummaryStore:
                 blobs.append(blob)
                 blob_at.append(pos[int(sid)])
         unpacked, sizes = S.unpack_many_sized(blobs, w)
+        if not blobs:
+            return np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]), S.concat(known)
         index = np.concatenate((np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]),
                                 np.repeat(np.array(blob_at, dtype=np.int64), sizes)))
         return index, S.concat(known + [unpacked])
