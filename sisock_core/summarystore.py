@@ -152,8 +152,11 @@ class SummaryWriter:
     ``kind`` is the SQL dialect, "sqlite" or "mysql".
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, namespace: str | None = None) -> None:
+        """``namespace``: a prefix of the stored series names (``<namespace>/<name>``), so
+        several nodes share one database (None: names as they are)."""
         self.kind = kind
+        self.prefix = f"{namespace}/" if namespace else ""
         self._ids: dict[str, int] = {}
         #: Where rows written are also kept unpacked for a rollup (None: nowhere).
         self.memo: RowMemo | None = None
@@ -196,6 +199,7 @@ class SummaryWriter:
         known = self._ids.get(name)
         if known is not None:
             return known
+        key, name = name, self.prefix + name
         cur.execute(self.sql("SELECT id, timeline, kind FROM sisock_sum_series WHERE name = ?"), (name,))
         row = cur.fetchone()
         if row is None:
@@ -209,7 +213,7 @@ class SummaryWriter:
             if row[1] != timeline or row[2] != kind:
                 cur.execute(self.sql("UPDATE sisock_sum_series SET timeline = ?, kind = ? WHERE id = ?"),
                             (timeline, kind, sid))
-        self._ids[name] = sid
+        self._ids[key] = sid
         return sid
 
     def _mark_dirty(self, cur: Any, sid: int, t0: float, t1: float) -> None:
@@ -296,16 +300,19 @@ class SummaryStore:
     Thread-safe (one lock around the connection; queries are short).
     """
 
-    def __init__(self, url: str | DbUrl, *, create: bool = True, cache_mb: float = 16.0) -> None:
+    def __init__(self, url: str | DbUrl, *, create: bool = True, cache_mb: float = 16.0,
+                 namespace: str | None = None) -> None:
         """``cache_mb``: unpacked rows kept between reads (an LRU; rows are checked by
-        checksum, so a rewritten row is never served from it)."""
+        checksum, so a rewritten row is never served from it). ``namespace``: the node
+        whose series these are, when several nodes share one database (see
+        :class:`SummaryWriter`)."""
         self.url = url if isinstance(url, DbUrl) else parse_db_url(url)
         self.cache_bytes = int(cache_mb * 2**20)
         self._unpacked: collections.OrderedDict = collections.OrderedDict()
         self._unpacked_bytes = 0
         self.kind = self.url.kind
         self.create = create
-        self.writer = SummaryWriter(self.kind)
+        self.writer = SummaryWriter(self.kind, namespace)
         self._lock = threading.RLock()
         self._conn: Any = None
         self._schema_ok = False
@@ -376,7 +383,8 @@ class SummaryStore:
 
     def series(self, names: Iterable[str]) -> dict[str, SeriesInfo]:
         """The summarized series among ``names``."""
-        names = list(dict.fromkeys(names))
+        prefix = self.writer.prefix
+        names = [prefix + n for n in dict.fromkeys(names)]
         out: dict[str, SeriesInfo] = {}
         with self.cursor() as cur:
             for i in range(0, len(names), 500):
@@ -387,7 +395,8 @@ class SummaryStore:
                     part,
                 )
                 for r in cur.fetchall():
-                    out[r[1]] = SeriesInfo(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6],
+                    name = r[1][len(prefix):]
+                    out[name] = SeriesInfo(int(r[0]), name, r[2], r[3], r[4], r[5], r[6],
                                            (float(r[7]), float(r[8])) if r[7] is not None else None)
         return out
 
@@ -453,10 +462,15 @@ class SummaryStore:
         (a few statements per tier for all of them); a series is rolled up in one
         transaction with the clearing of its dirty range, and several series share one
         until ``rows_per_commit`` rows are written. The finer tier is read ``batch``
-        coarse segments at a time."""
+        coarse segments at a time. With a namespace, only its series."""
+        prefix = self.writer.prefix
         with self.cursor() as cur:
-            cur.execute("SELECT id, dirty_t0, dirty_t1, dirty_gen FROM sisock_sum_series "
-                        "WHERE dirty_t0 IS NOT NULL")
+            if prefix:
+                cur.execute(self.sql("SELECT id, dirty_t0, dirty_t1, dirty_gen FROM sisock_sum_series "
+                                     "WHERE dirty_t0 IS NOT NULL AND SUBSTR(name, 1, ?) = ?"), (len(prefix), prefix))
+            else:
+                cur.execute("SELECT id, dirty_t0, dirty_t1, dirty_gen FROM sisock_sum_series "
+                            "WHERE dirty_t0 IS NOT NULL")
             todo = [(int(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in cur.fetchall()]
         span = S.TIERS[1] * SEGMENT_BUCKETS
         groups: dict[tuple[int, int], list[tuple[int, float, float, int]]] = {}
