@@ -89,6 +89,10 @@ bind-address = "127.0.0.1:{rpc}"
   dir = "{r / 'data'}"
   wal-dir = "{r / 'wal'}"
   query-log-enabled = false
+  # write the cache to TSM and compact fully soon after the last write (defaults: 10 min,
+  # 4 h), so the data of a benchmark is in its steady, compacted state when timed
+  cache-snapshot-write-cold-duration = "5s"
+  compact-full-write-cold-duration = "30s"
 [coordinator]
   query-timeout = "0s"
 [monitor]
@@ -129,6 +133,22 @@ bind-address = "127.0.0.1:{rpc}"
                 self.stop()
                 raise RuntimeError(f"influxd did not answer /ping within {timeout:.0f} s")
             time.sleep(0.05)
+
+    def settle(self, quiet: float = 45.0, timeout: float = 1800.0) -> float:
+        """Wait until the WAL is written out and the TSM files stop changing for ``quiet``
+        seconds (compactions done); seconds waited."""
+        start = time.monotonic()
+        last, since = None, time.monotonic()
+        while time.monotonic() - start < timeout:
+            wal = sum(f.stat().st_size for f in (self.root / "wal").rglob("*.wal"))
+            tsm = sorted(str(f.relative_to(self.root)) for f in (self.root / "data").rglob("*.tsm"))
+            state = (wal, tsm)
+            if state != last:
+                last, since = state, time.monotonic()
+            elif wal <= 1 << 20 and time.monotonic() - since >= quiet:
+                break
+            time.sleep(2.0)
+        return time.monotonic() - start
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
