@@ -134,9 +134,9 @@ bind-address = "127.0.0.1:{rpc}"
                 raise RuntimeError(f"influxd did not answer /ping within {timeout:.0f} s")
             time.sleep(0.05)
 
-    def settle(self, quiet: float = 45.0, timeout: float = 1800.0) -> float:
-        """Wait until the WAL is written out and the TSM files stop changing for ``quiet``
-        seconds (compactions done); seconds waited."""
+    def settle(self, quiet: float = 45.0, timeout: float = 900.0) -> float:
+        """Wait until the WAL and the TSM files stop changing for ``quiet`` seconds
+        (the cache written out and compactions done); seconds waited."""
         start = time.monotonic()
         last, since = None, time.monotonic()
         while time.monotonic() - start < timeout:
@@ -145,7 +145,7 @@ bind-address = "127.0.0.1:{rpc}"
             state = (wal, tsm)
             if state != last:
                 last, since = state, time.monotonic()
-            elif wal <= 1 << 20 and time.monotonic() - since >= quiet:
+            elif time.monotonic() - since >= quiet:
                 break
             time.sleep(2.0)
         return time.monotonic() - start
