@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
         influx.stop()
     print()
     print("| panel (16 ch -> 1000 points) | sisock cold | sisock warm | sisock raw cold | so3g cold | so3g warm | "
-          "cold vs so3g | InfluxDB cold | InfluxDB warm | sisock / InfluxDB cold, warm | bars |")
+          "cold vs so3g | InfluxDB cold | InfluxDB warm | InfluxDB / sisock cold, warm | bars |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, res in rows:
         s, g = res["sisock"], res["so3g"]
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
             verdict.append(f"warm <= {bar_warm} ms {'OK' if s['warm'] * 1e3 <= bar_warm else 'MISSED'}")
         inf = res.get("influx")
         influx_cols = (f"{inf['cold'] * 1e3:.0f} ms | {inf['warm'] * 1e3:.1f} ms | "
-                       f"{s['cold'] / inf['cold']:.2f}x, {s['warm'] / inf['warm']:.2f}x") if inf else "- | - | -"
+                       f"{inf['cold'] / s['cold']:.1f}x, {inf['warm'] / s['warm']:.1f}x") if inf else "- | - | -"
         print(f"| {label} | {s['cold'] * 1e3:.0f} ms | {s['warm'] * 1e3:.1f} ms | {raw} | {g['cold'] * 1e3:.0f} ms | "
               f"{g['warm'] * 1e3:.0f} ms | {s['cold'] / g['cold']:.3f}x | {influx_cols} | {'; '.join(verdict) or '-'} |")
     costs = scan_costs(month, cache / "scan-costs")
