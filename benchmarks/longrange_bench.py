@@ -23,9 +23,16 @@ it says whether it could):
   ``HKArchive.get_data`` + the same decimation to 1000 points; warm = ``get_data`` +
   decimation again on the scanned archive.
 
+* InfluxDB 1.x (:mod:`benchmarks.influxdb`; installed here from the Debian package if
+  missing and we are root, else the reason is printed and it is left out): a private
+  ``influxd`` on a free loopback port with its data under ``--cache``, loaded once with the
+  same samples of the 16 queried fields (read from the .g3 files, line protocol over HTTP,
+  batched), asked ``SELECT min(..), max(..) ... GROUP BY time(range / 1000)`` (the min and
+  max per bucket sisock keeps); cold = the first query after restarting ``influxd`` with the
+  page cache dropped, warm = the same query repeated. 24 h, 7 d and 30 d (the month).
+
 Also: the first scan of two days of files with and without summaries and so3g's scan of
-the same files, and the summaries' size against the raw .g3 bytes. InfluxDB is compared
-only where ``influxd`` is installed (it is not installed by this benchmark).
+the same files, and the summaries' size against the raw .g3 bytes.
 Prints medians and ratios against the bars of performance.md (P8).
 """
 
@@ -150,6 +157,112 @@ def run_child(spec: dict, drop: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# -- InfluxDB ---------------------------------------------------------------------------
+
+INFLUX_DB = "sisock_bench"
+MEASUREMENT = "temperatures"
+
+
+def influx_load(server, data: Path, batch: int = 100_000) -> tuple[int, float]:
+    """Write the samples of :data:`FIELDS` in the files of ``data`` (line protocol, ns);
+    (points, seconds)."""
+    import numpy as np
+
+    import so3g  # noqa: F401
+    from spt3g import core
+
+    from sisock_plugins.g3.scanner import files_in
+
+    wanted = {f.rsplit(".", 1)[1] for f in FIELDS}
+    tick_ns = 1e9 / core.G3Units.s
+    server.create_database(INFLUX_DB)
+    start = time.perf_counter()
+    lines: list[str] = []
+    points = 0
+    for path in files_in(data):
+        reader = core.G3Reader(str(path))
+        while True:
+            frames = reader.Process(None)
+            if not frames:
+                break
+            frame = frames[0]
+            if "blocks" not in frame:
+                continue
+            for block in frame["blocks"]:
+                for name in wanted.intersection(block.keys()):
+                    t = (np.asarray(block.times, dtype=np.int64) * int(tick_ns)).tolist()
+                    fmt = f"{MEASUREMENT} {name}=%r %d"
+                    lines.extend(fmt % tv for tv in zip(np.asarray(block[name]).tolist(), t))
+            if len(lines) >= batch:
+                server.write(INFLUX_DB, "\n".join(lines).encode())
+                points += len(lines)
+                lines = []
+    if lines:
+        server.write(INFLUX_DB, "\n".join(lines).encode())
+        points += len(lines)
+    return points, time.perf_counter() - start
+
+
+def influx_query_text(t0: float, t1: float) -> str:
+    names = [f.rsplit(".", 1)[1] for f in FIELDS]
+    aggs = ", ".join(f'min("{n}") AS "min_{n}", max("{n}") AS "max_{n}"' for n in names)
+    interval_ms = max(1, round((t1 - t0) / POINTS * 1000))
+    return (f'SELECT {aggs} FROM "{MEASUREMENT}" WHERE time >= {int(t0 * 1000)}ms AND time < {int(t1 * 1000)}ms '
+            f"GROUP BY time({interval_ms}ms)")
+
+
+def influx_case(server, t0: float, t1: float, cold_runs: int, warm_runs: int, drop: bool) -> dict:
+    """Cold (a restarted influxd, page cache dropped) and warm times of one panel."""
+    q = influx_query_text(t0, t1)
+    colds = []
+    body = b""
+    for _ in range(cold_runs):
+        server.stop()
+        if drop:
+            drop_caches()
+        server.start()
+        s = time.perf_counter()
+        body = server.query(INFLUX_DB, q)
+        colds.append(time.perf_counter() - s)
+    warms = []
+    for _ in range(warm_runs):
+        s = time.perf_counter()
+        server.query(INFLUX_DB, q)
+        warms.append(time.perf_counter() - s)
+    answer = json.loads(body)
+    series = answer["results"][0].get("series") or []
+    if answer["results"][0].get("error"):
+        raise RuntimeError(f"InfluxDB: {answer['results'][0]['error']}")
+    buckets = len(series[0]["values"]) if series else 0
+    return {"cold": statistics.median(colds), "warm": statistics.median(warms), "points": buckets}
+
+
+def start_influx(cache: Path, month: Path, install: bool):
+    """A loaded private influxd, or (None, why not)."""
+    from benchmarks.influxdb import InfluxServer, ensure_influxd
+
+    influxd, how = ensure_influxd(install)
+    if influxd is None:
+        return None, how
+    server = InfluxServer(influxd, cache / "influxdb")
+    try:
+        server.start()
+        loaded = cache / "influxdb" / ".loaded-month"
+        if not loaded.exists():
+            points, took = influx_load(server, month)
+            loaded.write_text(str(points))
+            how += f"; loaded {points / 1e6:.1f} M points in {took:.0f} s"
+        settled = cache / "influxdb" / ".compacted-month"
+        if not settled.exists():  # time it as an archive written a while ago: compacted
+            waited = server.settle()
+            settled.touch()
+            how += f"; compacted in {waited:.0f} s"
+    except (OSError, RuntimeError) as exc:
+        server.stop()
+        return None, f"influxd could not be run: {exc}"
+    return server, how
+
+
 # -- set-up -----------------------------------------------------------------------------
 
 
@@ -197,8 +310,12 @@ def scan_costs(month: Path, work: Path) -> dict:
         Scanner(index_, sub, summarize=summarize).scan_tree()
         out.setdefault(f"scan_{int(summarize)}", []).append(time.perf_counter() - start)
         index_.close()
-        out[f"db_{int(summarize)}"] = sum(os.path.getsize(f"{db}{s}") for s in ("", "-wal")
-                                          if os.path.exists(f"{db}{s}"))
+        import sqlite3
+
+        conn = sqlite3.connect(db)  # the WAL's pages into the file: its size is the data's
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        out[f"db_{int(summarize)}"] = os.path.getsize(db)
     out["blob_bytes"] = SummaryStore(f"sqlite:///{work / 'scan-1.sqlite'}").size_bytes()
     times = []
     for _ in range(2):
@@ -220,6 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cold", type=int, default=3, help="fresh processes per cold case (median)")
     parser.add_argument("--warm", type=int, default=7, help="repeats per warm case (median)")
     parser.add_argument("--skip-year", action="store_true", help="leave the year out")
+    parser.add_argument("--no-influx", action="store_true", help="leave InfluxDB out")
+    parser.add_argument("--no-influx-install", action="store_true",
+                        help="compare with InfluxDB only if influxd is already installed")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -240,7 +360,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{k}: {days} days, {size / 1e9:.2f} GB of .g3, indexed with summaries in {took[k]:.0f} s")
     dropped = drop_caches()
     print(f"OS page cache {'dropped before every cold run' if dropped else 'NOT dropped (no permission): cold = fresh process only'}")
-    print(f"InfluxDB: {'influxd found but not compared by this version' if shutil.which('influxd') else 'influxd not installed: not compared'}")
+    influx, how = (None, "left out (--no-influx)") if args.no_influx else \
+        start_influx(cache, month, not args.no_influx_install)
+    print(f"InfluxDB: {how if influx is not None else how + ': not compared'}", flush=True)
     end = T0 + 30 * DAY
     panels = [("24 h", "month", end - DAY, end), ("7 d", "month", end - 7 * DAY, end),
               ("30 d", "month", T0, end)]
@@ -263,11 +385,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {label:>6} {kind:<6} cold {res[kind]['cold'] * 1e3:9.1f} ms  warm "
                   f"{res[kind]['warm'] * 1e3:8.1f} ms  points {res[kind]['points']}"
                   + (f"  max RSS {res[kind]['rss']:.0f} MB" if res[kind]["rss"] else ""), flush=True)
+        if influx is not None and which == "month":
+            res["influx"] = influx_case(influx, t0, t1, args.cold, args.warm, dropped)
+            print(f"  {label:>6} influx cold {res['influx']['cold'] * 1e3:9.1f} ms  warm "
+                  f"{res['influx']['warm'] * 1e3:8.1f} ms  buckets {res['influx']['points']}", flush=True)
         rows.append((label, res))
+    if influx is not None:
+        influx.stop()
     print()
     print("| panel (16 ch -> 1000 points) | sisock cold | sisock warm | sisock raw cold | so3g cold | so3g warm | "
-          "cold vs so3g | bars |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "cold vs so3g | InfluxDB cold | InfluxDB warm | InfluxDB / sisock cold, warm | bars |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, res in rows:
         s, g = res["sisock"], res["so3g"]
         raw = f"{res['raw']['cold'] * 1e3:.0f} ms" if "raw" in res else "-"
@@ -277,8 +405,11 @@ def main(argv: list[str] | None = None) -> None:
             verdict.append(f"cold <= {bar_cold} ms {'OK' if s['cold'] * 1e3 <= bar_cold else 'MISSED'}")
         if bar_warm:
             verdict.append(f"warm <= {bar_warm} ms {'OK' if s['warm'] * 1e3 <= bar_warm else 'MISSED'}")
+        inf = res.get("influx")
+        influx_cols = (f"{inf['cold'] * 1e3:.0f} ms | {inf['warm'] * 1e3:.1f} ms | "
+                       f"{inf['cold'] / s['cold']:.1f}x, {inf['warm'] / s['warm']:.1f}x") if inf else "- | - | -"
         print(f"| {label} | {s['cold'] * 1e3:.0f} ms | {s['warm'] * 1e3:.1f} ms | {raw} | {g['cold'] * 1e3:.0f} ms | "
-              f"{g['warm'] * 1e3:.0f} ms | {s['cold'] / g['cold']:.3f}x | {'; '.join(verdict) or '-'} |")
+              f"{g['warm'] * 1e3:.0f} ms | {s['cold'] / g['cold']:.3f}x | {influx_cols} | {'; '.join(verdict) or '-'} |")
     costs = scan_costs(month, cache / "scan-costs")
     s0, s1 = min(costs["scan_0"]), min(costs["scan_1"])
     print()

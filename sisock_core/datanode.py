@@ -466,8 +466,9 @@ class DataNodeServer:
             self.log.info("{name}: long ranges answered from the summaries the plugin writes in {db}",
                           name=self.name, db=self.engine.summaries.describe())
         else:
-            path = default_store_path(self.cfg.state_dir, self.name)
-            self.engine.summaries = SummaryStore(f"sqlite:///{path}")
+            shared = self.cfg.summaries_db
+            self.engine.summaries = SummaryStore(shared, namespace=self.name) if shared else \
+                SummaryStore(f"sqlite:///{default_store_path(self.cfg.state_dir, self.name)}")
             self.summarizer = Summarizer(self.engine.summaries, self._summary_fields, self._summary_read,
                                          clock=self._clock)
         self.engine.on_summary_failure = lambda error: self._failures(

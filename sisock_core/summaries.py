@@ -99,69 +99,124 @@ def summarize(t: np.ndarray, y: np.ndarray, width: float = BASE_TIER) -> Buckets
 def summarize_many(t: np.ndarray, columns: Mapping[str, np.ndarray],
                    width: float = BASE_TIER) -> dict[str, Buckets]:
     """:func:`summarize` of several fields sharing the times ``t`` (the buckets are found once)."""
-    t = np.asarray(t, dtype=np.float64)
-    if t.size == 0:
-        return {name: Buckets.empty() for name in columns}
-    starts, ends = _bucket_bounds(np.floor(t / width))
-    k = np.floor(t[starts] / width).astype(np.int64)
-    out = {}
-    for name, y in columns.items():
-        y = np.asarray(y)
-        if y.dtype.kind != "f":
-            y = y.astype(np.float64)
-        out[name] = _reduce(t, y, k, starts, ends)
-    return out
+    return summarize_timelines([(t, columns)], width)[0]
 
 
 Parts = np.ndarray | Sequence[np.ndarray]
 
 
 def summarize_series(series: Sequence[tuple[Parts, Parts]], width: float = BASE_TIER) -> list[Buckets]:
-    """:func:`summarize` of many ``(t, y)`` series at once (one pass of numpy over all of
-    them: what a scanner calls per file); ``t`` and ``y`` may each be a list of pieces,
-    concatenated. A series whose times are not ascending is sorted first (stably).
-    Values are summarized exactly as :func:`summarize` does, series by series."""
-    out: list[Buckets | None] = [None] * len(series)
-    flat: list[int] = []
-    ts: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    sizes: list[int] = []
-    for i, (t, y) in enumerate(series):
-        t_parts = [t] if isinstance(t, np.ndarray) else [np.asarray(p) for p in t]
-        y_parts = [y] if isinstance(y, np.ndarray) else [np.asarray(p) for p in y]
-        n = sum(p.size for p in t_parts)
-        if n == 0:
-            out[i] = Buckets.empty()
+    """:func:`summarize` of many ``(t, y)`` series at once (see :func:`summarize_timelines`)."""
+    return [d[""] for d in summarize_timelines([(t, {"": y}) for t, y in series], width)]
+
+
+def summarize_timelines(timelines: Sequence[tuple[Parts, Mapping[str, Parts]]],
+                        width: float = BASE_TIER) -> list[dict[str, Buckets]]:
+    """:func:`summarize` of the fields of many timelines at once: ``(t, {field: y})``
+    each (``t`` and every ``y`` may be lists of pieces, concatenated; every ``y`` as long
+    as ``t``). The buckets of a timeline are found once for all its fields, and every
+    value of every timeline is reduced in one numpy pass (what a scanner calls per file).
+    A timeline whose times are not ascending is sorted first (stably); float fields
+    narrower than float64 are reduced in their own precision, as :func:`summarize` does."""
+    out: list[dict[str, Buckets]] = [{} for _ in timelines]
+    t_list: list[np.ndarray] = []
+    v_list: list[np.ndarray] = []
+    where: list[tuple[int, list[str], int]] = []  # (timeline, fields, samples)
+    for i, (t, cols) in enumerate(timelines):
+        t = _joined(t).astype(np.float64, copy=False)
+        flat = []
+        for name, y in cols.items():
+            y = _joined(y)
+            if y.size != t.size:
+                raise ValueError(f"field {name!r}: {y.size} values for {t.size} times")
+            if t.size == 0:
+                out[i][name] = Buckets.empty()
+            elif y.dtype.kind == "f" and y.dtype != np.float64:
+                order = np.argsort(t, kind="stable")
+                ts = t[order]
+                starts, ends = _bucket_bounds(np.floor(ts / width))
+                k = np.floor(ts[starts] / width).astype(np.int64)
+                out[i][name] = _reduce_shared(ts, y[order], k, starts, ends, np.zeros(starts.size, np.int64))
+            else:
+                flat.append((name, y))
+        if not flat:
             continue
-        if any(p.dtype.kind == "f" and p.dtype != np.float64 for p in y_parts):
-            t1, y1 = np.concatenate(t_parts), np.concatenate(y_parts)  # reduced in its own precision
-            order = np.argsort(t1, kind="stable")
-            out[i] = summarize(t1[order], y1[order], width)
-            continue
-        flat.append(i)
-        ts.extend(t_parts)
-        ys.extend(y_parts)
-        sizes.append(n)
-    if not flat:
-        return out  # type: ignore[return-value]
-    t = np.concatenate(ts).astype(np.float64, copy=False)
-    y = np.concatenate(ys).astype(np.float64, copy=False)
-    bounds = np.concatenate(([0], np.cumsum(sizes)))
-    back = np.flatnonzero(t[1:] < t[:-1]) + 1
-    back = back[bounds[np.searchsorted(bounds, back)] != back]  # going back inside a series: sort it
-    if back.size:
-        for j in np.unique(np.searchsorted(bounds, back, side="right") - 1):
-            lo, hi = bounds[j], bounds[j + 1]
-            order = np.argsort(t[lo:hi], kind="stable")
-            t[lo:hi] = t[lo:hi][order]
-            y[lo:hi] = y[lo:hi][order]
+        if t.size > 1 and np.any(t[1:] < t[:-1]):
+            order = np.argsort(t, kind="stable")
+            t = t[order]
+            flat = [(name, y[order]) for name, y in flat]
+        t_list.append(t)
+        v_list.extend(y for _, y in flat)
+        where.append((i, [name for name, _ in flat], t.size))
+    if not where:
+        return out
+    t = np.concatenate(t_list) if len(t_list) > 1 else t_list[0]
+    v = np.concatenate(v_list).astype(np.float64, copy=False) if len(v_list) > 1 else \
+        v_list[0].astype(np.float64, copy=False)
+    sizes = np.array([w[2] for w in where], dtype=np.int64)
+    t_off = np.concatenate(([0], np.cumsum(sizes)))
     kf = np.floor(t / width)
-    starts, ends = _bucket_bounds(kf, bounds[1:-1])
-    b = _reduce(t, y, kf[starts].astype(np.int64), starts, ends)
-    cuts = np.searchsorted(starts, bounds)
-    for j, i in enumerate(flat):
-        out[i] = b.take(slice(int(cuts[j]), int(cuts[j + 1])))
-    return out  # type: ignore[return-value]
+    starts, ends = _bucket_bounds(kf, t_off[1:-1])
+    k = kf[starts].astype(np.int64)
+    # buckets of each timeline, then of each field (fields of a timeline share its buckets)
+    b_off = np.searchsorted(starts, t_off)
+    nfields = np.array([len(w[1]) for w in where], dtype=np.int64)
+    per_field_buckets = np.repeat(np.diff(b_off), nfields)
+    field_first_bucket = np.repeat(b_off[:-1], nfields)
+    v_sizes = np.repeat(sizes, nfields)
+    v_off = np.concatenate(([0], np.cumsum(v_sizes)))[:-1]
+    shift = v_off - np.repeat(t_off[:-1], nfields)  # value index - time index, per field
+    total = int(per_field_buckets.sum())
+    field_of = np.repeat(np.arange(per_field_buckets.size), per_field_buckets)
+    bucket = field_first_bucket[field_of] + (np.arange(total) - np.repeat(
+        np.cumsum(per_field_buckets) - per_field_buckets, per_field_buckets))
+    shift_b = shift[field_of]
+    b = _reduce_shared(t, v, k[bucket], starts[bucket], ends[bucket], shift_b)
+    cuts = np.concatenate(([0], np.cumsum(per_field_buckets))).tolist()
+    j = 0
+    for i, names, _ in where:
+        for name in names:
+            out[i][name] = b.take(slice(cuts[j], cuts[j + 1]))
+            j += 1
+    return out
+
+
+def _joined(parts: Parts) -> np.ndarray:
+    if isinstance(parts, np.ndarray):
+        return parts
+    parts = list(parts)
+    return np.concatenate(parts) if len(parts) != 1 else np.asarray(parts[0])
+
+
+def _reduce_shared(t: np.ndarray, v: np.ndarray, k: np.ndarray, t_starts: np.ndarray, t_ends: np.ndarray,
+                   shift: np.ndarray) -> Buckets:
+    """Summaries of the buckets ``[t_starts, t_ends)`` of times ``t`` whose values are
+    ``v[t_starts + shift : t_ends + shift]`` (the buckets tile ``v``, in order)."""
+    n = t_ends - t_starts
+    starts = t_starts + shift
+    nan = np.isnan(v)
+    if nan.any():
+        count = np.add.reduceat((~nan).astype(np.int64), starts)
+        vsum = np.add.reduceat(np.where(nan, 0.0, v), starts)
+        with np.errstate(invalid="ignore"):
+            vmin = np.fmin.reduceat(v, starts)
+            vmax = np.fmax.reduceat(v, starts)
+    else:  # the same numbers, fewer passes
+        count = n.astype(np.int64)
+        vsum = np.add.reduceat(v, starts)
+        vmin = np.minimum.reduceat(v, starts)
+        vmax = np.maximum.reduceat(v, starts)
+    i_min = _first_equal(v, vmin, starts, n)
+    i_max = _first_equal(v, vmax, starts, n)
+    i_min = np.where(i_min < 0, starts, i_min) - shift
+    i_max = np.where(i_max < 0, starts, i_max) - shift
+    last = starts + n - 1
+    f64 = np.float64
+    return Buckets(
+        k=k, n=n.astype(np.int64), count=count, t_first=t[t_starts], t_last=t[t_ends - 1], t_min=t[i_min],
+        t_max=t[i_max], first=v[starts].astype(f64, copy=False), last=v[last].astype(f64, copy=False),
+        vmin=vmin.astype(f64, copy=False), vmax=vmax.astype(f64, copy=False), vsum=vsum.astype(f64, copy=False),
+    )
 
 
 def _bucket_bounds(kf: np.ndarray, breaks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -172,32 +227,6 @@ def _bucket_bounds(kf: np.ndarray, breaks: np.ndarray | None = None) -> tuple[np
         change[breaks - 1] = True
     change = np.flatnonzero(change) + 1
     return np.concatenate(([0], change)), np.concatenate((change, [kf.size]))
-
-
-def _reduce(t: np.ndarray, y: np.ndarray, k: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Buckets:
-    """The summaries of the buckets ``[starts, ends)`` of the samples ``(t, y)``."""
-    n = ends - starts
-    nan = np.isnan(y)
-    if nan.any():
-        count = np.add.reduceat((~nan).astype(np.int64), starts)
-        vsum = np.add.reduceat(np.where(nan, 0.0, y), starts)
-        with np.errstate(invalid="ignore"):
-            vmin = np.fmin.reduceat(y, starts)
-            vmax = np.fmax.reduceat(y, starts)
-    else:  # the same numbers, fewer passes
-        count = n.astype(np.int64)
-        vsum = np.add.reduceat(y, starts)
-        vmin = np.minimum.reduceat(y, starts)
-        vmax = np.maximum.reduceat(y, starts)
-    i_min = _first_equal(y, vmin, starts, n)
-    i_max = _first_equal(y, vmax, starts, n)
-    i_min = np.where(i_min < 0, starts, i_min)
-    i_max = np.where(i_max < 0, starts, i_max)
-    return Buckets(
-        k=k, n=n.astype(np.int64), count=count, t_first=t[starts], t_last=t[ends - 1], t_min=t[i_min],
-        t_max=t[i_max], first=y[starts].astype(np.float64), last=y[ends - 1].astype(np.float64),
-        vmin=vmin.astype(np.float64), vmax=vmax.astype(np.float64), vsum=vsum.astype(np.float64),
-    )
 
 
 def _pick_time(values: np.ndarray, times: np.ndarray, per_group: np.ndarray, starts: np.ndarray,
@@ -253,31 +282,31 @@ def rollup(b: Buckets, width: float, coarser: float) -> Buckets:
     return merge([attrs.evolve(b, k=np.floor_divide(b.k, ratio))], presorted=True)
 
 
-_SPREAD = 2**36  #: bucket numbers of one series of rollup_many lie in a band this wide
+_SPREAD = 2**36  #: bucket numbers of one series of rollup_banded lie in a band this wide
 
 
-def rollup_many(parts: Sequence[Buckets], width: float, coarser: float) -> list[Buckets]:
-    """:func:`rollup` of each of ``parts`` (in one numpy pass: each series is moved to a
-    band of bucket numbers of its own, rolled up with the others, and moved back)."""
-    if len(parts) < 2:
-        return [rollup(b, width, coarser) for b in parts]
+def rollup_banded(index: np.ndarray, b: Buckets, width: float, coarser: float) -> tuple[np.ndarray, Buckets]:
+    """:func:`rollup` of the buckets of many series at once: ``index[i]`` (>= 0) is the
+    series of bucket ``i``; ``b`` need not be sorted and may hold several pieces of a
+    bucket (rows of several sources). Returns ``(index, buckets)`` of the coarse tier,
+    sorted by series, then bucket number (one numpy pass, whatever the number of series)."""
     ratio = int(round(coarser / width))
     if ratio < 1 or abs(ratio * width - coarser) > 1e-9 * coarser:
         raise ValueError(f"tier {coarser} s is not a multiple of {width} s")
+    index = np.asarray(index, dtype=np.int64)
+    if len(b) == 0:
+        return index[:0], b
     half = _SPREAD // 2
-    if ratio == 1 or any(len(b) and (b.k[0] <= -half or b.k[-1] >= half) for b in parts):
-        return [rollup(b, width, coarser) for b in parts]
-    bands = [(i * _SPREAD + half) * ratio for i in range(len(parts))]
-    whole = concat([attrs.evolve(b, k=b.k + band) for b, band in zip(parts, bands)])
-    if len(whole) == 0:
-        return [b for b in parts]
-    rolled = merge([attrs.evolve(whole, k=np.floor_divide(whole.k, ratio))], presorted=True)
-    cuts = np.searchsorted(rolled.k, np.arange(len(parts) + 1, dtype=np.int64) * _SPREAD)
-    out = []
-    for i in range(len(parts)):
-        b = rolled.take(slice(int(cuts[i]), int(cuts[i + 1])))
-        out.append(attrs.evolve(b, k=b.k - (i * _SPREAD + half)))
-    return out
+    if b.k.min() <= -half * ratio or b.k.max() >= half * ratio:
+        raise ValueError("bucket numbers out of the supported range")
+    banded = b.k + (index * _SPREAD + half) * ratio
+    if banded.size > 1 and not np.all(banded[1:] > banded[:-1]):  # rows out of order, or overlapping
+        order = np.lexsort((b.t_first, banded))
+        b = b.take(order)
+        banded = banded[order]
+    rolled = merge([attrs.evolve(b, k=np.floor_divide(banded, ratio))], presorted=True)
+    series = np.floor_divide(rolled.k, _SPREAD)
+    return series, attrs.evolve(rolled, k=rolled.k - series * _SPREAD - half)
 
 
 def choose_tier(width: float, tiers: Sequence[float] = TIERS) -> float | None:
@@ -453,10 +482,16 @@ def unpack(blob: bytes, width: float) -> Buckets:
 def unpack_many(blobs: Sequence[bytes], width: float) -> Buckets:
     """:func:`unpack` of several rows, concatenated in their order (one numpy pass: what
     a rollup reading many small rows wants)."""
+    return unpack_many_sized(blobs, width)[0]
+
+
+def unpack_many_sized(blobs: Sequence[bytes], width: float) -> tuple[Buckets, list[int]]:
+    """:func:`unpack_many` and the number of buckets of each row."""
     ncols = len(_INT_COLS) + len(_FLOAT_COLS)
-    k0s, sizes, payloads = [], [], []
+    k0s, sizes, payloads, counts = [], [], [], []
     for blob in blobs:
         k0, m = _HEADER.unpack_from(blob)
+        counts.append(m)
         if m == 0:
             continue
         raw = _decompress(blob[_HEADER.size:])
@@ -466,7 +501,7 @@ def unpack_many(blobs: Sequence[bytes], width: float) -> Buckets:
         sizes.append(m)
         payloads.append(np.frombuffer(raw, dtype=np.uint8).reshape(ncols, 8, m))
     if not payloads:
-        return Buckets.empty()
+        return Buckets.empty(), counts
     planes = np.concatenate(payloads, axis=2) if len(payloads) > 1 else payloads[0]
     cols = planes.transpose(0, 2, 1).copy().view(np.float64)[:, :, 0]  # (column, bucket)
     ints = cols[:len(_INT_COLS)].view(np.int64)
@@ -478,4 +513,4 @@ def unpack_many(blobs: Sequence[bytes], width: float) -> Buckets:
     values = {"k": k, "n": ints[1].copy(), "count": ints[2].copy()}
     for i, c in enumerate(_FLOAT_COLS, len(_INT_COLS)):
         values[c] = cols[i] + base if c in _TIME_COLS else cols[i].copy()
-    return Buckets(**values)
+    return Buckets(**values), counts

@@ -152,8 +152,11 @@ class SummaryWriter:
     ``kind`` is the SQL dialect, "sqlite" or "mysql".
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, namespace: str | None = None) -> None:
+        """``namespace``: a prefix of the stored series names (``<namespace>/<name>``), so
+        several nodes share one database (None: names as they are)."""
         self.kind = kind
+        self.prefix = f"{namespace}/" if namespace else ""
         self._ids: dict[str, int] = {}
         #: Where rows written are also kept unpacked for a rollup (None: nowhere).
         self.memo: RowMemo | None = None
@@ -196,6 +199,7 @@ class SummaryWriter:
         known = self._ids.get(name)
         if known is not None:
             return known
+        key, name = name, self.prefix + name
         cur.execute(self.sql("SELECT id, timeline, kind FROM sisock_sum_series WHERE name = ?"), (name,))
         row = cur.fetchone()
         if row is None:
@@ -209,7 +213,7 @@ class SummaryWriter:
             if row[1] != timeline or row[2] != kind:
                 cur.execute(self.sql("UPDATE sisock_sum_series SET timeline = ?, kind = ? WHERE id = ?"),
                             (timeline, kind, sid))
-        self._ids[name] = sid
+        self._ids[key] = sid
         return sid
 
     def _mark_dirty(self, cur: Any, sid: int, t0: float, t1: float) -> None:
@@ -263,7 +267,7 @@ class SummaryWriter:
                 continue
             todo.append((sid, source, seg, b))
             d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
-            t0, t1 = float(np.min(b.t_first)), float(np.max(b.t_last))
+            t0, t1 = float(b.t_first[0]), float(b.t_last[-1])  # buckets in time order
             spans.append((t0, t0, t1, t1, d0, d0, d1, d1, sid))
         if not todo:
             return
@@ -296,16 +300,19 @@ class SummaryStore:
     Thread-safe (one lock around the connection; queries are short).
     """
 
-    def __init__(self, url: str | DbUrl, *, create: bool = True, cache_mb: float = 16.0) -> None:
+    def __init__(self, url: str | DbUrl, *, create: bool = True, cache_mb: float = 16.0,
+                 namespace: str | None = None) -> None:
         """``cache_mb``: unpacked rows kept between reads (an LRU; rows are checked by
-        checksum, so a rewritten row is never served from it)."""
+        checksum, so a rewritten row is never served from it). ``namespace``: the node
+        whose series these are, when several nodes share one database (see
+        :class:`SummaryWriter`)."""
         self.url = url if isinstance(url, DbUrl) else parse_db_url(url)
         self.cache_bytes = int(cache_mb * 2**20)
         self._unpacked: collections.OrderedDict = collections.OrderedDict()
         self._unpacked_bytes = 0
         self.kind = self.url.kind
         self.create = create
-        self.writer = SummaryWriter(self.kind)
+        self.writer = SummaryWriter(self.kind, namespace)
         self._lock = threading.RLock()
         self._conn: Any = None
         self._schema_ok = False
@@ -376,7 +383,8 @@ class SummaryStore:
 
     def series(self, names: Iterable[str]) -> dict[str, SeriesInfo]:
         """The summarized series among ``names``."""
-        names = list(dict.fromkeys(names))
+        prefix = self.writer.prefix
+        names = [prefix + n for n in dict.fromkeys(names)]
         out: dict[str, SeriesInfo] = {}
         with self.cursor() as cur:
             for i in range(0, len(names), 500):
@@ -387,7 +395,8 @@ class SummaryStore:
                     part,
                 )
                 for r in cur.fetchall():
-                    out[r[1]] = SeriesInfo(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6],
+                    name = r[1][len(prefix):]
+                    out[name] = SeriesInfo(int(r[0]), name, r[2], r[3], r[4], r[5], r[6],
                                            (float(r[7]), float(r[8])) if r[7] is not None else None)
         return out
 
@@ -418,9 +427,7 @@ class SummaryStore:
         return b
 
     def _read(self, cur: Any, dirty: Mapping[int, tuple[float, float] | None], tier: int, start: float,
-              end: float, check: Callable[[], None] | None = None, cache: bool = True) -> dict[int, S.Buckets]:
-        """``cache=False``: rows are taken from the writer's memo or unpacked together,
-        bypassing the LRU (a rollup reads each row once)."""
+              end: float, check: Callable[[], None] | None = None) -> dict[int, S.Buckets]:
         w = S.TIERS[tier]
         ids = sorted(dirty)
         pieces: dict[int, list[S.Buckets]] = {sid: [] for sid in ids}
@@ -431,21 +438,8 @@ class SummaryStore:
                          "AND tier = ? AND t1 > ? AND t0 < ?"),
                 (*ids, int(w), start, end),
             )
-            if cache:
-                for sid, source, seg, blob in cur.fetchall():
-                    pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
-            else:
-                blobs: dict[int, list[bytes]] = {sid: [] for sid in ids}
-                memo = self.writer.memo
-                for sid, source, seg, blob in cur.fetchall():
-                    blob = bytes(blob)
-                    known = memo.take((int(sid), tier, source, int(seg)), blob) if memo is not None else None
-                    if known is not None:
-                        pieces[int(sid)].append(known)
-                    else:
-                        blobs[int(sid)].append(blob)
-                for sid, rows in blobs.items():
-                    pieces[sid].append(S.unpack_many(rows, w))
+            for sid, source, seg, blob in cur.fetchall():
+                pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
         out = {}
         for sid in ids:
             if check is not None:
@@ -468,10 +462,15 @@ class SummaryStore:
         (a few statements per tier for all of them); a series is rolled up in one
         transaction with the clearing of its dirty range, and several series share one
         until ``rows_per_commit`` rows are written. The finer tier is read ``batch``
-        coarse segments at a time."""
+        coarse segments at a time. With a namespace, only its series."""
+        prefix = self.writer.prefix
         with self.cursor() as cur:
-            cur.execute("SELECT id, dirty_t0, dirty_t1, dirty_gen FROM sisock_sum_series "
-                        "WHERE dirty_t0 IS NOT NULL")
+            if prefix:
+                cur.execute(self.sql("SELECT id, dirty_t0, dirty_t1, dirty_gen FROM sisock_sum_series "
+                                     "WHERE dirty_t0 IS NOT NULL AND SUBSTR(name, 1, ?) = ?"), (len(prefix), prefix))
+            else:
+                cur.execute("SELECT id, dirty_t0, dirty_t1, dirty_gen FROM sisock_sum_series "
+                            "WHERE dirty_t0 IS NOT NULL")
             todo = [(int(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in cur.fetchall()]
         span = S.TIERS[1] * SEGMENT_BUCKETS
         groups: dict[tuple[int, int], list[tuple[int, float, float, int]]] = {}
@@ -495,7 +494,8 @@ class SummaryStore:
 
     def _rollup_group(self, cur: Any, group: Sequence[tuple[int, float, float, int]], *, batch: int) -> int:
         """Recompute the coarse tiers of the series ``(id, dirty from, dirty to, generation)``
-        (whose dirty ranges lie in the same first-tier segments); rows written."""
+        (whose dirty ranges lie in the same first-tier segments); rows written. Every
+        series of the group is rolled up together: a few numpy passes per tier."""
         ids = [g[0] for g in group]
         d0 = min(g[1] for g in group)
         d1 = max(g[2] for g in group)
@@ -508,20 +508,22 @@ class SummaryStore:
             s1 = math.floor(max(d0, d1 - 1e-6) / span)
             for first in range(s0, s1 + 1, batch):
                 last = min(s1 + 1, first + batch)
-                fine = self._read(cur, dict.fromkeys(ids), tier - 1, first * span, last * span, cache=False)
+                index, fine = self._read_rows(cur, ids, tier - 1, first * span, last * span)
                 cur.execute(
                     self.sql(f"DELETE FROM sisock_sum_rows WHERE series_id IN ({marks}) AND tier = ? AND seg >= ? "
                              "AND seg < ?"),
                     (*ids, int(w), first, last),
                 )
-                items = []
-                for sid, coarse in zip(ids, S.rollup_many([fine[sid] for sid in ids], S.TIERS[tier - 1], w)):
-                    if len(coarse):
-                        segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
-                        cuts = np.flatnonzero(segs[1:] != segs[:-1]) + 1
-                        items.extend((sid, "", int(segs[p[0]]), coarse.take(p))
-                                     for p in np.split(np.arange(len(coarse)), cuts))
-                if items:
+                index, coarse = S.rollup_banded(index, fine, S.TIERS[tier - 1], w)
+                keep = (coarse.k >= first * SEGMENT_BUCKETS) & (coarse.k < last * SEGMENT_BUCKETS)
+                if not keep.all():
+                    index, coarse = index[keep], coarse.take(keep)
+                if len(coarse):
+                    segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
+                    cuts = np.flatnonzero((segs[1:] != segs[:-1]) | (index[1:] != index[:-1])) + 1
+                    bounds = np.concatenate(([0], cuts, [len(coarse)])).tolist()
+                    items = [(ids[int(index[a])], "", int(segs[a]), coarse.take(slice(a, b)))
+                             for a, b in zip(bounds[:-1], bounds[1:])]
                     self.writer._write_rows(cur, self.writer._rows(tier, items))
                     rows += len(items)
         cur.executemany(
@@ -529,6 +531,40 @@ class SummaryStore:
             [(g[0], g[3]) for g in group],
         )
         return rows + len(group)
+
+    def _read_rows(self, cur: Any, ids: Sequence[int], tier: int, start: float, end: float
+                   ) -> tuple[np.ndarray, S.Buckets]:
+        """Every bucket of the rows of tier ``tier`` of the series ``ids`` overlapping
+        ``[start, end)``, unmerged: ``(position in ids, buckets)``. Rows this process
+        just wrote come from the writer's memo (not unpacked again)."""
+        w = S.TIERS[tier]
+        pos = {sid: i for i, sid in enumerate(ids)}
+        cur.execute(
+            self.sql(f"SELECT series_id, source, seg, data FROM sisock_sum_rows "
+                     f"WHERE series_id IN ({','.join('?' * len(ids))}) AND tier = ? AND t1 > ? AND t0 < ? "
+                     "ORDER BY series_id, t0"),  # in order: rows apart need no sorting
+            (*ids, int(w), start, end),
+        )
+        memo = self.writer.memo
+        known: list[S.Buckets] = []
+        known_at: list[int] = []
+        blobs: list[bytes] = []
+        blob_at: list[int] = []
+        for sid, source, seg, blob in cur.fetchall():
+            blob = bytes(blob)
+            b = memo.take((int(sid), tier, source, int(seg)), blob) if memo is not None else None
+            if b is not None:
+                known.append(b)
+                known_at.append(pos[int(sid)])
+            else:
+                blobs.append(blob)
+                blob_at.append(pos[int(sid)])
+        unpacked, sizes = S.unpack_many_sized(blobs, w)
+        if not blobs:
+            return np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]), S.concat(known)
+        index = np.concatenate((np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]),
+                                np.repeat(np.array(blob_at, dtype=np.int64), sizes)))
+        return index, S.concat(known + [unpacked])
 
     def drop_all(self) -> None:
         """Drop the store's tables (``--rebuild``)."""

@@ -166,3 +166,52 @@ def test_file_naming_eras(tmp_path, naming, expected):
     assert os.path.relpath(files[0], tmp_path) == expected
     assert len(files) == 2
     assert all(scan_file(str(f)).status == "ok" for f in files)
+
+
+def _summaries_by_field(result):
+    return {name: (timeline, kind, b) for name, timeline, kind, b in result.summaries}
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_summaries_of_a_file_equal_those_of_its_samples(tmp_path, version):
+    from sisock_core import summaries as S
+
+    providers = [lakeshore(3), bluefors()]
+    if version == 0:  # v0 holds floats only
+        providers[1].blocks = {"pressure_ch1": {"pressure_ch1": "float"}}
+    (path,) = write_archive(tmp_path, T0 + 17, 0.5, version=version, providers=providers)
+    got = _summaries_by_field(scan_file(str(path)))
+    t_ls = T0 + 17 + np.arange(1800.0)
+    t_bf = T0 + 20 + 10 * np.arange(180.0)
+    expected = {f"Channel_0{i}_T": (t_ls, "float") for i in (1, 2, 3)}
+    expected.update({"pressure_ch1": (t_bf, "float")} if version == 0 else
+                    {"pressure_ch1": (t_bf, "float"), "pressure_ch1_state": (t_bf, "int")})
+    seen = set()
+    for name, (timeline, kind, b) in got.items():
+        field = name.rsplit(".", 1)[1]
+        if field not in expected:
+            continue  # bluefors' other fields
+        seen.add(field)
+        t, ftype = expected[field]
+        y = value(field, ftype, t)
+        if version == 0:
+            y = y.astype(np.float64)
+        assert kind == y.dtype.kind
+        want = S.summarize(t, y)
+        for c in ("k", "n", "count", "t_first", "t_last", "t_min", "t_max", "first", "last", "vmin", "vmax", "vsum"):
+            np.testing.assert_array_equal(getattr(b, c), getattr(want, c), err_msg=f"{name} {c}")
+    assert seen == set(expected)
+
+
+def test_a_field_missing_from_some_blocks_of_its_name_is_not_summarized_the_others_are(tmp_path):
+    agg = Aggregator(tmp_path, start_time=T0)
+    ls = agg.add(lakeshore(2))
+    agg.run(T0, T0 + 600)
+    ls.blocks = {name: {**fields, "Channel_09_T": "float"} for name, fields in ls.blocks.items()}
+    agg.run(T0 + 600, T0 + 1200)
+    agg.close()
+    got = _summaries_by_field(scan_file(str(agg.files[0])))
+    names = {n.rsplit(".", 1)[1] for n in got}
+    assert names == {"Channel_01_T", "Channel_02_T"}
+    b = got[f"{ls.description}.Channel_01_T"][2]
+    assert int(b.n.sum()) == 1200 and b.t_last[-1] == T0 + 1199

@@ -331,6 +331,64 @@ def test_a_corrupt_core_store_is_rebuilt_never_used(sisock_node):
     assert_same(node.get_data(["a"], t0, t1, max_points=400), exp)
 
 
+def test_core_summaries_of_several_nodes_share_one_mariadb(mariadb_url):
+    """Two nodes with the same field names, one database (the site's ``summaries_db``):
+    each keeps, reads and rolls up its own series."""
+    plugins = {"n1": ArchivePlugin(T0 + 3.5 * 86400), "n2": ArchivePlugin(T0 + 6.5 * 86400)}
+    plugins["n2"].data["fast"][1]["a"] = plugins["n2"].data["fast"][1]["a"] + 100.0
+    engines, stores = {}, {}
+    for name, plugin in plugins.items():
+        stores[name] = store = SummaryStore(mariadb_url, namespace=name)
+        engines[name] = engine = NodeEngine(NodeContext(name=name, description=""),
+                                            make_plugin_manager(plugin, name=name), name,
+                                            clock=lambda: T0 + 30 * 86400, summaries=store)
+        Summarizer(store, lambda s, e, en=engine: en._call("list_fields", start=s, end=e), engine._read,
+                   clock=engine.clock).run_once()
+    one, two = (stores[n].series(["a", "b", "n"]) for n in ("n1", "n2"))
+    assert set(one) == set(two) == {"a", "b", "n"}
+    assert {i.id for i in one.values()}.isdisjoint(i.id for i in two.values())
+    assert one["a"].covered_until == math.floor((T0 + 3.5 * 86400) / 60) * 60
+    assert two["a"].covered_until == math.floor((T0 + 6.5 * 86400) / 60) * 60
+    t0, t1 = T0 + 3600.5, T0 + 8 * 86400
+    for name, plugin in plugins.items():
+        plugin.reads.clear()
+        ans = engines[name].get_data(["a", "b"], t0, t1, max_points=200)
+        covered = {"n1": one, "n2": two}[name]["a"].covered_until
+        assert all(e - s <= 3600 or s >= covered - 3600 for _, s, e in plugin.reads)  # summaries, raw tail
+        exp, tier, _ = expected(plugin.read_range, ["a", "b"], t0, t1, 200, open_end=True)
+        assert tier == 3600.0
+        assert_same({k: ans[k] for k in ("data", "timeline")}, exp)
+    # a node's rollup leaves the other's series alone
+    with stores["n2"].cursor(write=True) as cur:
+        cur.execute("UPDATE sisock_sum_series SET dirty_t0 = t_first, dirty_t1 = t_last WHERE id = %s",
+                    (two["a"].id,))
+    assert stores["n1"].rollup() == 0
+    assert stores["n2"].rollup() == 1
+
+
+def test_the_site_setting_summaries_db_puts_a_node_s_core_summaries_there(mariadb_url, tmp_path):
+    from sisock_core.config import ConfigError, load_config_text
+    from sisock_core.datanode import DataNodeServer
+    from sisock_core.plugins import plugin_spec
+
+    plugin = ArchivePlugin(T0 + 12 * 86400)
+    pm = make_plugin_manager(plugin, name="arch")
+    spec = plugin_spec(pm, "arch")
+    text = f'state_dir = "{tmp_path}"\nsummaries_db = "{mariadb_url}"\n[nodes.arch]\nplugin = "arch"\n'
+    site = load_config_text(text, "<test>", {}, base_dir=str(tmp_path), plugin_loader=lambda _n: (pm, spec),
+                            installed=lambda: ["arch"])
+    assert site.summaries_db == mariadb_url
+    server = DataNodeServer(site, site.nodes["arch"], plugin=(pm, spec), connect=False, clock=lambda: T0 + 30 * 86400)
+    server.start_plugin()
+    store = server.engine.summaries
+    assert store.kind == "mysql" and store.describe() == SummaryStore(mariadb_url).describe()
+    assert server.summarizer.run_once() > 0
+    assert set(SummaryStore(mariadb_url, namespace="arch").series(["a", "b", "n"])) == {"a", "b", "n"}
+    assert not (tmp_path / "summaries").exists()
+    with pytest.raises(ConfigError, match="summaries_db"):
+        load_config_text('summaries_db = "postgres://x/y"\n', "<test>", {}, base_dir=str(tmp_path))
+
+
 class Slow(ArchivePlugin):
     """A read that goes on until its caller gives up (checking between chunks)."""
 

@@ -190,8 +190,44 @@ def test_the_memo_gives_back_only_the_row_written_and_only_once():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(series(max_size=150), max_size=5), st.sampled_from(range(1, len(S.TIERS))))
-def test_many_series_rolled_up_together_equal_one_at_a_time(data, tier):
-    parts = [S.summarize(t - 2e9 * (i % 2), y) for i, (t, y) in enumerate(data)]  # some before 1970
-    for got, b in zip(S.rollup_many(parts, S.BASE_TIER, S.TIERS[tier]), parts, strict=True):
-        assert_buckets_equal(got, S.rollup(b, S.BASE_TIER, S.TIERS[tier]))
+@given(st.lists(st.tuples(series(max_size=150), st.lists(st.integers(0, 150), max_size=3)), max_size=5),
+       st.sampled_from(range(1, len(S.TIERS))), st.randoms(use_true_random=False))
+def test_many_series_rolled_up_together_equal_one_at_a_time(data, tier, rnd):
+    """The store's rollup: rows of several series and sources, in any order, rolled up at once."""
+    index, pieces, expected = [], [], []
+    for i, ((t, y), cuts) in enumerate(data):
+        t = t - 2e9 * (i % 2)  # some before 1970
+        rows = [S.summarize(t[c], y[c]) for c in np.split(np.arange(t.size), sorted(set(c for c in cuts if c <= t.size)))]
+        expected.append(S.rollup(S.merge(rows), S.BASE_TIER, S.TIERS[tier]))
+        pieces.extend((i, r) for r in rows)
+    rnd.shuffle(pieces)
+    got_index, got = S.rollup_banded(
+        np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in pieces]) if pieces else np.zeros(0, np.int64),
+        S.concat([r for _, r in pieces]), S.BASE_TIER, S.TIERS[tier])
+    assert np.all(np.diff(got_index) >= 0)
+    for i, want in enumerate(expected):
+        mine = got.take(got_index == i)
+        np.testing.assert_allclose(mine.vsum, want.vsum, rtol=1e-12, atol=1e-9)  # summed in another grouping
+        assert_buckets_equal(attrs.evolve(mine, vsum=want.vsum), want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(series(max_size=150), st.integers(1, 3), st.booleans(), st.booleans()), max_size=5))
+def test_fields_of_many_timelines_at_once_equal_one_at_a_time(specs):
+    """What the g3 scanner computes per file: the fields of every timeline (sharing its
+    times, some out of order, float32 kept in its precision) in one pass."""
+    batch, expected = [], []
+    for (t, y), nfields, shuffle, single in specs:
+        cols = {f"f{j}": (y * (j + 1) if y.dtype.kind == "f" else y + j) for j in range(nfields)}
+        if single and y.dtype.kind == "f":
+            cols["f0"] = cols["f0"].astype(np.float32)
+        if shuffle and t.size > 1:
+            t = t[::-1].copy()
+            cols = {k: v[::-1].copy() for k, v in cols.items()}
+        order = np.argsort(t, kind="stable")
+        expected.append({k: S.summarize(t[order], v[order]) for k, v in cols.items()})
+        batch.append((t, cols))
+    for got, want in zip(S.summarize_timelines(batch), expected, strict=True):
+        assert got.keys() == want.keys()
+        for k in want:
+            assert_buckets_equal(got[k], want[k])

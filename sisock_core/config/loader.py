@@ -152,6 +152,7 @@ class Loader(EnvOverrides):
 
         state_dir = self._state_dir()
         log_level = self._log_level()
+        summaries_db = self._summaries_db()
         tables = {name: self._table(name, cl) for name, cl in _TABLES.items()}
         nodes = self._nodes()
         tables, nodes = self._apply_env(tables, nodes)
@@ -165,6 +166,7 @@ class Loader(EnvOverrides):
             path=self.source,
             state_dir=state_dir,
             log_level=log_level,
+            summaries_db=summaries_db,
             router=tables["router"],
             hub=tables["hub"],
             http=tables["http"],
@@ -179,6 +181,22 @@ class Loader(EnvOverrides):
             self.problem(("state_dir",), str(expected("a string", value)))
             return default_state_dir(self.env)
         return resolve_path(value, self.base_dir)
+
+    def _summaries_db(self) -> str | None:
+        if "summaries_db" not in self.raw:
+            return None
+        value = self.raw["summaries_db"]
+        if not isinstance(value, str):
+            self.problem(("summaries_db",), str(expected("a string", value)))
+            return None
+        from sisock_core.sqldb import DatabaseConfigError, parse_db_url
+
+        try:
+            parse_db_url(value)
+        except DatabaseConfigError as exc:
+            self.problem(("summaries_db",), str(exc))
+            return None
+        return value
 
     def _log_level(self) -> str:
         level = "info"

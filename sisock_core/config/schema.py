@@ -121,6 +121,9 @@ class SiteConfig:
     path: str  #: file it was read from ("<embedded defaults>" for the built-in one)
     state_dir: Path
     log_level: str = "info"  #: env LOGLEVEL
+    #: database of the summaries the core computes for archive nodes (a URL as the g3
+    #: index's ``db``; None: SQLite under ``state_dir/summaries``)
+    summaries_db: str | None = None
     router: RouterConfig = RouterConfig()
     hub: HubConfig = HubConfig()
     http: HttpConfig = HttpConfig()
@@ -140,7 +143,7 @@ class NodeCore:
     process: str | None = None
 
 
-TOP_LEVEL_KEYS = ("state_dir", "log_level", "router", "hub", "http", "nodes")
+TOP_LEVEL_KEYS = ("state_dir", "log_level", "summaries_db", "router", "hub", "http", "nodes")
 NODE_CORE_KEYS = tuple(a.name for a in attrs.fields(NodeCore))
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 NODE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")

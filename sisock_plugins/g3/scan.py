@@ -247,51 +247,82 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
 
 
 def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
-    """Base-tier summaries of the numeric samples collected per (description, block name)."""
-    from sisock_core.summaries import BASE_TIER, summarize_series
+    """Base-tier summaries of the numeric samples of the blocks collected per
+    (description, block name)."""
+    from sisock_core.summaries import BASE_TIER, summarize_timelines
 
     keys = []
-    series = []
-    for (description, block_name), (ts, cols) in collected.items():
-        t = _seconds(ts)
-        for field, parts in cols.items():
+    timelines = []
+    for (description, block_name), group in collected.items():
+        t, cols = group.decoded()
+        if cols:
+            keys.append((description, block_name))
+            timelines.append((t, cols))
+    out = []
+    for (description, block_name), (_, cols), buckets in zip(
+            keys, timelines, summarize_timelines(timelines, BASE_TIER)):
+        timeline = f"{description}.{block_name}"
+        out.extend((f"{description}.{field}", timeline, y.dtype.kind, buckets[field]) for field, y in cols.items())
+    return out
+
+
+class _Blocks:
+    """The blocks of one name in a file, kept for :func:`_summaries`."""
+
+    __slots__ = ("fields", "blocks", "alike")
+
+    def __init__(self, fields: tuple[tuple[str, str], ...]) -> None:
+        self.fields = fields  #: the typed fields of the first block
+        self.blocks: list = []
+        self.alike = True  #: every block a G3TimesampleMap with the first one's fields
+
+    def add(self, block: Any, fields: tuple[tuple[str, str], ...]) -> None:
+        if self.alike and not (fields is self.fields or fields == self.fields) or \
+                not isinstance(block, core.G3TimesampleMap):
+            self.alike = False
+        self.blocks.append(block)
+
+    def decoded(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Times (UNIX seconds) and numeric fields of the blocks, joined. A field missing
+        from some blocks, or not one numeric vector in all, is left out."""
+        numeric = [(i, f) for i, (f, kind) in enumerate(self.fields) if kind == "number"]
+        if self.alike:  # values() are in the order of the fields: one call per block
+            t = np.concatenate([b.times for b in self.blocks]).astype(np.int64, copy=False) / _SECOND
+            values = [b.values() for b in self.blocks]
+            cols = {f: np.concatenate([v[i] for v in values]) for i, f in numeric}
+            return t, {f: y for f, y in cols.items() if y.dtype.kind in "fiu"}
+        ts, acc = [], {f: [] for _, f in numeric}
+        for block in self.blocks:
+            if isinstance(block, core.G3TimesampleMap):
+                ts.append(np.asarray(block.times, dtype=np.int64) / _SECOND)
+                data = block
+            else:  # IrregBlockDouble (v0)
+                ts.append(np.array(block.t, dtype=np.float64))
+                data = block.data
+            for f, parts in acc.items():
+                if parts is not None:
+                    acc[f] = parts + [np.asarray(data[f])] if f in data else None
+        t = np.concatenate(ts)
+        cols = {}
+        for f, parts in acc.items():
+            if not parts:
+                continue
             try:
-                y = np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
+                y = np.concatenate(parts)
             except (TypeError, ValueError):
                 continue  # not one numeric vector in every block
-            if y.size != t.size or y.dtype.kind not in "fiu":
-                continue  # the field is missing from some blocks of this name: not summarized
-            keys.append((f"{description}.{field}", f"{description}.{block_name}", y.dtype.kind))
-            series.append((t, y))
-    return [(*key, buckets) for key, buckets in zip(keys, summarize_series(series, BASE_TIER))]
-
-
-def _seconds(parts: list) -> np.ndarray:
-    """UNIX seconds of the times of blocks: ``G3VectorTime`` (ticks) or float seconds (v0)."""
-    if not any(isinstance(p, np.ndarray) for p in parts):
-        return np.concatenate(parts).astype(np.int64, copy=False) / _SECOND
-    return np.concatenate([p if isinstance(p, np.ndarray) else np.asarray(p, dtype=np.int64) / _SECOND
-                           for p in parts])
+            if y.size == t.size and y.dtype.kind in "fiu":
+                cols[f] = y
+        return t, cols
 
 
 def _collect(result: ScanResult, description: str, name: str, block: Any,
              fields: tuple[tuple[str, str], ...]) -> None:
-    """Keep the times and numeric vectors of one block for :func:`_summaries` (converted
-    to numpy there, a field at a time)."""
-    ts, acc = result.collected.setdefault((description, name), ([], {}))
-    if isinstance(block, core.G3TimesampleMap):
-        ts.append(block.times)
-        for (f, kind), values in zip(fields, block.values()):  # fields are in the block's key order
-            if kind == "number":
-                parts = acc.get(f)
-                if parts is None:
-                    acc[f] = [values]
-                else:
-                    parts.append(values)
-    else:  # IrregBlockDouble (v0)
-        ts.append(np.array(block.t, dtype=np.float64))
-        for f, _ in fields:
-            acc.setdefault(f, []).append(np.array(block.data[f], dtype=np.float64))
+    """Keep a block for :func:`_summaries`."""
+    group = result.collected.get((description, name))
+    if group is None:
+        group = result.collected[(description, name)] = _Blocks(fields)
+    group.add(block, fields)
 
 
 def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None:
