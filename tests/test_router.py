@@ -365,7 +365,9 @@ def test_crossbar_config_shape(tmp_path):
     tls_t, ocs_t = worker["transports"]
     assert tls_t["endpoint"]["port"] == 18080 and tls_t["endpoint"]["interface"] == "127.0.0.1"
     cert, key, _ = T.tls_paths(cfg)
-    assert tls_t["endpoint"]["tls"] == {"certificate": str(cert.resolve()), "key": str(key.resolve())}
+    assert tls_t["endpoint"]["tls"] == {"certificate": str(cert.resolve()), "key": str(key.resolve()),
+                                        "ciphers": R.TLS_CIPHERS}
+    assert "DHE-" not in R.TLS_CIPHERS.replace("ECDHE-", "")  # no suite needs a DH parameter file
     for path in ("/", "ws"):
         ws = tls_t["paths"][path]
         assert ws["type"] == "websocket"
