@@ -1,7 +1,7 @@
 """Logging for our processes (twisted.logger, named fields): one line per event.
 
 Text (the default) is ``<UTC time> [<component>] [<namespace>#<level>] <message>``, e.g.
-``2026-11-29T04:25:36.123Z [node apex_archive] [sisock_plugins.weather#info] serving 5 fields``.
+``2026-11-29T04:25:36.123Z [hub] [sisock_core.hub.Hub#info] data node apex_archive added``.
 ``--log-format json`` (or ``$SISOCK_LOG_FORMAT=json``) writes one JSON object per line for log
 shippers: ``time``, ``level``, ``component``, ``namespace``, ``message``, ``traceback`` (if
 any) and the event's named fields. Under systemd (stderr is journald's), text lines leave the

@@ -118,3 +118,19 @@ def test_running_hub_and_bridge_load_no_plugin_and_a_node_only_its_own(tmp_path,
     imported = {name: json.loads(path.read_text()) for name, path in reports.items()}
     assert imported["router"] == [] and imported["hub"] == [] and imported["http"] == []
     assert imported["node"] and {m.split(".")[1] for m in imported["node"] if "." in m} == {"weather"}
+
+
+
+def test_the_core_names_no_bundled_plugin():
+    """sisock_core knows plugins only through the hooks: no module of it imports
+    ``sisock_plugins`` or names the g3 plugin (its scanner and ``sisock scan`` are its own)."""
+    import re
+
+    import sisock_core
+
+    core = Path(sisock_core.__file__).parent
+    found = [f"{path.relative_to(core)}:{n}: {line.strip()}"
+             for path in sorted(core.rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"\bsisock_plugins\b|\bg3\b", line)]
+    assert found == []

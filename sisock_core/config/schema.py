@@ -121,8 +121,8 @@ class SiteConfig:
     path: str  #: file it was read from ("<embedded defaults>" for the built-in one)
     state_dir: Path
     log_level: str = "info"  #: env LOGLEVEL
-    #: database of the summaries the core computes for archive nodes (a URL as the g3
-    #: index's ``db``; None: SQLite under ``state_dir/summaries``)
+    #: database of the summaries the core computes for archive nodes (a URL,
+    #: ``sqlite:///path`` or ``mysql://user@host/db``; None: SQLite under ``state_dir/summaries``)
     summaries_db: str | None = None
     router: RouterConfig = RouterConfig()
     hub: HubConfig = HubConfig()
