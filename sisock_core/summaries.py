@@ -21,6 +21,7 @@ for any grid width that is a multiple of the tier's.
 
 from __future__ import annotations
 
+import operator
 import struct
 import threading
 import zlib
@@ -41,6 +42,8 @@ BASE_TIER = TIERS[0]
 _INT_COLS = ("k", "n", "count")
 _FLOAT_COLS = ("t_first", "t_last", "t_min", "t_max", "first", "last", "vmin", "vmax", "vsum")
 _TIME_COLS = ("t_first", "t_last", "t_min", "t_max")
+#: Every column of a Buckets, in the order of its fields (one attribute lookup per piece).
+_columns = operator.attrgetter(*(_INT_COLS + _FLOAT_COLS))
 
 
 @attrs.define
@@ -69,7 +72,7 @@ class Buckets:
         return int(self.k.size)
 
     def take(self, index: np.ndarray | slice) -> "Buckets":
-        return Buckets(**{c: getattr(self, c)[index] for c in _INT_COLS + _FLOAT_COLS})
+        return Buckets(*[col[index] for col in _columns(self)])
 
     def between(self, width: float, start: float, end: float) -> "Buckets":
         """The buckets lying wholly in ``[start, end)`` (both multiples of ``width``)."""
@@ -88,7 +91,7 @@ def concat(parts: Sequence[Buckets]) -> Buckets:
         return Buckets.empty()
     if len(parts) == 1:
         return parts[0]
-    return Buckets(**{c: np.concatenate([getattr(p, c) for p in parts]) for c in _INT_COLS + _FLOAT_COLS})
+    return Buckets(*map(np.concatenate, zip(*map(_columns, parts))))
 
 
 def summarize(t: np.ndarray, y: np.ndarray, width: float = BASE_TIER) -> Buckets:

@@ -231,3 +231,12 @@ def test_fields_of_many_timelines_at_once_equal_one_at_a_time(specs):
         assert got.keys() == want.keys()
         for k in want:
             assert_buckets_equal(got[k], want[k])
+
+
+def test_the_column_order_of_buckets_is_the_order_of_its_fields():
+    """``take`` and ``concat`` build Buckets positionally from the column list."""
+    assert [f.name for f in attrs.fields(S.Buckets)] == list(S._INT_COLS + S._FLOAT_COLS)
+    b = S.summarize(np.arange(0.0, 600.0, 7.0), np.arange(0.0, 600.0, 7.0) % 13)
+    both = S.concat([b.take(slice(0, 4)), b.take(slice(4, None))])
+    for c in S._INT_COLS + S._FLOAT_COLS:
+        assert np.array_equal(getattr(both, c), getattr(b, c))
