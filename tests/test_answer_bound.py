@@ -20,7 +20,8 @@ from sisock_core.model import NodeContext
 from sisock_core.plugins import make_plugin_manager, plugin_spec
 from sisock_core.wamp import node_uri
 
-from .helpers_router import in_reactor, open_session, site_config, wait_until
+from .events import Signal, until
+from .helpers_router import in_reactor, open_session, site_config
 
 T0 = 1_600_000_000.0
 N_BIG = 5_000_000
@@ -93,33 +94,23 @@ def router(tmp_path_factory):
 @pytest_twisted.ensureDeferred
 async def test_a_full_range_call_on_five_million_samples_keeps_node_and_caller_connected(router):
     from autobahn.wamp.exception import ApplicationError
-    from twisted.internet import reactor, task
+    from twisted.internet import reactor
 
     from sisock_core.datanode import DataNodeServer
 
     cfg, secrets = router
     pm = make_plugin_manager(BigPlugin(N_BIG), name="big")
+    registered = Signal()
     node = DataNodeServer(cfg, NodeConfig(name="big", plugin="big", description="five million samples"),
-                          plugin=(pm, plugin_spec(pm, "big")))
+                          plugin=(pm, plugin_spec(pm, "big")), on_registered=registered)
     node.start_plugin()
     node.start()
     caller = await open_session(cfg, authid="simonsobs", secret=secrets.consumer)
     try:
-        assert await wait_until(lambda: node._session is not None and node._session.is_attached(), 30)
+        await until(lambda: registered.count, registered, 30, "node big to register its procedures")
         node_session = node._session
+        assert node_session is not None and node_session.is_attached()
         get_data = node_uri("big", "get_data")
-
-        async def registered() -> bool:
-            try:
-                await caller.call(node_uri("big", "get_fields"), 1, 0)
-                return True
-            except ApplicationError:
-                return False
-
-        for _ in range(300):
-            if await registered():
-                break
-            await task.deferLater(reactor, 0.1, lambda: None)
         # what `sisock get` used to send: the whole range, no max_points
         with pytest.raises(ApplicationError) as info:
             await caller.call(get_data, ["x"], 1, 0).addTimeout(120, reactor)
@@ -150,7 +141,7 @@ def _sisock(*args: str) -> "subprocess.CompletedProcess":
 async def test_sisock_get_asks_for_a_sensible_number_of_points_and_all_fetches_in_pieces(router, tmp_path):
     import json
 
-    from twisted.internet import task, threads
+    from twisted.internet import threads
 
     from sisock_core.datanode import DataNodeServer
 
@@ -160,17 +151,15 @@ async def test_sisock_get_asks_for_a_sensible_number_of_points_and_all_fetches_i
                     f'tls_port = {cfg.router.tls_port}\nocs_port = {cfg.router.ocs_port}\n')
     n = 1_000_000  # 18 MB at full resolution: more than one message
     pm = make_plugin_manager(BigPlugin(n), name="big")
+    registered = Signal()
     node = DataNodeServer(cfg, NodeConfig(name="medium", plugin="big", description="a million samples"),
-                          plugin=(pm, plugin_spec(pm, "big")))
+                          plugin=(pm, plugin_spec(pm, "big")), on_registered=registered)
     node.start_plugin()
     node.start()
     try:
-        for _ in range(300):
-            if node._session is not None and node._session.is_attached():
-                listed = await threads.deferToThread(_sisock, "fields", "medium", "--json", "-c", str(site))
-                if listed.returncode == 0:
-                    break
-            await task.deferLater(_reactor(), 0.2, lambda: None)
+        await until(lambda: registered.count, registered, 30, "node medium to register its procedures")
+        listed = await threads.deferToThread(_sisock, "fields", "medium", "--json", "-c", str(site))
+        assert listed.returncode == 0, listed.stderr
         start, end = str(T0), str(T0 + n)
         out = await threads.deferToThread(_sisock, "get", "medium", "x", "--start", start, "--end", end,
                                           "--json", "-c", str(site))
@@ -188,9 +177,3 @@ async def test_sisock_get_asks_for_a_sensible_number_of_points_and_all_fetches_i
         assert np.array_equal(np.array(answer["data"]["x"]), np.sin(np.arange(n) / 1000.0))
     finally:
         await node.stop()
-
-
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
