@@ -166,24 +166,6 @@ def ack() -> Any:
     return PublishOptions(acknowledge=True)
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
-                     what: str = "condition") -> Any:
-    """Await ``check()`` (a coroutine function) until it returns something true (returned);
-    AssertionError after ``timeout`` seconds (async tests; for a state with no event to wait on)."""
-    import time
-
-    from twisted.internet import reactor, task
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
-        await task.deferLater(reactor, interval, lambda: None)
-
-
 def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run blocking ``fn`` (HTTP, subprocesses) in a thread from an async test."""
     from twisted.internet import threads
