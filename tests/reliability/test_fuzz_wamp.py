@@ -28,8 +28,8 @@ from autobahn.wamp.exception import ApplicationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sisock_core.wamp import HUB_ADD, HUB_ADDED, HUB_LIST, HUB_SUBTRACT, HUB_SUBTRACTED, node_uri
-from tests.events import Signal, until
+from sisock_core.wamp import HUB_ADD, HUB_LIST, HUB_SUBTRACT, node_uri
+from tests.events import until_hub_lists
 from tests.helpers_router import in_reactor
 
 from .support import joined, one_pid, record, rss_mib
@@ -240,19 +240,13 @@ async def test_a_million_field_names(wamp):
 @pytest_twisted.ensureDeferred
 async def test_every_process_survived_and_the_hub_lists_what_it_did(wamp):
     site, consumer, server, pids, rss, listing = wamp
-    hub_changed = Signal()  # the hub announces every change of its listing
-    subscriptions = [await consumer.subscribe(hub_changed, topic) for topic in (HUB_ADDED, HUB_SUBTRACTED)]
     await server.leave()  # whatever the fuzzing session left in the hub goes with it
     for role, pid in pids.items():
         assert one_pid(site.path, role) == pid, f"{role} was restarted"
         assert rss_mib(pid) - rss[role] < RSS_BOUND_MIB, (role, rss[role], rss_mib(pid))
-
-    async def listed_as_before():  # once the hub has seen the fuzzing session leave
-        return await consumer.call(HUB_LIST) == listing
-
-    await until(listed_as_before, hub_changed, 30, "the hub to list what it did before the fuzzing")
-    for subscription in subscriptions:
-        await subscription.unsubscribe()
+    # once the hub has seen the fuzzing session leave
+    await until_hub_lists(consumer, lambda now: now == listing, 30,
+                          "the hub to list what it did before the fuzzing")
     data = await consumer.call(node_uri("apex_archive", "get_data"), ["apex_pressure"], 1499990400, 1500076800)
     assert len(data["data"]["apex_pressure"]) == 24
     fields, _ = await consumer.call(node_uri("lakeshore", "get_fields"), 1, 0)
