@@ -131,6 +131,26 @@ def one_pid(site_path: Path | str, role: str) -> int:
     return pids[0]
 
 
+class ProcessExit:
+    """The exit of ``pid`` (not a child of this process), as an event: a Linux pidfd, readable
+    once the process has exited. Open it before causing the exit (the pid is then still
+    the process's own)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd = os.pidfd_open(pid)
+
+    def wait(self, timeout: float, what: str = "the process to exit") -> None:
+        """Block until the process exits (it may already have); AssertionError after ``timeout``."""
+        import select
+
+        try:
+            ready, _, _ = select.select([self._fd], [], [], timeout)
+        finally:
+            os.close(self._fd)
+        assert ready, f"timed out after {timeout}s waiting for {what} (pid {self.pid})"
+
+
 def log_text(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
@@ -245,6 +265,8 @@ def start_site(tmp: Path, nodes: str, *, http_auth: bool = True, env: Mapping[st
 
 
 def wait_http_ready(url: str, timeout: float = 60.0) -> None:
+    """Until the bridge (another process) answers ``/`` with 200: polled, its answer is the
+    only observation."""
     from sisock_core.testing import wait_until
 
     def ok() -> bool:
