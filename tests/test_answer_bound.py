@@ -90,24 +90,36 @@ def router(tmp_path_factory):
     in_reactor(process.stop, timeout=30)
 
 
+async def _serving(cfg, name: str, n: int, description: str):
+    """A DataNodeServer ``name`` serving :class:`BigPlugin` (``n`` samples) on the router,
+    once its procedures are registered."""
+    from sisock_core.datanode import DataNodeServer
+
+    pm = make_plugin_manager(BigPlugin(n), name="big")
+    registered = Signal()
+    node = DataNodeServer(cfg, NodeConfig(name=name, plugin="big", description=description),
+                          plugin=(pm, plugin_spec(pm, "big")), on_registered=registered)
+    node.start_plugin()
+    node.start()
+    try:
+        await until(lambda: registered.count, registered, 30, f"node {name} to register its procedures")
+    except BaseException:
+        await node.stop()
+        raise
+    return node
+
+
 @pytest.mark.integration
 @pytest_twisted.ensureDeferred
 async def test_a_full_range_call_on_five_million_samples_keeps_node_and_caller_connected(router):
     from autobahn.wamp.exception import ApplicationError
     from twisted.internet import reactor
 
-    from sisock_core.datanode import DataNodeServer
-
     cfg, secrets = router
-    pm = make_plugin_manager(BigPlugin(N_BIG), name="big")
-    registered = Signal()
-    node = DataNodeServer(cfg, NodeConfig(name="big", plugin="big", description="five million samples"),
-                          plugin=(pm, plugin_spec(pm, "big")), on_registered=registered)
-    node.start_plugin()
-    node.start()
-    caller = await open_session(cfg, authid="simonsobs", secret=secrets.consumer)
+    node = await _serving(cfg, "big", N_BIG, "five million samples")
+    caller = None
     try:
-        await until(lambda: registered.count, registered, 30, "node big to register its procedures")
+        caller = await open_session(cfg, authid="simonsobs", secret=secrets.consumer)
         node_session = node._session
         assert node_session is not None and node_session.is_attached()
         get_data = node_uri("big", "get_data")
@@ -124,7 +136,8 @@ async def test_a_full_range_call_on_five_million_samples_keeps_node_and_caller_c
         assert 0 < len(answer["data"]["x"]) == len(t) <= 2000
         assert T0 <= t[0] < t[-1] < T0 + N_BIG
     finally:
-        caller.leave()
+        if caller is not None:
+            caller.leave()
         await node.stop()
 
 
@@ -143,21 +156,13 @@ async def test_sisock_get_asks_for_a_sensible_number_of_points_and_all_fetches_i
 
     from twisted.internet import threads
 
-    from sisock_core.datanode import DataNodeServer
-
     cfg, _secrets = router
     site = tmp_path / "site.toml"
     site.write_text(f'state_dir = "{cfg.state_dir}"\n\n[router]\nstart = false\n'
                     f'tls_port = {cfg.router.tls_port}\nocs_port = {cfg.router.ocs_port}\n')
     n = 1_000_000  # 18 MB at full resolution: more than one message
-    pm = make_plugin_manager(BigPlugin(n), name="big")
-    registered = Signal()
-    node = DataNodeServer(cfg, NodeConfig(name="medium", plugin="big", description="a million samples"),
-                          plugin=(pm, plugin_spec(pm, "big")), on_registered=registered)
-    node.start_plugin()
-    node.start()
+    node = await _serving(cfg, "medium", n, "a million samples")
     try:
-        await until(lambda: registered.count, registered, 30, "node medium to register its procedures")
         listed = await threads.deferToThread(_sisock, "fields", "medium", "--json", "-c", str(site))
         assert listed.returncode == 0, listed.stderr
         start, end = str(T0), str(T0 + n)

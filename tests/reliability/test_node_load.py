@@ -31,18 +31,8 @@ import pytest
 import pytest_twisted
 
 from ..siteproc import wait_until
-from .support import (
-    ProcessExit,
-    basic,
-    http,
-    in_thread,
-    one_pid,
-    query_body,
-    record,
-    role_pids,
-    rss_mib,
-    start_site,
-)
+from .support import (ProcessExit, basic, http, in_thread, one_pid, query_body, record, role_pids, rss_mib,
+                      start_site)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.timeout(900)]
 
