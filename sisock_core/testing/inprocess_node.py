@@ -31,25 +31,30 @@ def _entry_point_name(obj: Any) -> str | None:
 
 
 class Received(list):
-    """The events a node publishes on one topic, ``(args, kwargs)`` pairs appended as they
-    arrive (:meth:`SisockNode.subscribe`); :meth:`wait` blocks until they satisfy a condition."""
+    """A list whose appends (from any thread) wake :meth:`wait`, which blocks until its items
+    satisfy a condition. :meth:`SisockNode.subscribe` returns one: the events the node
+    publishes on a topic, ``(args, kwargs)`` pairs appended as they arrive."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float = 30.0) -> None:
         super().__init__()
-        self.timeout = timeout
+        self.timeout = timeout  #: the default of :meth:`wait`
         self._arrived = threading.Condition()
 
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        """One event (called in the node's reactor thread)."""
+    def append(self, item: Any) -> None:
         with self._arrived:
-            self.append((list(args), kwargs))
+            super().append(item)
             self._arrived.notify_all()
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        """One WAMP event (a subscription handler): appends ``(list(args), kwargs)``."""
+        self.append((list(args), kwargs))
 
     def wait(self, predicate: Callable[["Received"], Any] = len, timeout: float | None = None,
              what: str = "an event") -> Any:
-        """Block until ``predicate(events)`` (default: any event) is true, checking it now and
-        at each new event; its value. AssertionError naming ``what`` after ``timeout`` s.
-        ``predicate`` looks at the events only (it must not call the node)."""
+        """Block until ``predicate(items)`` (default: any item) is true, checking it now and
+        at each append; its value. AssertionError naming ``what`` after ``timeout`` s.
+        ``predicate`` looks at the items only (appends wait while it runs; it must not call
+        the node)."""
         timeout = self.timeout if timeout is None else timeout
         with self._arrived:
             value = self._arrived.wait_for(lambda: predicate(self), timeout)
