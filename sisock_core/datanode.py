@@ -313,13 +313,16 @@ class DataNodeServer:
         reactor: Any = None,
         clock: Callable[[], float] = time.time,
         on_ready: Callable[[], None] | None = None,
+        on_registered: Callable[[], None] | None = None,
         serializers: tuple[str, ...] = ("msgpack",),
         plugin: tuple[Any, Any] | None = None,
         connect: bool = True,
     ) -> None:
         """``plugin``: an already loaded ``(plugin manager, PluginSpec)`` instead of the
         installed plugin ``node_cfg.plugin``; ``connect=False``: no router component
-        (:mod:`sisock_core.testing` drives the node with an in-memory session)."""
+        (:mod:`sisock_core.testing` drives the node with an in-memory session);
+        ``on_ready()``: once, when the hub first lists the node; ``on_registered()``: each
+        time its procedures are registered on a (new) session, before the hub lists it."""
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -360,6 +363,7 @@ class DataNodeServer:
         #: Runs in flight by their call's arguments (identical calls share one).
         self._runs: dict[tuple, _Run] = {}
         self._on_ready = on_ready
+        self._on_registered = on_registered
         self._session: Any = None
         self._in_hub = False
         self._announced = False
@@ -807,6 +811,8 @@ class DataNodeServer:
         self._in_hub = False
         if not await self._register(session):
             return
+        if self._on_registered is not None:
+            self._on_registered()
         if self.live is not None:
             self.live.start(self.reactor)
         self._start_seam_loop()

@@ -5,7 +5,7 @@
   coroutine and wait for it (pytest-twisted's ``blockon``; the reactor runs in the main
   thread, so child processes are reaped normally).  Not from test functions: pytest-twisted
   runs those inside the reactor greenlet; write them ``async`` with
-  ``@pytest_twisted.ensureDeferred``.  :func:`wait_until` polls a condition from async code;
+  ``@pytest_twisted.ensureDeferred`` (to wait on an event: :mod:`tests.events`);
 - :func:`log_events`: a fixture with every Twisted log event emitted during the test;
 - :func:`site_config`: a :class:`SiteConfig` on free loopback ports in a temporary state dir;
 - :func:`open_session`: an autobahn (Twisted) WAMP session, joined, for driving the router.
@@ -54,19 +54,6 @@ def in_reactor(fn: Callable[..., Any], *args: Any, timeout: float = 60.0, **kwar
         return pytest_twisted.blockon(d)
     except defer.TimeoutError:
         raise TimeoutError(f"{getattr(fn, '__name__', fn)} took more than {timeout} s") from None
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` (letting the reactor run) until true or ``timeout``; its last value."""
-    from twisted.internet import task
-
-    r = reactor()
-    deadline = r.seconds() + timeout
-    while not predicate():
-        if r.seconds() > deadline:
-            return False
-        await task.deferLater(r, interval, lambda: None)
-    return True
 
 
 @pytest.fixture

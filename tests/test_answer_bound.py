@@ -20,7 +20,8 @@ from sisock_core.model import NodeContext
 from sisock_core.plugins import make_plugin_manager, plugin_spec
 from sisock_core.wamp import node_uri
 
-from .helpers_router import in_reactor, open_session, site_config, wait_until
+from .events import Signal, until
+from .helpers_router import in_reactor, open_session, site_config
 
 T0 = 1_600_000_000.0
 N_BIG = 5_000_000
@@ -89,37 +90,39 @@ def router(tmp_path_factory):
     in_reactor(process.stop, timeout=30)
 
 
+async def _serving(cfg, name: str, n: int, description: str):
+    """A DataNodeServer ``name`` serving :class:`BigPlugin` (``n`` samples) on the router,
+    once its procedures are registered."""
+    from sisock_core.datanode import DataNodeServer
+
+    pm = make_plugin_manager(BigPlugin(n), name="big")
+    registered = Signal()
+    node = DataNodeServer(cfg, NodeConfig(name=name, plugin="big", description=description),
+                          plugin=(pm, plugin_spec(pm, "big")), on_registered=registered)
+    node.start_plugin()
+    node.start()
+    try:
+        await until(lambda: registered.count, registered, 30, f"node {name} to register its procedures")
+    except BaseException:
+        await node.stop()
+        raise
+    return node
+
+
 @pytest.mark.integration
 @pytest_twisted.ensureDeferred
 async def test_a_full_range_call_on_five_million_samples_keeps_node_and_caller_connected(router):
     from autobahn.wamp.exception import ApplicationError
-    from twisted.internet import reactor, task
-
-    from sisock_core.datanode import DataNodeServer
+    from twisted.internet import reactor
 
     cfg, secrets = router
-    pm = make_plugin_manager(BigPlugin(N_BIG), name="big")
-    node = DataNodeServer(cfg, NodeConfig(name="big", plugin="big", description="five million samples"),
-                          plugin=(pm, plugin_spec(pm, "big")))
-    node.start_plugin()
-    node.start()
-    caller = await open_session(cfg, authid="simonsobs", secret=secrets.consumer)
+    node = await _serving(cfg, "big", N_BIG, "five million samples")
+    caller = None
     try:
-        assert await wait_until(lambda: node._session is not None and node._session.is_attached(), 30)
+        caller = await open_session(cfg, authid="simonsobs", secret=secrets.consumer)
         node_session = node._session
+        assert node_session is not None and node_session.is_attached()
         get_data = node_uri("big", "get_data")
-
-        async def registered() -> bool:
-            try:
-                await caller.call(node_uri("big", "get_fields"), 1, 0)
-                return True
-            except ApplicationError:
-                return False
-
-        for _ in range(300):
-            if await registered():
-                break
-            await task.deferLater(reactor, 0.1, lambda: None)
         # what `sisock get` used to send: the whole range, no max_points
         with pytest.raises(ApplicationError) as info:
             await caller.call(get_data, ["x"], 1, 0).addTimeout(120, reactor)
@@ -133,7 +136,8 @@ async def test_a_full_range_call_on_five_million_samples_keeps_node_and_caller_c
         assert 0 < len(answer["data"]["x"]) == len(t) <= 2000
         assert T0 <= t[0] < t[-1] < T0 + N_BIG
     finally:
-        caller.leave()
+        if caller is not None:
+            caller.leave()
         await node.stop()
 
 
@@ -150,27 +154,17 @@ def _sisock(*args: str) -> "subprocess.CompletedProcess":
 async def test_sisock_get_asks_for_a_sensible_number_of_points_and_all_fetches_in_pieces(router, tmp_path):
     import json
 
-    from twisted.internet import task, threads
-
-    from sisock_core.datanode import DataNodeServer
+    from twisted.internet import threads
 
     cfg, _secrets = router
     site = tmp_path / "site.toml"
     site.write_text(f'state_dir = "{cfg.state_dir}"\n\n[router]\nstart = false\n'
                     f'tls_port = {cfg.router.tls_port}\nocs_port = {cfg.router.ocs_port}\n')
     n = 1_000_000  # 18 MB at full resolution: more than one message
-    pm = make_plugin_manager(BigPlugin(n), name="big")
-    node = DataNodeServer(cfg, NodeConfig(name="medium", plugin="big", description="a million samples"),
-                          plugin=(pm, plugin_spec(pm, "big")))
-    node.start_plugin()
-    node.start()
+    node = await _serving(cfg, "medium", n, "a million samples")
     try:
-        for _ in range(300):
-            if node._session is not None and node._session.is_attached():
-                listed = await threads.deferToThread(_sisock, "fields", "medium", "--json", "-c", str(site))
-                if listed.returncode == 0:
-                    break
-            await task.deferLater(_reactor(), 0.2, lambda: None)
+        listed = await threads.deferToThread(_sisock, "fields", "medium", "--json", "-c", str(site))
+        assert listed.returncode == 0, listed.stderr
         start, end = str(T0), str(T0 + n)
         out = await threads.deferToThread(_sisock, "get", "medium", "x", "--start", start, "--end", end,
                                           "--json", "-c", str(site))
@@ -188,9 +182,3 @@ async def test_sisock_get_asks_for_a_sensible_number_of_points_and_all_fetches_i
         assert np.array_equal(np.array(answer["data"]["x"]), np.sin(np.arange(n) / 1000.0))
     finally:
         await node.stop()
-
-
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor

@@ -192,7 +192,7 @@ def test_hook_archive_until(sisock_node):
     exp_t, exp = decimate_timeline(t, {"x": np.arange(7200.0)}, max_points=100)
     assert dec["timeline"]["blk"]["t"] == exp_t.tolist() and dec["data"]["x"] == exp["x"].tolist()
     # the live topic carries the new samples under the same names
-    node.wait_until(lambda: any("x" in args[0]["data"] for args, _ in pushed), what="a live push")
+    pushed.wait(lambda events: any("x" in args[0]["data"] for args, _ in events), what="a live push")
     got = [t for args, _ in pushed for t in args[0]["timeline"]["blk"]["t"]]
     assert got[0] == T0 + 6001 and got[-1] == T0 + 7199
     # get_fields: the archive's list

@@ -37,6 +37,8 @@ from sisock_core.config import load_config_text
 from sisock_plugins.weather.parser import parse_file
 from sisock_plugins.weather.plugin import example_data_dir
 
+from .events import logged, until
+
 pytest_plugins = ["sisock_core.testing"]
 
 NOW = 1_800_000_000.0
@@ -233,14 +235,6 @@ def _stream(service, clock, targets, since):
     parsed = [api.parse_targets({"target": [t]})[0] for t in targets]
     s = LiveStream(topics, service, sent.append, parsed, since, 100, poll_interval=2.0)
     return s, topics, sent
-
-
-async def wait_for(predicate, what, timeout=30.0):
-    """Wait (on the reactor, not blocking it) until ``predicate()`` is true."""
-    deadline = reactor.seconds() + timeout
-    while not predicate():
-        assert reactor.seconds() < deadline, f"timed out waiting for {what}"
-        await task.deferLater(reactor, 0.05, lambda: None)
 
 
 def _events(sent):
@@ -570,8 +564,9 @@ async def test_api_live_streams_events_at_once_even_gzipped(sisock_node, weather
         assert len(app.web.streams) == 1
         reading.cancel()
         reading.addErrback(lambda f: None)
-        r._transport.stopProducing()  # the browser goes away: the stream ends
-        await wait_for(lambda: not app.web.streams, "the stream to close")
+        with logged("live stream closed") as closed:
+            r._transport.stopProducing()  # the browser goes away: the stream ends
+            await until(lambda: not app.web.streams, closed, 30, "the stream to close")
     finally:
         await port.stopListening()
 

@@ -218,7 +218,7 @@ def test_node_serves_feed_and_pushes_live_samples(node):
     ans = node.get_data(["channel_01_t", "channel_02_r", "nope"], -60, 0)
     assert ans["data"]["channel_02_r"] == list(range(1000, 1010)) and ans["data"]["nope"] == []
     assert len(ans["timeline"][f"{AGENT}.channel_01"]["t"]) == 10
-    node.wait_until(lambda: events, timeout=10, what="a live push")
+    events.wait(timeout=10, what="a live push")
     (args, kwargs), = events[:1]
     payload = args[0]
     assert payload["node"] == "lakeshore" and kwargs == {}

@@ -171,8 +171,8 @@ def test_live_push_late_future_duplicate_and_mismatched_fields_are_logged_once(s
     bad = {"temps": {"block_name": "temps", "timestamps": [T0 + 611.0],
                      "data": {"Channel_02_T": ["warm"], "Channel_01_T": [1.5], "Heater": [0.25]}}}
     site.node.publish(LS, (bad, feed_data("LSA22YE", "temperatures")))
-    site.node.wait_until(lambda: len(pushed) >= 1 and sum(len(a[0]["timeline"].get(f"{LS}.temps", {}).get("t", []))
-                                                          for a, _ in pushed) >= 11, what="pushes")
+    pushed.wait(lambda events: sum(len(a[0]["timeline"].get(f"{LS}.temps", {}).get("t", []))
+                                   for a, _ in events) >= 11, what="pushes")
     got = [t for a, _ in pushed for t in a[0]["timeline"][f"{LS}.temps"]["t"]]
     assert got == list(T0 + np.arange(600.0, 610.0)) + [T0 + 611]  # new samples, the archive's names
     assert set(pushed[0][0][0]["data"]) == {f"{LS}.Channel_{i:02d}_T" for i in range(1, 5)}

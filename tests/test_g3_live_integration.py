@@ -24,6 +24,7 @@ from sisock_core.client import with_session
 from sisock_core.config import load_config
 from sisock_core.wamp import node_uri
 
+from .events import Signal, until
 from .g3gen import Aggregator, lakeshore, value
 from .siteproc import site_up, wait_until
 from .test_datafeed_integration import FakeAgent
@@ -74,7 +75,10 @@ def grid(t0: float, t1: float) -> np.ndarray:
 
 async def settle(session, expected_final: float, expected_last: float, t0: float) -> dict:
     """Query until the answer's seam is at the files' end (the scanner has indexed them and
-    the node has seen it) and its last sample is the last one published (the feed is in)."""
+    the node has seen it) and its last sample is the last one published (the feed is in).
+
+    A poll, every 50 ms: the seam moves inside the node's process when its seam loop reads
+    what the scanner's process indexed; no event announces it to a consumer."""
     ans = None
     for _ in range(600):
         ans = await session.call(node_uri("g3_reader", "get_data"), FIELDS, t0 - 1, 0)
@@ -111,9 +115,10 @@ async def test_one_series_across_the_seam_rotation_and_agent_restart(site):
 
     agent = await Agent(cfg, "1.0").start()
     pushed: list = []
+    got_push = Signal()
     try:
         async def work(session):
-            await session.subscribe(lambda payload: pushed.append(payload), node_uri("g3_reader", "live"))
+            await session.subscribe(lambda payload: (pushed.append(payload), got_push()), node_uri("g3_reader", "live"))
             # the agent publishes a minute; the aggregator has written the first 40 s (two files)
             agent.send(provider, grid(start, start + 60))
             write(start, start + 40)
@@ -133,8 +138,8 @@ async def test_one_series_across_the_seam_rotation_and_agent_restart(site):
                 third = await settle(session, start + 70 - 1 / RATE, agent2.published[-1], start)
             finally:
                 await agent2.stop()
-            while sum(len(p["timeline"].get(TIMELINE, {}).get("t", [])) for p in pushed) < 400:
-                await task.deferLater(reactor, 0.05, lambda: None)
+            await until(lambda: sum(len(p["timeline"].get(TIMELINE, {}).get("t", [])) for p in pushed) >= 400,
+                        got_push, 60, "400 samples pushed on the live topic")
             return first, second, third, agent2.published
 
         first, second, third, published2 = await with_session(reactor, cfg, work, timeout=120)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest_twisted
 from twisted.internet import defer, reactor, task
@@ -11,6 +10,7 @@ from twisted.internet import defer, reactor, task
 from sisock_plugins.g3.index import Index
 from sisock_plugins.g3.service import BACKOFF, ScannerService, ScanTarget
 
+from .events import Signal, until
 from .g3gen import Aggregator, lakeshore, write_archive
 
 T0 = 1_600_000_000.0
@@ -111,28 +111,22 @@ def test_a_missing_data_directory_is_retried_until_it_appears(tmp_path):
     svc.stopService()
 
 
-async def _until(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await task.deferLater(reactor, 0.1, lambda: None)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 @pytest_twisted.ensureDeferred
 async def test_the_watchdog_indexes_new_growing_and_deleted_files(tmp_path):
     data = tmp_path / "data"
     write_archive(data, T0, 1)
     url = f"sqlite:///{tmp_path}/i.sqlite"
-    firsts = []
+    first, passes = Signal(), Signal()
     svc = ScannerService([ScanTarget("g3_reader", str(data), url, watch=True, debounce=0.3)],
-                         reactor=reactor, on_first_pass=lambda: firsts.append(1))
+                         reactor=reactor, on_first_pass=first, on_pass=passes)
     svc.startService()
     index = Index(url)
+
+    def after_passes(check, what):  # the index changes only in a pass: checked after each one
+        return until(check, passes, 30, what)
+
     try:
-        await _until(lambda: firsts, what="the first pass")
+        await until(lambda: first.count, first, 30, "the first pass")
         assert set(index.files()) == {str(data / "16000" / "1600000000.g3")}
         # a file appears while the scanner runs (the aggregator rotates)
         agg = Aggregator(data, start_time=T0 + 3600)
@@ -140,27 +134,27 @@ async def test_the_watchdog_indexes_new_growing_and_deleted_files(tmp_path):
         agg.run(T0 + 3600, T0 + 3600 + 600)
         agg.close()
         new = str(agg.files[0])
-        await _until(lambda: index.file(new) is not None and index.file(new).status == "ok",
-                     what="the new file in the index")
+        await after_passes(lambda: index.file(new) is not None and index.file(new).status == "ok",
+                           "the new file in the index")
         ch1 = f"{LS}.Channel_01_T"
         assert {s.name: s.t1 for s in index.field_summaries()}[ch1] == T0 + 4199
         # it grows (appended frames): resumed from where it was
         full = tmp_path / "full.g3"
         os.rename(new, full)
-        await _until(lambda: index.file(new) is None, what="the moved file to leave the index")
+        await after_passes(lambda: index.file(new) is None, "the moved file to leave the index")
         data_bytes = full.read_bytes()
         with open(new, "wb") as f:
             f.write(data_bytes[: len(data_bytes) // 2])
-        await _until(lambda: index.file(new) is not None and index.file(new).status == "partial",
-                     what="the half-written file")
+        await after_passes(lambda: index.file(new) is not None and index.file(new).status == "partial",
+                           "the half-written file")
         with open(new, "ab") as f:
             f.write(data_bytes[len(data_bytes) // 2:])
-        await _until(lambda: index.file(new).status == "ok", what="the completed file")
+        await after_passes(lambda: index.file(new).status == "ok", "the completed file")
         assert any(k == "paths" and s.resumed for k, s in svc.history)
         assert {s.name: s.t1 for s in index.field_summaries()}[ch1] == T0 + 4199
         # deleted: gone from the index
         os.unlink(new)
-        await _until(lambda: index.file(new) is None, what="the deleted file to leave the index")
+        await after_passes(lambda: index.file(new) is None, "the deleted file to leave the index")
         assert {s.name: s.t1 for s in index.field_summaries()}[ch1] == T0 + 3599
     finally:
         index.close()

@@ -52,6 +52,16 @@ def g3_engine(data_dir, url):
     return NodeEngine(ctx, pm, "g3", summaries=SummaryStore(store_url)), ctx
 
 
+def indexed_g3_engine(tmp_path, hours):
+    """``hours`` of files in ``tmp_path/data`` indexed (with summaries) into
+    ``tmp_path/i.sqlite``, and a g3 engine over them: ``(engine, context)``."""
+    data = tmp_path / "data"
+    write(data, hours=hours)
+    url = f"sqlite:///{tmp_path}/i.sqlite"
+    Scanner(Index(url), data).scan_tree()
+    return g3_engine(data, url)
+
+
 def expected(read_range, fields, t0, t1, limit, stride=None, open_end=False):
     """Min-max decimation of the raw samples on the grid the engine must have used (over
     the data's span within ``[t0, t1)``; to ``t1`` when newer data may not be summarized)."""
@@ -117,11 +127,7 @@ def test_g3_answers_from_summaries_equal_raw_min_max_on_the_tier_grid(tmp_path, 
 
 def test_hook_resolve_fields(tmp_path):
     """g3's aliases (lower-cased and short names) are answered from the same summaries."""
-    data = tmp_path / "data"
-    write(data, hours=3)
-    url = f"sqlite:///{tmp_path}/i.sqlite"
-    Scanner(Index(url), data).scan_tree()
-    engine, ctx = g3_engine(data, url)
+    engine, ctx = indexed_g3_engine(tmp_path, hours=3)
     full, low, short = f"{LS}.Channel_01_T", f"{LS}.channel_01_t", "LSA22YE.Channel_01_T"
     assert engine.pm.hook.resolve_fields(node=ctx, fields=[full, low, short, "nope"]) == {low: full, short: full}
     ans = engine.get_data([full, low, short], T0, T0 + 3 * 3600, max_points=40)
@@ -185,11 +191,7 @@ def test_g3_rebuild_after_a_deleted_store_gives_the_same_answer(tmp_path):
 
 
 def test_a_broken_store_is_a_fallback_to_raw_data_never_a_wrong_answer(tmp_path):
-    data = tmp_path / "data"
-    write(data, hours=2)
-    url = f"sqlite:///{tmp_path}/i.sqlite"
-    Scanner(Index(url), data).scan_tree()
-    engine, ctx = g3_engine(data, url)
+    engine, ctx = indexed_g3_engine(tmp_path, hours=2)
     broken = tmp_path / "broken.sqlite"
     broken.write_bytes(b"this is not a database" * 100)
     engine.summaries = SummaryStore(f"sqlite:///{broken}")

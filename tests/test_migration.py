@@ -179,15 +179,17 @@ async def _router_and_hub(state_dir, **router):
     from sisock_core.hub import Hub
     from sisock_core.router import RouterProcess, load_secrets
 
-    from .helpers_router import site_config, wait_until as wait_async
+    from .events import Signal, until
+    from .helpers_router import site_config
 
     cfg = site_config(state_dir, **router)
     secrets = load_secrets(cfg, env={})
     process = RouterProcess(cfg, secrets, ready_timeout=60)
     await process.start()
-    hub = Hub(cfg)
+    ready = Signal()
+    hub = Hub(cfg, on_ready=ready)
     hub.start(_reactor())
-    assert await wait_async(lambda: hub._session is not None and hub._session.is_attached(), 30)
+    await until(lambda: ready.count, ready, 30, "the hub to be ready")
     return cfg, secrets, process, hub
 
 
@@ -203,6 +205,7 @@ async def test_original_data_node_on_the_ocs_port_joins_only_when_the_site_allow
 
     from sisock_core.wamp import HUB_ADD, HUB_LIST, node_uri
 
+    from .events import until_hub_lists
     from .helpers_router import open_session
 
     # the secure default: the OCS port's anonymous sessions cannot register nodes
@@ -233,7 +236,8 @@ async def test_original_data_node_on_the_ocs_port_joins_only_when_the_site_allow
             await legacy.register(lambda: None, "org.simonsobservatory.hub.started")
         await legacy.leave()
         legacy = None
-        assert await _wait_listing(consumer, lambda names: "legacy_feed" not in names)
+        await until_hub_lists(consumer, lambda listing: "legacy_feed" not in {n["name"] for n in listing}, 30,
+                              "the hub to drop legacy_feed once it left")
         # nor can it stand in for the hub's list of nodes while the hub is away
         await hub.stop()
         hub = None
@@ -247,18 +251,6 @@ async def test_original_data_node_on_the_ocs_port_joins_only_when_the_site_allow
         if hub is not None:
             await hub.stop()
         await process.stop()
-
-
-async def _wait_listing(consumer, predicate) -> bool:
-    from twisted.internet import task
-
-    from sisock_core.wamp import HUB_LIST
-
-    for _ in range(100):
-        if predicate({n["name"] for n in await consumer.call(HUB_LIST)}):
-            return True
-        await task.deferLater(_reactor(), 0.1, lambda: None)
-    return False
 
 
 def test_legacy_ocs_nodes_need_a_loopback_ocs_port(tmp_path):

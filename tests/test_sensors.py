@@ -215,12 +215,15 @@ def test_node_serves_sensor_readings(tmp_path):
     cmd = fake_sensors(tmp_path, j=(DATA / "desktop-j.json").read_text())
     with start_node("sensors", {"command": cmd, "interval": 0.05}) as node:
         poller = node.state["sensors"]
-        fields = node.wait_until(lambda: node.get_fields(-60, 0)[0], timeout=30, what="sensor fields")
+        pushed = node.subscribe("live")  # the readings reach the live topic once they are served
+        pushed.wait(timeout=30, what="a push of sensor readings")
+        fields = node.get_fields(-60, 0)[0]
         assert set(fields) == set(DESKTOP)
         assert fields["coretemp-isa-0000_temp2"] == {
             "description": "Core 0", "timeline": "sensors", "type": "number", "units": "C"}
-        node.wait_until(lambda: len(node.get_data(["acpitz-acpi-0_temp1"], -60, 0)["data"]
-                                    ["acpitz-acpi-0_temp1"]) >= 3, timeout=30, what="three readings")
+        pushed.wait(lambda events: sum(len(args[0]["data"].get("acpitz-acpi-0_temp1", [])) for args, _ in events) >= 3,
+                    timeout=30, what="three readings pushed")
+        assert len(node.get_data(["acpitz-acpi-0_temp1"], -60, 0)["data"]["acpitz-acpi-0_temp1"]) >= 3
     assert not poller._thread.is_alive() and "sensors" not in node.state  # stopped with the node
 
 
@@ -230,7 +233,8 @@ def test_node_without_sensors_runs_serves_nothing_and_says_why_once(tmp_path, lo
     cmd = fake_sensors(tmp_path, j=(DATA / "none-j.json").read_text(), j_err=err, j_rc=1, u_err=err, u_rc=1)
     with start_node("sensors", {"command": cmd, "hwmon_root": str(tmp_path / "none")}) as node:
         poller = node.state["sensors"]
-        node.wait_until(lambda: poller.no_sensors, timeout=30, what="the first look")
+        assert poller.looked.wait(30), "the poller's first look did not end in 30 s"
+        assert poller.no_sensors
         for _ in range(3):
             assert poller.poll_once() is False
         assert node.get_fields(1, 0) == [{}, {}]
@@ -258,7 +262,8 @@ def test_node_with_this_machines_real_sensors_command(log_lines):
             expected = set()
     with start_node("sensors", {"interval": 0.2}) as node:
         poller = node.state["sensors"]
-        node.wait_until(lambda: poller.readings or poller.no_sensors, timeout=30, what="the first look")
+        assert poller.looked.wait(30), "the poller's first look did not end in 30 s"
+        assert poller.readings or poller.no_sensors
         assert set(node.get_fields(1, 0)[0]) == expected
         if not expected:
             assert "No sensors found!" in poller.no_sensors or "not installed" in poller.no_sensors

@@ -63,6 +63,8 @@ def one_line(text: str) -> str:
 
 
 def refused(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` (polled: a port another process closes
+    announces nothing in this one)."""
     try:
         socket.create_connection((host, port), timeout=1).close()
         return False

@@ -211,7 +211,7 @@ def test_hook_subscribe(sisock_node):
     assert node.wait_until(count, what="the published samples") == [1, 2]
     fields, timelines = node.get_fields(-600, 0)
     assert fields["count"]["timeline"] == "live"
-    node.wait_until(lambda: events, what="the live push")
+    events.wait(what="the live push")
     (pushed,), _ = events[0]
     assert pushed["node"] == "live" and pushed["data"] == {"count": [1, 2]}
 

@@ -56,7 +56,7 @@ from sisock_core.testing.fixtures import (  # noqa: F401  (the pytest plugin's h
     sisock_node,
     sisock_site,
 )
-from sisock_core.testing.inprocess_node import SisockNode, start_node
+from sisock_core.testing.inprocess_node import Received, SisockNode, start_node
 from sisock_core.testing.memory_session import MemorySession
 from sisock_core.testing.processes import (  # noqa: F401  (nodes_toml: public before the split)
     SisockProcess,
@@ -72,6 +72,7 @@ from sisock_core.testing.wire import WireFormatError, over_the_wire  # noqa: F40
 
 __all__ = [
     "MemorySession",
+    "Received",
     "RunningSite",
     "SiteClient",
     "SisockNode",

@@ -8,6 +8,7 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,6 +28,39 @@ def _entry_point_name(obj: Any) -> str | None:
         if ep.value == module:
             return ep.name
     return None
+
+
+class Received(list):
+    """A list whose appends (from any thread) wake :meth:`wait`, which blocks until its items
+    satisfy a condition. :meth:`SisockNode.subscribe` returns one: the events the node
+    publishes on a topic, ``(args, kwargs)`` pairs appended as they arrive."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        super().__init__()
+        self.timeout = timeout  #: the default of :meth:`wait`
+        self._arrived = threading.Condition()
+
+    def append(self, item: Any) -> None:
+        with self._arrived:
+            super().append(item)
+            self._arrived.notify_all()
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        """One WAMP event (a subscription handler): appends ``(list(args), kwargs)``."""
+        self.append((list(args), kwargs))
+
+    def wait(self, predicate: Callable[["Received"], Any] = len, timeout: float | None = None,
+             what: str = "an event") -> Any:
+        """Block until ``predicate(items)`` (default: any item) is true, checking it now and
+        at each append; its value. AssertionError naming ``what`` after ``timeout`` s.
+        ``predicate`` looks at the items only (appends wait while it runs; it must not call
+        the node)."""
+        timeout = self.timeout if timeout is None else timeout
+        with self._arrived:
+            value = self._arrived.wait_for(lambda: predicate(self), timeout)
+        if not value:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} ({len(self)} events received)")
+        return value
 
 
 class SisockNode:
@@ -92,19 +126,21 @@ class SisockNode:
         ``observatory.<agent>.feeds.<feed>``), as a router would deliver it."""
         self._runner.run(self.session.publish, topic, *args, timeout=self.timeout, **kwargs)
 
-    def subscribe(self, topic: str) -> list[tuple[list, dict]]:
+    def subscribe(self, topic: str) -> Received:
         """Record the events the node publishes on ``topic`` (``"live"`` is short for
-        its live topic); returns the list ``(args, kwargs)`` pairs are appended to."""
+        its live topic); returns the list ``(args, kwargs)`` pairs are appended to, whose
+        ``wait(predicate)`` blocks until the events so far satisfy ``predicate``."""
         uri = topic if "." in topic else self.uri(topic)
-        events: list[tuple[list, dict]] = []
-        self._runner.run(self.session.subscribe, lambda *a, **k: events.append((list(a), k)), uri,
-                         timeout=self.timeout)
+        events = Received(self.timeout)
+        self._runner.run(self.session.subscribe, events.add, uri, timeout=self.timeout)
         return events
 
     def wait_until(self, predicate: Callable[[], Any], timeout: float | None = None,
                    what: str = "condition") -> Any:
         """Poll ``predicate`` (e.g. ``lambda: node.get_data(["x"])["data"]["x"]``) until it
-        returns something true, for live plugins; AssertionError after ``timeout``."""
+        returns something true; AssertionError after ``timeout``. A poll (every 50 ms): for a
+        state with no event to wait on (a plugin's own thread); for the node's pushes, wait
+        on the list :meth:`subscribe` returns instead."""
         return wait_until(predicate, timeout=self.timeout if timeout is None else timeout,
                           interval=0.05, what=what)
 

@@ -196,7 +196,11 @@ class SisockProcess:
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
                what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something true (returned); AssertionError after ``timeout``."""
+    """Poll ``predicate`` until it returns something true (returned); AssertionError after ``timeout``.
+
+    A poll, for what only another process's state tells (a port, its log file, ``/proc``,
+    its HTTP answers); in-process, wait on the event instead (``SisockNode.subscribe``'s
+    ``wait``, a node's ``on_ready``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

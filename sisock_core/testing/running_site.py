@@ -214,7 +214,7 @@ def start_site(
                             timeout=timeout)
         site = RunningSite(path, process, client, config, names, env)
 
-        def all_listed() -> bool:
+        def all_listed() -> bool:  # polled: the hub and the client are other processes
             return set(names) <= {n["name"] for n in site.nodes()}
 
         wait_until(all_listed, timeout=timeout, what=f"nodes {names} to be listed by the hub")

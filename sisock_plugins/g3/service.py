@@ -93,9 +93,13 @@ class ScannerService(service.Service):
         reactor: Any = None,
         progress: ProgressFactory | None = None,
         on_first_pass: Callable[[], None] | None = None,
+        on_pass: Callable[[str, ScanStats], None] | None = None,
         max_delay: float = 5.0,
         run_in_thread: Callable[..., defer.Deferred] | None = None,
     ) -> None:
+        """``on_first_pass()``: once every target has had its first full pass;
+        ``on_pass(kind, stats)``: after each pass of a target (``kind`` ``"full"`` or
+        ``"paths"``), in the reactor thread, once its changes are in the index."""
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -103,6 +107,7 @@ class ScannerService(service.Service):
         self.reactor = reactor
         self.targets = [_Target(t, progress) for t in targets]
         self.on_first_pass = on_first_pass
+        self.on_pass = on_pass
         self.max_delay = max_delay
         self._run_in_thread = run_in_thread or (lambda f, *a: threads.deferToThread(f, *a))
         self._busy = False
@@ -258,6 +263,8 @@ class ScannerService(service.Service):
                 summary=stats.summary())
             if kind == "full":
                 self._start_watch(t)
+            if self.on_pass is not None:
+                self.on_pass(kind, stats)
         if not self._first_done and all(t.passes for t in self.targets):
             self._first_done = True
             if self.on_first_pass is not None:

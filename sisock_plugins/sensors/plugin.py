@@ -100,6 +100,8 @@ class SensorPoller:
         self._reported = False
         self._source: str | None = None
         self._stop = threading.Event()
+        #: Set once the first look at the sensors is over (found or not; tests wait on it).
+        self.looked = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sisock-sensors-{node}", daemon=True)
 
     def start(self) -> None:
@@ -142,4 +144,5 @@ class SensorPoller:
             except Exception:
                 log.failure("{node}: reading the sensors failed", node=self.node)
                 found = False
+            self.looked.set()
             self._stop.wait(self.interval if found else self.retry)

@@ -131,6 +131,26 @@ def one_pid(site_path: Path | str, role: str) -> int:
     return pids[0]
 
 
+class ProcessExit:
+    """The exit of ``pid`` (not a child of this process), as an event: a Linux pidfd, readable
+    once the process has exited. Open it before causing the exit (the pid is then still
+    the process's own)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd = os.pidfd_open(pid)
+
+    def wait(self, timeout: float, what: str = "the process to exit") -> None:
+        """Block until the process exits (it may already have); AssertionError after ``timeout``."""
+        import select
+
+        try:
+            ready, _, _ = select.select([self._fd], [], [], timeout)
+        finally:
+            os.close(self._fd)
+        assert ready, f"timed out after {timeout}s waiting for {what} (pid {self.pid})"
+
+
 def log_text(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
@@ -164,24 +184,6 @@ def ack() -> Any:
     from autobahn.wamp.types import PublishOptions
 
     return PublishOptions(acknowledge=True)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
-                     what: str = "condition") -> Any:
-    """Await ``check()`` (a coroutine function) until it returns something true (returned);
-    AssertionError after ``timeout`` seconds (async tests; for a state with no event to wait on)."""
-    import time
-
-    from twisted.internet import reactor, task
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
-        await task.deferLater(reactor, interval, lambda: None)
 
 
 def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -263,6 +265,8 @@ def start_site(tmp: Path, nodes: str, *, http_auth: bool = True, env: Mapping[st
 
 
 def wait_http_ready(url: str, timeout: float = 60.0) -> None:
+    """Until the bridge (another process) answers ``/`` with 200: polled, its answer is the
+    only observation."""
     from sisock_core.testing import wait_until
 
     def ok() -> bool:

@@ -32,6 +32,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
+from sisock_core.testing import Received
 from sisock_core.wamp import HUB_SUBTRACTED
 
 from ..siteproc import wait_until
@@ -139,7 +140,7 @@ def test_router_killed_and_restarted_while_traffic_flows(site):
     before = _pids(site)
     log_before = len(site.proc.log_text())
     crossbar = router_pid(site.proc.proc.pid)
-    samples: list[tuple[float, bool]] = []
+    samples = Received()  # (when the answer came, whether it was good); appends wake its wait
     stop = threading.Event()
 
     durations: list[tuple[float, float]] = []  # (start, seconds) of each request
@@ -155,17 +156,16 @@ def test_router_killed_and_restarted_while_traffic_flows(site):
     worker = threading.Thread(target=traffic, daemon=True)
     worker.start()
     try:
-        wait_until(lambda: len(samples) >= 3, timeout=30, interval=0.05, what="three refreshes before the fault")
+        samples.wait(lambda got: len(got) >= 3, 30, "three refreshes before the fault")
         assert all(ok for _, ok in samples), "queries failed before the fault"
         killed_at = time.monotonic()
         os.killpg(crossbar, signal.SIGKILL)  # crossbar and its workers (their own process group)
-        wait_until(lambda: any(t > killed_at and not ok for t, ok in samples), timeout=RECOVERY_BOUND,
-                   what="queries to fail while the router is down")
-        back = wait_until(lambda: next((t for t, ok in samples if t > killed_at + 0.5 and ok), None),
-                          timeout=RECOVERY_BOUND, interval=0.1, what="/query to answer after the router restart")
+        samples.wait(lambda got: any(t > killed_at and not ok for t, ok in got), RECOVERY_BOUND,
+                     "queries to fail while the router is down")
+        back = samples.wait(lambda got: next((t for t, ok in got if t > killed_at + 0.5 and ok), None),
+                            RECOVERY_BOUND, "/query to answer after the router restart")
         recovered = back - killed_at
-        wait_until(lambda: sum(1 for t, _ in samples if t > back) >= 3, timeout=30, interval=0.05,
-                   what="three refreshes after the recovery")
+        samples.wait(lambda got: sum(1 for t, _ in got if t > back) >= 3, 30, "three refreshes after the recovery")
     finally:
         stop.set()
         worker.join(10)

@@ -29,9 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sisock_core.wamp import HUB_ADD, HUB_LIST, HUB_SUBTRACT, node_uri
+from tests.events import until_hub_lists
 from tests.helpers_router import in_reactor
 
-from .support import eventually, joined, one_pid, record, rss_mib
+from .support import joined, one_pid, record, rss_mib
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -157,6 +158,13 @@ def _check_get_fields(answer: Any) -> None:
         assert info["timeline"] in timelines and info["type"] in ("number", "string", "bool"), (name, info)
 
 
+async def _call_node(wamp: tuple, node: str, procedure: str, call: tuple[list, dict]) -> Any:
+    """``procedure`` of ``node`` with the drawn ``(args, kwargs)``, as the consumer."""
+    _site, consumer, *_ = wamp
+    args, kwargs = call
+    return await _call(consumer, node_uri(node, procedure), args, kwargs)
+
+
 _SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                             HealthCheck.function_scoped_fixture])
@@ -166,26 +174,20 @@ _SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
 @given(node=st.sampled_from(["apex_archive", "lakeshore"]), call=_get_data_args())
 @pytest_twisted.ensureDeferred
 async def test_get_data_arguments(wamp, node, call):
-    _site, consumer, *_ = wamp
-    args, kwargs = call
-    _check_get_data(await _call(consumer, node_uri(node, "get_data"), args, kwargs), args)
+    _check_get_data(await _call_node(wamp, node, "get_data", call), call[0])
 
 
 @_SETTINGS
 @given(node=st.sampled_from(["apex_archive", "lakeshore"]), call=_get_fields_args())
 @pytest_twisted.ensureDeferred
 async def test_get_fields_arguments(wamp, node, call):
-    _site, consumer, *_ = wamp
-    args, kwargs = call
-    _check_get_fields(await _call(consumer, node_uri(node, "get_fields"), args, kwargs))
+    _check_get_fields(await _call_node(wamp, node, "get_fields", call))
 
 
 _names = st.one_of(_values, _text, st.sampled_from(["apex_archive", "lakeshore", "fuzz_node", ""]))
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@_SETTINGS
 @given(op=st.sampled_from(["add", "add", "subtract", "list"]), name=_names, description=_values,
        sid=st.one_of(st.just("own"), _values), extra=st.lists(_values, max_size=2))
 @pytest_twisted.ensureDeferred
@@ -242,10 +244,9 @@ async def test_every_process_survived_and_the_hub_lists_what_it_did(wamp):
     for role, pid in pids.items():
         assert one_pid(site.path, role) == pid, f"{role} was restarted"
         assert rss_mib(pid) - rss[role] < RSS_BOUND_MIB, (role, rss[role], rss_mib(pid))
-    async def listed_as_before():  # once the hub has seen the fuzzing session leave
-        return await consumer.call(HUB_LIST) == listing
-
-    await eventually(listed_as_before, timeout=30, what="the hub to list what it did before the fuzzing")
+    # once the hub has seen the fuzzing session leave
+    await until_hub_lists(consumer, lambda now: now == listing, 30,
+                          "the hub to list what it did before the fuzzing")
     data = await consumer.call(node_uri("apex_archive", "get_data"), ["apex_pressure"], 1499990400, 1500076800)
     assert len(data["data"]["apex_pressure"]) == 24
     fields, _ = await consumer.call(node_uri("lakeshore", "get_fields"), 1, 0)

@@ -17,19 +17,22 @@ stated in docs/performance.md, and the seconds a busy node takes to exit after S
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import AsyncIterator
 
 import numpy as np
 import pytest
 import pytest_twisted
 
 from ..siteproc import wait_until
-from .support import basic, http, in_thread, one_pid, query_body, record, role_pids, rss_mib, start_site
+from .support import (ProcessExit, basic, http, in_thread, one_pid, query_body, record, role_pids, rss_mib,
+                      start_site)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -88,6 +91,8 @@ def _light(site, hour: int) -> tuple[float, bool]:
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU seconds ``pid`` has used (``/proc``). The waits on it poll: another process's CPU
+    time announces nothing; so do the waits on the site's log file (another process's)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -106,6 +111,20 @@ async def _busy(c, pid: int, field_sets: list[list[str]]) -> tuple[list, float]:
     before = _cpu_seconds(pid)
     await in_thread(wait_until, lambda: _cpu_seconds(pid) - before > 1.0, 60, 0.05, "the node to be busy")
     return heavy, before
+
+
+@contextlib.asynccontextmanager
+async def _busy_node(site, field_sets: list[list[str]]) -> AsyncIterator[tuple[int, int, list, float]]:
+    """The node ls372 kept busy by heavy calls from a consumer session (left at the end):
+    ``(pid, where the site's log stood, the calls, its CPU seconds before)``; see :func:`_busy`."""
+    pid = one_pid(site.path, "node ls372")
+    log_at = len(site.proc.log_text())
+    c = await site.consumer()
+    try:
+        heavy, before = await _busy(c, pid, field_sets)
+        yield pid, log_at, heavy, before
+    finally:
+        await c.leave()
 
 
 def _percentiles(xs: list[float]) -> str:
@@ -149,11 +168,7 @@ async def test_light_queries_are_answered_during_six_heavy_ones(site):
 
 @pytest_twisted.ensureDeferred
 async def test_cancelled_heavy_queries_stop_within_two_seconds(site):
-    pid = one_pid(site.path, "node ls372")
-    log_at = len(site.proc.log_text())
-    c = await site.consumer()
-    try:
-        heavy, before = await _busy(c, pid, [T_FIELDS, R_FIELDS])
+    async with _busy_node(site, [T_FIELDS, R_FIELDS]) as (pid, log_at, heavy, before):
         busy = _cpu_seconds(pid)
         cancelled_at = time.monotonic()
         for d in heavy:
@@ -166,8 +181,6 @@ async def test_cancelled_heavy_queries_stop_within_two_seconds(site):
         at_5s = _cpu_seconds(pid)
         took, ok = await in_thread(_light, site, 77)
         assert ok
-    finally:
-        await c.leave()
     assert at_5s - at_2s < 0.5, f"the node spent {at_5s - at_2s:.2f} CPU s between 2 and 5 s after the cancel"
     record("abandoned work", f"2 heavy queries cancelled (WAMP CANCEL via the router) after {busy - before:.1f} "
                              f"CPU s: the node spent {at_2s - busy:.2f} CPU s in the next 2 s and "
@@ -251,21 +264,14 @@ async def test_memory_under_four_heavy_queries_stays_within_the_bound(site):
 
 @pytest_twisted.ensureDeferred
 async def test_sigterm_stops_a_busy_node_within_two_seconds(site):
-    pid = one_pid(site.path, "node ls372")
-    log_at = len(site.proc.log_text())
-    c = await site.consumer()
-    try:
-        heavy, _ = await _busy(c, pid, [T_FIELDS, R_FIELDS, T_FIELDS])
+    async with _busy_node(site, [T_FIELDS, R_FIELDS, T_FIELDS]) as (pid, log_at, heavy, _):
+        exits = ProcessExit(pid)
         sent = time.monotonic()
         os.kill(pid, signal.SIGTERM)
-        await in_thread(wait_until, lambda: not Path(f"/proc/{pid}").exists() or
-                        "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0],
-                        30, 0.02, "the node to exit")
+        await in_thread(exits.wait, 30, "the node to exit")
         exited = time.monotonic() - sent
         for d in heavy:
             d.cancel()
-    finally:
-        await c.leave()
     log = site.proc.log_text()[log_at:]
     assert "did not stop within" not in log, log[-3000:]
     await in_thread(wait_until, lambda: [p for p in role_pids(site.path, "node ls372") if p != pid]
