@@ -684,7 +684,8 @@ def _wait_relisted(bridge: Bridge, pattern: str, old: list[int], name: str) -> N
 
 
 def test_restarted_node_answers_without_search(bridge):
-    pattern = f"node apex_archive --supervised --config {bridge.path}"
+    # both weather nodes share the weather plugin's process (node groups' default)
+    pattern = f"node --group weather --supervised --config {bridge.path}"
     old = pids_matching(pattern)
     assert len(old) == 1
     os.kill(old[0], signal.SIGKILL)
