@@ -234,8 +234,13 @@ class GrafanaAPI:
         if grafana.needs_listing(req.targets):
             await self.service.ensure_loaded()
         catalog = self.service.catalog
-        req = grafana.resolve_query(req, catalog.live_nodes(), catalog.known_fields)
-        req = req.capped(self.cfg.http.max_points)
+        resolved = grafana.resolve_query(req, catalog.live_nodes(), catalog.known_fields)
+        stale = {(n, t.field) for t in resolved.targets for n in t.unmatched_on}
+        if stale:  # a pattern matched none of a node's known fields: reload them once, retry
+            await defer.DeferredList([defer.ensureDeferred(self.service.refresh_on_miss(n, [f]))
+                                      for n, f in sorted(stale)])
+            resolved = grafana.resolve_query(req, catalog.live_nodes(), catalog.known_fields)
+        req = resolved.capped(self.cfg.http.max_points)
         series = await self.service.query(req)
         answer = grafana.query_answer(series, req.notices)
         self.log.debug("query: {n} targets, {points} points in {ms:.1f} ms", n=len(series),

@@ -258,6 +258,9 @@ class Target:
     node: str | None = None
     field: str | None = None
     error: str | None = None
+    #: nodes whose known fields the target's field pattern matched none of (their field
+    #: lists may be stale: new files indexed since they were loaded)
+    unmatched_on: tuple[str, ...] = ()
 
 
 def _target_format(item: Mapping[str, Any]) -> str:
@@ -350,7 +353,8 @@ def resolve_targets(
         if not expanded:
             where = f"node {nodes[0]!r}" if len(nodes) == 1 else f"nodes {', '.join(nodes)[:120]}"
             out.append(attrs.evolve(t, node=None, field=None,
-                                    error=f"no field of {where} matches {t.field[:80]!r}"))
+                                    error=f"no field of {where} matches {t.field[:80]!r}",
+                                    unmatched_on=tuple(n for n in nodes if fields_of(n) is not None)))
         out.extend(dict.fromkeys(expanded))
     return out
 
