@@ -30,7 +30,6 @@ from tests.helpers_router import (
     log_events,  # noqa: F401 (a fixture)
     open_session,
     site_config,
-    wait_until,
 )
 
 STRONG_SERVER = "s" * 8 + "Kq3nX9vZpL2wR7tY"
@@ -702,8 +701,14 @@ async def test_router_output_forwarded_then_crash(tmp_path, log_events):
     assert exit_info.signal == signal.SIGKILL
     assert crashes == [exit_info]
     assert not process.running
-    # its router worker went with it (whole process group)
-    assert await wait_until(lambda: not port_open(cfg.router.tls_port), 10)
+    # its router worker went with it (whole process group); the worker is not our child,
+    # so its port is what there is to watch
+    from twisted.internet import threads
+
+    from sisock_core.testing import wait_until as wait_for
+
+    await threads.deferToThread(wait_for, lambda: not port_open(cfg.router.tls_port), 10, 0.05,
+                                "the router worker's port to close")
     assert await process.stop() == exit_info  # stopping a dead router is fine
 
 
