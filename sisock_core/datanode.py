@@ -17,7 +17,9 @@ every reconnection.
 A plugin with both ``read_range`` and ``subscribe`` is assembled
 (:mod:`sisock_core.assembly`): the node asks it for the archive's final times
 (``archive_until``) at start and every ``SEAM_REFRESH_INTERVAL`` seconds, screens what
-it publishes against them, and answers each field as one series.
+it publishes against them, and answers each field as one series. When those times move
+(the archive caught up), it publishes ``{"node", "archive_until"}`` (the latest of them) on
+``org.simonsobservatory.consumer.<node>.archive_until``.
 """
 
 from __future__ import annotations
@@ -111,6 +113,12 @@ def _forget_traceback(failure: Any) -> None:
 def live_topic(name: str) -> str:
     """``org.simonsobservatory.consumer.<name>.live``: where a live node pushes new samples."""
     return wamp.node_uri(name, "live")
+
+
+def archive_topic(name: str) -> str:
+    """``org.simonsobservatory.consumer.<name>.archive_until``: where an assembling node
+    announces that its archive's final times moved."""
+    return wamp.node_uri(name, "archive_until")
 
 
 class LiveFeed:
@@ -345,6 +353,7 @@ class DataNodeServer:
         self.seam: Seam | None = None
         self._seam_loop: LoopingCall | None = None
         self._refreshing_seam = False
+        self._announced_seam: Mapping[str, float] | None = None  # the final times last published
         self._wamp_subs: list[_WampSubscription] = []
         self.engine = NodeEngine(
             self.context,
@@ -442,10 +451,25 @@ class DataNodeServer:
             return defer.succeed(None)
         self._refreshing_seam = True
 
-        def done(result: Any) -> None:
+        def done(result: Any) -> Any:
             self._refreshing_seam = False
+            self._announce_seam()
+            return result
 
         return deferToThreadPool(self.reactor, self.pool, self.refresh_seam).addBoth(done)
+
+    def _announce_seam(self) -> None:
+        """Publish the archive's end on :func:`archive_topic` if the final times moved since
+        the last announcement (reactor thread; not attached: announced at the next move)."""
+        final = self.seam.snapshot() if self.seam is not None else None
+        session = self._session
+        if not final or final == self._announced_seam or session is None or not session.is_attached():
+            return
+        self._announced_seam = final
+        try:
+            session.publish(archive_topic(self.name), {"node": self.name, "archive_until": max(final.values())})
+        except Exception as exc:  # the answers are right without it; say why it is missing
+            self._failures(f"{self.name}: cannot announce the archive's end: {type(exc).__name__}: {exc}")
 
     def _start_seam_loop(self) -> None:
         if self.seam is not None and self._seam_loop is None:

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 
 from sisock_core.client import with_session
 from sisock_core.config import load_config
@@ -73,21 +73,20 @@ def grid(t0: float, t1: float) -> np.ndarray:
     return np.arange(math.ceil(t0 * RATE), math.ceil(t1 * RATE)) / RATE
 
 
-async def settle(session, expected_final: float, expected_last: float, t0: float) -> dict:
-    """Query until the answer's seam is at the files' end (the scanner has indexed them and
-    the node has seen it) and its last sample is the last one published (the feed is in).
+async def settle(session, moved: Signal, expected_final: float, expected_last: float, t0: float) -> dict:
+    """The answer once its seam is at the files' end (the scanner has indexed them and the
+    node has seen it) and its last sample is the last one published (the feed is in);
+    asked again at each ``moved``: the node's live push or its ``archive_until`` announcement."""
 
-    A poll, every 50 ms: the seam moves inside the node's process when its seam loop reads
-    what the scanner's process indexed; no event announces it to a consumer."""
-    ans = None
-    for _ in range(600):
+    async def settled():
         ans = await session.call(node_uri("g3_reader", "get_data"), FIELDS, t0 - 1, 0)
         tl = ans["timeline"].get(TIMELINE)
         if tl and tl["finalized_until"] is not None and abs(tl["finalized_until"] - expected_final) < 1e-4 \
                 and abs(tl["t"][-1] - expected_last) < 1e-4:
             return ans
-        await task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"the seam never reached {expected_final}: {ans and ans['timeline']}")
+        return None
+
+    return await until(settled, moved, 60, f"the seam to reach {expected_final} and the feed {expected_last}")
 
 
 def check_union(ans: dict, written: list[float], published: list[float]) -> None:
@@ -116,16 +115,21 @@ async def test_one_series_across_the_seam_rotation_and_agent_restart(site):
     agent = await Agent(cfg, "1.0").start()
     pushed: list = []
     got_push = Signal()
+    announced: list = []
+    moved = Signal()
     try:
         async def work(session):
-            await session.subscribe(lambda payload: (pushed.append(payload), got_push()), node_uri("g3_reader", "live"))
+            await session.subscribe(lambda payload: (pushed.append(payload), got_push(), moved()),
+                                    node_uri("g3_reader", "live"))
+            await session.subscribe(lambda payload: (announced.append(payload), moved()),
+                                    node_uri("g3_reader", "archive_until"))
             # the agent publishes a minute; the aggregator has written the first 40 s (two files)
             agent.send(provider, grid(start, start + 60))
             write(start, start + 40)
-            first = await settle(session, start + 40 - 1 / RATE, agent.published[-1], start)
+            first = await settle(session, moved, start + 40 - 1 / RATE, agent.published[-1], start)
             # a rotation: the next file holds the rest of the minute
             write(start + 40, start + 60)
-            second = await settle(session, start + 60 - 1 / RATE, agent.published[-1], start)
+            second = await settle(session, moved, start + 60 - 1 / RATE, agent.published[-1], start)
             # the agent restarts (new session; the files get a new provider id) and goes on
             await agent.stop()
             agent2 = await Agent(cfg, "2.0").start()
@@ -135,9 +139,13 @@ async def test_one_series_across_the_seam_rotation_and_agent_restart(site):
                 agg.run(start + 60, start + 70)
                 agg.writer.Flush()
                 written.extend(grid(start + 60, start + 70).tolist())
-                third = await settle(session, start + 70 - 1 / RATE, agent2.published[-1], start)
+                third = await settle(session, moved, start + 70 - 1 / RATE, agent2.published[-1], start)
             finally:
                 await agent2.stop()
+            # the node announced each move of the archive's end (the latest final time)
+            await until(lambda: [a["archive_until"] for a in announced if a["node"] == "g3_reader"
+                                 and abs(a["archive_until"] - (start + 70 - 1 / RATE)) < 1e-4],
+                        moved, 30, "the node to announce the archive's end")
             await until(lambda: sum(len(p["timeline"].get(TIMELINE, {}).get("t", [])) for p in pushed) >= 400,
                         got_push, 60, "400 samples pushed on the live topic")
             return first, second, third, agent2.published
