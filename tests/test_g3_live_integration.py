@@ -6,8 +6,8 @@ OCS aggregator does, while a fake OCS agent (a WAMP client on the OCS port) publ
 the same samples. A consumer queries across the seam before and after a rotation and
 after the agent restarts (new session, new provider id in the files), and each answer
 equals the union of what was written and published: no gap, no duplicate. The node's
-``.live`` topic carries the new samples under the archive's names. Every wait is on a
-condition (the answer's ``finalized_until`` reaching the files' end), not a sleep.
+``.live`` topic carries the new samples under the archive's names. Every wait is woken by
+an event (the node's live pushes and its ``archive_until`` announcements), not a timer.
 """
 
 from __future__ import annotations
