@@ -212,7 +212,7 @@ def assemble(
             arch_of[k] = tl_name
         known = [final[canonical.get(k, k)] for k in members if canonical.get(k, k) in final]
         if known:
-            seam_of_tl[tl_name] = min(known)
+            seam_of_tl[tl_name] = max(known)  # as Seam.screen: live rows up to it were dropped
         else:  # the archive's final time is unknown: its samples are kept, live ones follow them
             seam_of_tl[tl_name] = float(tl.t[-1]) if tl.t.size else -math.inf
     seam_of: dict[str, float] = {}

@@ -61,6 +61,20 @@ def test_final_time_snapshot_older_than_the_archive_trims_the_archive():
     assert out["A"].finalized_until == T0 + 6
 
 
+def test_a_field_with_an_earlier_final_time_does_not_cut_its_neighbours_archive():
+    # on one timeline, a's archive ends at 5 and b's at 10: asked together or alone, b keeps
+    # its archived 6..10 (the screen dropped their live copies: live rows up to the latest
+    # final time of a batch are the archive's)
+    arch = {"A": tl(T0 + np.arange(11), a=np.arange(11.0), b=np.arange(11.0) * 2)}
+    live = {"L": tl(T0 + np.arange(11, 13), a=np.arange(11, 13.0), b=np.arange(11, 13.0) * 2)}
+    final = {"a": T0 + 5, "b": T0 + 10}
+    alone, _ = assemble(["b"], arch, reader(live), final, {}, T0, T0 + 100)
+    both, _ = assemble(["a", "b"], arch, reader(live), final, {}, T0, T0 + 100)
+    assert alone["A"].data["b"].tolist() == [2 * i for i in range(13)]
+    assert both["A"].data["b"].tolist() == alone["A"].data["b"].tolist()
+    np.testing.assert_allclose(both["A"].t, alone["A"].t)
+
+
 def test_range_after_the_archive_is_all_live_and_before_it_all_archive():
     arch_full = tl(T0 + np.arange(10), x=np.arange(10.0))
     live = {"L": tl(T0 + np.arange(8, 20), x=np.arange(8, 20.0))}
