@@ -228,11 +228,11 @@ class NodeEngine:
         result: dict[str, Any] = {"data": {n: [] for n in names}, "timeline": {}}
         if not names or t1 <= t0:
             return result
-        raw_names = names
+        raw_names, answer_bytes = names, 0
         if self.summaries is not None and (limit or stride):
-            raw_names = self._from_summaries(names, t0, t1, stride, limit, result)
+            raw_names, answer_bytes = self._from_summaries(names, t0, t1, stride, limit, result)
         if raw_names:
-            self._from_raw(raw_names, t0, t1, stride, limit, result)
+            self._from_raw(raw_names, t0, t1, stride, limit, result, answer_bytes)
         return result
 
     def _read(self, names: Sequence[str], t0: float, t1: float) -> Mapping[str, Timeline]:
@@ -271,10 +271,10 @@ class NodeEngine:
         return out
 
     def _from_raw(self, names: Sequence[str], t0: float, t1: float, stride: float | None,
-                  limit: int | None, result: dict) -> None:
-        """Answer ``names`` from raw samples decimated as they come (today's path)."""
+                  limit: int | None, result: dict, answer_bytes: int = 0) -> None:
+        """Answer ``names`` from raw samples decimated as they come (today's path);
+        ``answer_bytes``: the size of what the summaries answered already."""
         wanted = set(names)
-        answer_bytes = 0
         for tl_name, tl in self._read(names, t0, t1).items():
             cols = {k: v for k, v in tl.data.items() if k in wanted}
             if not cols or tl.t.size == 0:
@@ -294,20 +294,21 @@ class NodeEngine:
             }
 
     def _from_summaries(self, names: list[str], t0: float, t1: float, stride: float | None,
-                        limit: int | None, result: dict) -> list[str]:
-        """Answer what the summaries can (see the module docstring); return the other names."""
+                        limit: int | None, result: dict) -> tuple[list[str], int]:
+        """Answer what the summaries can (see the module docstring); return the other names
+        and the answer's size so far (the bound is on the whole answer)."""
         if summary_grid(t1 - t0, limit, stride) is None:
-            return names  # finer than the finest tier even over the whole range: raw data
+            return names, 0  # finer than the finest tier even over the whole range: raw data
         canonical = dict(self._call("resolve_fields", fields=list(names)) or {})
         try:
             found = self.summaries.series({canonical.get(n, n) for n in names})
         except Exception as exc:  # a broken store is a cache miss, never a wrong answer
             self._summary_failure(exc)
-            return names
+            return names, 0
         infos = {n: found[canonical.get(n, n)] for n in names if canonical.get(n, n) in found}
         infos = {n: i for n, i in infos.items() if i.kind in ("f", "i", "u")}
         if not infos:
-            return names
+            return names, 0
         firsts = [i.t_first for i in infos.values() if i.t_first is not None]
         lasts = [math.inf if i.covered_until is not None else i.t_last
                  for i in infos.values() if i.t_last is not None]
@@ -315,7 +316,7 @@ class NodeEngine:
         hi = min(t1, max(lasts) + 1e-6) if lasts and self.seam is None else t1  # live data runs to now
         chosen = summary_grid(hi - lo, limit, stride)
         if chosen is None:
-            return names
+            return names, 0
         tier, grid = chosen
         a = math.ceil(t0 / grid) * grid
         b = math.floor(t1 / grid) * grid
@@ -332,7 +333,7 @@ class NodeEngine:
             if cut > a:
                 plan.append((tl_name, members, cut))
         if not plan:
-            return names
+            return names, 0
         series = [infos[m] for _, members, _ in plan for m in members]
         last_cut = max(c for _, _, c in plan)
         try:
@@ -341,11 +342,11 @@ class NodeEngine:
             raise
         except Exception as exc:
             self._summary_failure(exc)
-            return names
+            return names, 0
         handled = [m for _, members, _ in plan for m in members]
         if limit and sum(int(buckets[infos[m].id].n.sum()) for _, members, _ in plan
                          for m in members[:1]) <= limit:
-            return names  # few samples: the raw path returns them as they are
+            return names, 0  # few samples: the raw path returns them as they are
         # Raw samples of the partial buckets at the start and of what follows the cuts.
         left = self._read(handled, t0, a) if a > t0 else {}
         min_cut = min(c for _, _, c in plan)
@@ -375,7 +376,7 @@ class NodeEngine:
                 "finalized_until": max(finalized) if finalized else float(t[-1]),
             }
         done = set(handled)
-        return [n for n in names if n not in done]
+        return [n for n in names if n not in done], answer_bytes
 
     @staticmethod
     def _raw_part(timelines: Mapping[str, Timeline], members: list[str], t0: float, t1: float,

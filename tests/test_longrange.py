@@ -459,3 +459,41 @@ def test_a_cancelled_request_stops_at_the_next_check():
     assert seen == [0, 1, 2, 3]
     cancel.check()  # outside a request: nothing happens
 pytest_plugins = ["sisock_core.testing"]
+
+
+def test_the_answer_bound_covers_summaries_and_raw_parts_together(tmp_path, monkeypatch):
+    """One call answered partly from the summaries (a float field) and partly from raw data
+    (a bool field, never summarized) is bounded as one answer, not as two."""
+    from sisock_core import answersize
+    from sisock_core.answersize import AnswerTooLarge, bound_answer_size
+
+    from .g3gen import agent_status
+
+    data = tmp_path / "data"
+    agg = Aggregator(data, time_per_file=3600, frame_length=300, start_time=T0)
+    agg.add(agent_status(rate=1.0))
+    agg.run(T0, T0 + 8 * 3600)
+    agg.close()
+    url = f"sqlite:///{tmp_path}/i.sqlite"
+    Scanner(Index(url), data).scan_tree()
+    engine, _ = g3_engine(data, url)
+    spin, locked = "observatory.hwp.feeds.status.spin_hz", "observatory.hwp.feeds.status.locked"
+
+    def size(field):
+        ans = engine.get_data([field], T0, T0 + 8 * 3600, max_points=200)
+        (tl,) = ans["timeline"].values()
+        return bound_answer_size(0, np.asarray(tl["t"]), {field: np.asarray(ans["data"][field])})
+
+    alone = [size(spin), size(locked)]
+    assert all(alone)
+    calls = []
+    original = engine._from_raw
+    monkeypatch.setattr(engine, "_from_raw", lambda names, *a, **k: (calls.append(names), original(names, *a, **k)))
+    engine.get_data([spin, locked], T0, T0 + 8 * 3600, max_points=200)
+    assert calls == [[locked]]  # the float from the summaries, the bool from raw data
+    monkeypatch.undo()
+    monkeypatch.setattr(answersize, "MAX_ANSWER_BYTES", max(alone) + 1)  # each fits, not both
+    for field in (spin, locked):
+        engine.get_data([field], T0, T0 + 8 * 3600, max_points=200)
+    with pytest.raises(AnswerTooLarge):
+        engine.get_data([spin, locked], T0, T0 + 8 * 3600, max_points=200)
