@@ -300,8 +300,12 @@ class _Blocks:
                 ts.append(np.array(block.t, dtype=np.float64))
                 data = block.data
             for f, parts in acc.items():
-                if parts is not None:
-                    acc[f] = parts + [np.asarray(data[f])] if f in data else None
+                if parts is None:
+                    continue
+                if f in data:
+                    parts.append(np.asarray(data[f]))
+                else:  # missing from a block: left out of the summaries
+                    acc[f] = None
         t = np.concatenate(ts)
         cols = {}
         for f, parts in acc.items():
