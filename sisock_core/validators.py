@@ -33,7 +33,7 @@ def positive_int(instance: Any, attribute: Any, value: Any) -> None:
 
 def non_negative(instance: Any, attribute: Any, value: Any) -> None:
     """A number >= 0 (booleans refused)."""
-    if isinstance(value, bool) or value < 0:
+    if not _is_number(value) or not value >= 0:
         raise ValueError(f"must be >= 0, got {value!r}")
 
 
@@ -41,8 +41,8 @@ def at_least(low: int) -> Callable[[Any, Any, Any], None]:
     """A number >= ``low``."""
 
     def check(instance: Any, attribute: Any, value: Any) -> None:
-        if value < low:
-            raise ValueError(f"must be >= {low}, got {value}")
+        if not _is_number(value) or not value >= low:
+            raise ValueError(f"must be >= {low}, got {value!r}")
 
     return check
 
@@ -51,7 +51,7 @@ def above(low: float) -> Callable[[Any, Any, Any], None]:
     """A number > ``low``."""
 
     def check(instance: Any, attribute: Any, value: Any) -> None:
-        if not value > low:
-            raise ValueError(f"must be > {low}, got {value}")
+        if not _is_number(value) or not value > low:
+            raise ValueError(f"must be > {low}, got {value!r}")
 
     return check

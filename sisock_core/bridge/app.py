@@ -235,10 +235,13 @@ class GrafanaAPI:
             await self.service.ensure_loaded()
         catalog = self.service.catalog
         resolved = grafana.resolve_query(req, catalog.live_nodes(), catalog.known_fields)
-        stale = {(n, t.field) for t in resolved.targets for n in t.unmatched_on}
+        stale: dict[str, set[str]] = {}
+        for t in resolved.targets:
+            for n in t.unmatched_on:
+                stale.setdefault(n, set()).add(t.field)
         if stale:  # a pattern matched none of a node's known fields: reload them once, retry
-            await defer.DeferredList([defer.ensureDeferred(self.service.refresh_on_miss(n, [f]))
-                                      for n, f in sorted(stale)])
+            await defer.DeferredList([defer.ensureDeferred(self.service.refresh_on_miss(n, sorted(fields)))
+                                      for n, fields in stale.items()])
             resolved = grafana.resolve_query(req, catalog.live_nodes(), catalog.known_fields)
         req = resolved.capped(self.cfg.http.max_points)
         series = await self.service.query(req)
