@@ -111,10 +111,13 @@ class NodeHost:
             return
         # in a thread: a plugin's node_start may block (a database that does not answer)
         # and must not stall its neighbours' calls on the reactor meanwhile
-        threads.deferToThread(self._build, name).addCallback(self._retried, name)
+        threads.deferToThread(self._build, name).addCallback(self._retried, name).addErrback(
+            lambda f: self.log.failure("node {node}: retrying its start failed", f, node=name))
 
     def _retried(self, built: tuple[Any, str | None], name: str) -> None:
-        if self._stopping:
+        if self._stopping:  # built while the process stops: its plugin is stopped too
+            if built[0] is not None:
+                built[0].stop().addErrback(lambda f: self.log.failure("stopping node {node}", f, node=name))
             return
         server = self._built(name, built)
         if server is None:

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from sisock_core.config import SiteConfig
 from sisock_core.logs import announce_ready
-from sisock_core.nodegroups import node_processes
+from sisock_core.nodegroups import site_node_processes
 from sisock_core.ports import http_listeners
 from sisock_core.startup_checks import EXIT_BAD_CONFIG, EXIT_CANNOT_START
 from sisock_core.supervisor import SupervisedChild
@@ -271,8 +271,7 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
 
     http = supervised("http", ["http"], http_listeners(cfg)) if cfg.http.start else None
 
-    nodes = [n for n in cfg.nodes.values() if n.enabled]
-    processes = node_processes(nodes)
+    processes = site_node_processes(cfg)
     for p in processes:
         node_children.append(supervised(p.name, p.args))
 
@@ -291,8 +290,9 @@ async def _start_site(reactor: Any, cfg: SiteConfig, config_args: Sequence[str],
     waits = [_ready_within(c, NODE_READY_TIMEOUT, reactor) for c in node_children]
     results = await defer.gatherResults(waits)
     ready = sum(len(p.nodes) for p, ok in zip(processes, results) if ok)
-    log.info("site up: {ready} of {total} nodes serving; node processes: {n}", ready=ready,
-             total=len(nodes), n=len(processes))
+    # (a process is ready when the nodes it could start serve; one that could not logs it)
+    log.info("site up: {ready} of {total} nodes in ready processes; node processes: {n}", ready=ready,
+             total=sum(len(p.nodes) for p in processes), n=len(processes))
     late = [c.name for c in node_children if not c.ready.called and not c.gave_up.called]
     if late:
         log.warn("not ready yet (still retrying): {late}", late=", ".join(late))

@@ -36,7 +36,7 @@ from typing import Sequence
 import attrs
 
 from sisock_core.config import EMBEDDED_SOURCE, SiteConfig
-from sisock_core.nodegroups import node_processes
+from sisock_core.nodegroups import site_node_processes
 from sisock_core.plugins import plugin_services
 
 #: Seconds systemd waits for ``READY=1`` (sisock up waits up to 60 s for the router and the
@@ -188,8 +188,7 @@ def units(cfg: SiteConfig, opts: UnitOptions = UnitOptions()) -> dict[str, str]:
         out["sisock-http.service"] = _service(cfg, opts, "sisock HTTP bridge (Grafana data source)",
                                               ["http", *site], after=router + hub, part_of=target,
                                               start_timeout=COMPONENT_START_TIMEOUT, install=False)
-    nodes = [n for n in cfg.nodes.values() if n.enabled]
-    for p in node_processes(nodes):
+    for p in site_node_processes(cfg):
         kind, name = p.name.split(" ", 1)
         plugins = sorted({cfg.nodes[n].plugin for n in p.nodes})
         what = (f"sisock data node {name}" if len(p.nodes) == 1 else
