@@ -57,11 +57,14 @@ def parse_child_line(line: str) -> dict | None:
     return event
 
 
-def relay_line(component: str, line: str, publish: Callable[[dict], None] = globalLogPublisher) -> None:
-    """Publish the event a child's output ``line`` stands for, tagged with ``component``."""
+def relay_line(component: str, line: str, publish: Callable[[dict], None] = globalLogPublisher,
+               event: dict | None = None) -> None:
+    """Publish the event a child's output ``line`` stands for (``event``: its
+    :func:`parse_child_line`, if already parsed), tagged with ``component``."""
     import time
 
-    event = parse_child_line(line)
+    if event is None:
+        event = parse_child_line(line)
     if event is None:
         event = {"log_time": time.time(), "log_level": LogLevel.warn,
                  "log_namespace": f"{component}.stderr", "log_format": "{sisock_message}",

@@ -19,7 +19,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from twisted.internet import defer, error, protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from sisock_core.logrelay import parse_child_line, relay_line
 from sisock_core.logs import READY_MARKER
@@ -115,10 +115,10 @@ class SupervisedChild:
         if fd == 1 and line.startswith(CANNOT_START_MARKER):
             self._cannot_start_reason = line[len(CANNOT_START_MARKER):].strip()
             return
-        if fd == 2:
-            event = parse_child_line(line)
-            self._last_error_line = event["sisock_message"] if event else line
-        relay_line(self.name, line)  # the child's own event (JSON line), logged once
+        event = parse_child_line(line)
+        if fd == 2 and (event is None or event["log_level"] >= LogLevel.error):
+            self._last_error_line = event["sisock_message"] if event else line  # why it may exit
+        relay_line(self.name, line, event=event)  # the child's own event (JSON line), logged once
 
     def ended(self, code: int | None, sig: int | None) -> None:
         self.transport = None
