@@ -175,7 +175,10 @@ class _Writer:
     def __init__(self, stream: IO[str], formatter: Callable[[dict], str | None]) -> None:
         self.stream = stream
         self.formatter = formatter
-        self.lock = threading.Lock()
+        # Re-entrant: a Python signal handler (Twisted's SIGINT/SIGTERM handler logs
+        # "Received SIGINT") runs on the main thread between bytecodes, possibly while
+        # this thread holds the lock mid-event; a plain Lock deadlocks the process there.
+        self.lock = threading.RLock()
 
     def __call__(self, event: dict) -> None:
         text = self.formatter(event)

@@ -119,3 +119,25 @@ def test_a_bad_log_format_in_the_environment_is_refused():
     out = subprocess.run([sys.executable, "-m", "sisock_core.cli", "check"], capture_output=True, text=True,
                          env={**os.environ, "SISOCK_LOG_FORMAT": "xml"}, timeout=60)
     assert out.returncode == 2 and "$SISOCK_LOG_FORMAT: log format 'xml': use one of text, json" in out.stderr
+
+
+def test_an_event_logged_while_a_line_is_being_written_does_not_deadlock():
+    """What a signal handler does: Twisted's SIGINT handler logs on the main thread, between
+    two bytecodes of a write already holding the writer's lock (it once hung ``sisock up``)."""
+    import io
+    import threading
+
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            if text.startswith("outer") and writer is not None:
+                writer({"text": "inner\n"})  # arrives mid-write, as a signal would
+            return super().write(text)
+
+    writer = None
+    stream = Stream()
+    writer = logs._Writer(stream, lambda event: event["text"])
+    worker = threading.Thread(target=writer, args=({"text": "outer\n"},), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the nested log event deadlocked on the writer's lock"
+    assert stream.getvalue().splitlines() == ["inner", "outer"]
