@@ -1,14 +1,14 @@
 """P8: long ranges. 16 channels x {24 h, 7 d, 30 d, 1 year} to 1000 points, cold and warm.
 
-Run: ``python -m benchmarks.longrange_bench [--cache DIR] [--year-rate 0.1] [--cold 3]``.
+Run: ``python -m benchmarks.longrange_bench [--cache DIR] [--year-rate HZ] [--cold 3]``.
 
 Data (generated once into ``--cache``, default ``~/.cache/sisock-bench``, never the repo):
 a Lakeshore 372 feed as the OCS aggregator writes it (one block per channel, each with its
 own timestamps, fields ``Channel_XX_T`` and ``Channel_XX_R``, 600 s frames, hourly files;
 :func:`benchmarks.g3_data.ls372_archive`): 30 days at 1 Hz (~1 GB; the 24 h and 7 d panels
-are its last day and week) and a year at ``--year-rate`` Hz (1 Hz would be ~12 GB and
-about an hour to generate and index on a shared 2-core machine: 0.1 Hz by default, said in
-the output).
+are its last day and week) and a year at ``--year-rate`` Hz: by default 1 Hz (~12 GB,
+~20 minutes to generate once on a 2-core machine) when the cache's disk has room for it,
+else 0.1 Hz, and the output says which and why.
 
 Cases, each a fresh process (the node's import and start-up excluded, its first query
 timed: "cold"; then the same query repeated: "warm"), with the OS page cache dropped
@@ -29,7 +29,8 @@ it says whether it could):
   same samples of the 16 queried fields (read from the .g3 files, line protocol over HTTP,
   batched), asked ``SELECT min(..), max(..) ... GROUP BY time(range / 1000)`` (the min and
   max per bucket sisock keeps); cold = the first query after restarting ``influxd`` with the
-  page cache dropped, warm = the same query repeated. 24 h, 7 d and 30 d (the month).
+  page cache dropped, warm = the same query repeated. 24 h, 7 d and 30 d (the month) and
+  the year (its own database, loaded once: ~500 M points at 1 Hz, tens of minutes).
 
 Also: the first scan of two days of files with and without summaries and so3g's scan of
 the same files, and the summaries' size against the raw .g3 bytes.
@@ -163,9 +164,14 @@ INFLUX_DB = "sisock_bench"
 MEASUREMENT = "temperatures"
 
 
-def influx_load(server, data: Path, batch: int = 100_000) -> tuple[int, float]:
-    """Write the samples of :data:`FIELDS` in the files of ``data`` (line protocol, ns);
-    (points, seconds)."""
+def influx_db(name: str) -> str:
+    """The InfluxDB database of a data set: the month keeps the historical name."""
+    return INFLUX_DB if name == "month" else f"{INFLUX_DB}_{name}"
+
+
+def influx_load(server, data: Path, db: str = INFLUX_DB, batch: int = 100_000) -> tuple[int, float]:
+    """Write the samples of :data:`FIELDS` in the files of ``data`` into database ``db``
+    (line protocol, ns); (points, seconds)."""
     import numpy as np
 
     import so3g  # noqa: F401
@@ -175,7 +181,7 @@ def influx_load(server, data: Path, batch: int = 100_000) -> tuple[int, float]:
 
     wanted = {f.rsplit(".", 1)[1] for f in FIELDS}
     tick_ns = 1e9 / core.G3Units.s
-    server.create_database(INFLUX_DB)
+    server.create_database(db)
     start = time.perf_counter()
     lines: list[str] = []
     points = 0
@@ -194,11 +200,11 @@ def influx_load(server, data: Path, batch: int = 100_000) -> tuple[int, float]:
                     fmt = f"{MEASUREMENT} {name}=%r %d"
                     lines.extend(fmt % tv for tv in zip(np.asarray(block[name]).tolist(), t))
             if len(lines) >= batch:
-                server.write(INFLUX_DB, "\n".join(lines).encode())
+                server.write(db, "\n".join(lines).encode())
                 points += len(lines)
                 lines = []
     if lines:
-        server.write(INFLUX_DB, "\n".join(lines).encode())
+        server.write(db, "\n".join(lines).encode())
         points += len(lines)
     return points, time.perf_counter() - start
 
@@ -211,7 +217,8 @@ def influx_query_text(t0: float, t1: float) -> str:
             f"GROUP BY time({interval_ms}ms)")
 
 
-def influx_case(server, t0: float, t1: float, cold_runs: int, warm_runs: int, drop: bool) -> dict:
+def influx_case(server, t0: float, t1: float, cold_runs: int, warm_runs: int, drop: bool,
+                db: str = INFLUX_DB) -> dict:
     """Cold (a restarted influxd, page cache dropped) and warm times of one panel."""
     q = influx_query_text(t0, t1)
     colds = []
@@ -222,12 +229,12 @@ def influx_case(server, t0: float, t1: float, cold_runs: int, warm_runs: int, dr
             drop_caches()
         server.start()
         s = time.perf_counter()
-        body = server.query(INFLUX_DB, q)
+        body = server.query(db, q)
         colds.append(time.perf_counter() - s)
     warms = []
     for _ in range(warm_runs):
         s = time.perf_counter()
-        server.query(INFLUX_DB, q)
+        server.query(db, q)
         warms.append(time.perf_counter() - s)
     answer = json.loads(body)
     series = answer["results"][0].get("series") or []
@@ -237,8 +244,9 @@ def influx_case(server, t0: float, t1: float, cold_runs: int, warm_runs: int, dr
     return {"cold": statistics.median(colds), "warm": statistics.median(warms), "points": buckets}
 
 
-def start_influx(cache: Path, month: Path, install: bool):
-    """A loaded private influxd, or (None, why not)."""
+def start_influx(cache: Path, sets: dict[str, Path], install: bool):
+    """A private influxd with each of ``sets`` (name: data directory) loaded into a
+    database of its own (once), or (None, why not)."""
     from benchmarks.influxdb import InfluxServer, ensure_influxd
 
     influxd, how = ensure_influxd(install)
@@ -247,16 +255,18 @@ def start_influx(cache: Path, month: Path, install: bool):
     server = InfluxServer(influxd, cache / "influxdb")
     try:
         server.start()
-        loaded = cache / "influxdb" / ".loaded-month"
-        if not loaded.exists():
-            points, took = influx_load(server, month)
-            loaded.write_text(str(points))
-            how += f"; loaded {points / 1e6:.1f} M points in {took:.0f} s"
-        settled = cache / "influxdb" / ".compacted-month"
-        if not settled.exists():  # time it as an archive written a while ago: compacted
-            waited = server.settle()
-            settled.touch()
-            how += f"; compacted in {waited:.0f} s"
+        for name, data in sets.items():
+            loaded = cache / "influxdb" / f".loaded-{name}"
+            if not loaded.exists():
+                print(f"InfluxDB: loading the {name} (once)", flush=True)
+                points, took = influx_load(server, data, influx_db(name))
+                loaded.write_text(str(points))
+                how += f"; loaded the {name}: {points / 1e6:.1f} M points in {took:.0f} s"
+            settled = cache / "influxdb" / f".compacted-{name}"
+            if not settled.exists():  # time it as an archive written a while ago: compacted
+                waited = server.settle()
+                settled.touch()
+                how += f"; compacted in {waited:.0f} s"
     except (OSError, RuntimeError) as exc:
         server.stop()
         return None, f"influxd could not be run: {exc}"
@@ -329,11 +339,33 @@ def scan_costs(month: Path, work: Path) -> dict:
     return out
 
 
+#: Bytes of the year of 16 channels at 1 Hz (.g3 files and index), with room to spare.
+YEAR_1HZ_BYTES = 15e9
+
+
+def year_rate(cache: Path, asked: float | None) -> tuple[float, str]:
+    """The year's sample rate and why: as asked, else 1 Hz if the disk holds it (or it was
+    generated already), else 0.1 Hz."""
+    if asked is not None:
+        return asked, "--year-rate"
+    if (cache / "ls372-365d-1hz" / ".complete").exists():
+        return 1.0, "generated already"
+    probe = cache
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free >= YEAR_1HZ_BYTES:
+        return 1.0, f"{free / 1e9:.0f} GB free"
+    return 0.1, f"only {free / 1e9:.0f} GB free for the ~12 GB a year at 1 Hz takes"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/sisock-bench"),
                         help="where generated data and indexes live (reused between runs)")
-    parser.add_argument("--year-rate", type=float, default=0.1, help="sample rate of the year (Hz)")
+    parser.add_argument("--year-rate", type=float, default=None,
+                        help="sample rate of the year (Hz; default 1 if the cache's disk holds ~12 GB more, "
+                             "else 0.1)")
     parser.add_argument("--cold", type=int, default=3, help="fresh processes per cold case (median)")
     parser.add_argument("--warm", type=int, default=7, help="repeats per warm case (median)")
     parser.add_argument("--skip-year", action="store_true", help="leave the year out")
@@ -352,7 +384,9 @@ def main(argv: list[str] | None = None) -> None:
     month = ls372_archive(cache / "ls372-30d-1hz", T0, 30, 1.0)
     sets = {"month": (month, T0, 30)}
     if not args.skip_year:
-        year = ls372_archive(cache / f"ls372-365d-{args.year_rate:g}hz", T0, 365, args.year_rate)
+        rate, why = year_rate(cache, args.year_rate)
+        print(f"the year: {rate:g} Hz ({why})", flush=True)
+        year = ls372_archive(cache / f"ls372-365d-{rate:g}hz", T0, 365, rate)
         sets["year"] = (year, T0, 365)
     took = {k: index(d, d.parent / "index.sqlite") for k, (d, _, _) in sets.items()}
     for k, (d, _, days) in sets.items():
@@ -361,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     dropped = drop_caches()
     print(f"OS page cache {'dropped before every cold run' if dropped else 'NOT dropped (no permission): cold = fresh process only'}")
     influx, how = (None, "left out (--no-influx)") if args.no_influx else \
-        start_influx(cache, month, not args.no_influx_install)
+        start_influx(cache, {k: d for k, (d, _, _) in sets.items()}, not args.no_influx_install)
     print(f"InfluxDB: {how if influx is not None else how + ': not compared'}", flush=True)
     end = T0 + 30 * DAY
     panels = [("24 h", "month", end - DAY, end), ("7 d", "month", end - 7 * DAY, end),
@@ -385,8 +419,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {label:>6} {kind:<6} cold {res[kind]['cold'] * 1e3:9.1f} ms  warm "
                   f"{res[kind]['warm'] * 1e3:8.1f} ms  points {res[kind]['points']}"
                   + (f"  max RSS {res[kind]['rss']:.0f} MB" if res[kind]["rss"] else ""), flush=True)
-        if influx is not None and which == "month":
-            res["influx"] = influx_case(influx, t0, t1, args.cold, args.warm, dropped)
+        if influx is not None:
+            res["influx"] = influx_case(influx, t0, t1, args.cold, args.warm, dropped, influx_db(which))
             print(f"  {label:>6} influx cold {res['influx']['cold'] * 1e3:9.1f} ms  warm "
                   f"{res['influx']['warm'] * 1e3:8.1f} ms  buckets {res['influx']['points']}", flush=True)
         rows.append((label, res))
