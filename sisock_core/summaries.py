@@ -127,27 +127,29 @@ def summarize_timelines(timelines: Sequence[tuple[Parts, Mapping[str, Parts]]],
     where: list[tuple[int, list[str], int]] = []  # (timeline, fields, samples)
     for i, (t, cols) in enumerate(timelines):
         t = _joined(t).astype(np.float64, copy=False)
+        order = np.argsort(t, kind="stable") if t.size > 1 and np.any(t[1:] < t[:-1]) else None
+        if order is not None:  # once for every field of the timeline
+            t = t[order]
         flat = []
+        narrow = None  # the bucket bounds of the timeline, for fields reduced in their own precision
         for name, y in cols.items():
             y = _joined(y)
             if y.size != t.size:
                 raise ValueError(f"field {name!r}: {y.size} values for {t.size} times")
+            if order is not None:
+                y = y[order]
             if t.size == 0:
                 out[i][name] = Buckets.empty()
             elif y.dtype.kind == "f" and y.dtype != np.float64:
-                order = np.argsort(t, kind="stable")
-                ts = t[order]
-                starts, ends = _bucket_bounds(np.floor(ts / width))
-                k = np.floor(ts[starts] / width).astype(np.int64)
-                out[i][name] = _reduce_shared(ts, y[order], k, starts, ends, np.zeros(starts.size, np.int64))
+                if narrow is None:
+                    starts, ends = _bucket_bounds(np.floor(t / width))
+                    narrow = (starts, ends, np.floor(t[starts] / width).astype(np.int64))
+                starts, ends, k = narrow
+                out[i][name] = _reduce_shared(t, y, k, starts, ends, np.zeros(starts.size, np.int64))
             else:
                 flat.append((name, y))
         if not flat:
             continue
-        if t.size > 1 and np.any(t[1:] < t[:-1]):
-            order = np.argsort(t, kind="stable")
-            t = t[order]
-            flat = [(name, y[order]) for name, y in flat]
         t_list.append(t)
         v_list.extend(y for _, y in flat)
         where.append((i, [name for name, _ in flat], t.size))

@@ -219,8 +219,9 @@ def test_fields_of_many_timelines_at_once_equal_one_at_a_time(specs):
     batch, expected = [], []
     for (t, y), nfields, shuffle, single in specs:
         cols = {f"f{j}": (y * (j + 1) if y.dtype.kind == "f" else y + j) for j in range(nfields)}
-        if single and y.dtype.kind == "f":
-            cols["f0"] = cols["f0"].astype(np.float32)
+        if single and y.dtype.kind == "f":  # float32 fields beside a float64 one (when there are 2+)
+            for k in list(cols)[:max(1, nfields - 1)]:
+                cols[k] = cols[k].astype(np.float32)
         if shuffle and t.size > 1:
             t = t[::-1].copy()
             cols = {k: v[::-1].copy() for k, v in cols.items()}
