@@ -25,7 +25,6 @@ it publishes against them, and answers each field as one series. When those time
 from __future__ import annotations
 
 import inspect
-import os
 import threading
 import time
 from typing import Any, Callable, Mapping
@@ -383,6 +382,7 @@ class DataNodeServer:
         self.summarizer: Summarizer | None = None
         self._summary_loop: LoopingCall | None = None
         self._summarizing = False
+        self._own_store_corrupt = False  # logged once
         self._stopping = False
         if connect:
             self.component = wamp.make_component(cfg, serializers=serializers,
@@ -499,8 +499,20 @@ class DataNodeServer:
                 SummaryStore(f"sqlite:///{default_store_path(self.cfg.state_dir, self.name)}")
             self.summarizer = Summarizer(self.engine.summaries, self._summary_fields, self._summary_read,
                                          clock=self._clock)
-        self.engine.on_summary_failure = lambda error: self._failures(
-            f"{self.name}: summary store failed ({error}); answering from raw data")
+        self.engine.on_summary_failure = self._summary_failure
+
+    def _summary_failure(self, error: str) -> None:
+        """A read from the summary store failed (the answer came from raw data). A store
+        the core fills that turned out corrupt is wiped by the summarizer's next pass; a
+        plugin's own store is the plugin's to rebuild (logged once)."""
+        self._failures(f"{self.name}: summary store failed ({error}); answering from raw data")
+        store = self.engine.summaries
+        if store is None or store.damaged is None or self.summarizer is not None or self._own_store_corrupt:
+            return
+        self._own_store_corrupt = True
+        self.log.error("{name}: the summaries the plugin wrote in {db} are corrupt ({error}); answering "
+                       "from raw data until they are rebuilt with `sisock scan --rebuild`",
+                       name=self.name, db=store.describe(), error=store.damaged)
 
     def _summary_fields(self, start: float, end: float) -> Any:
         return self.engine._call("list_fields", start=start, end=end)
@@ -529,30 +541,29 @@ class DataNodeServer:
         return deferToThreadPool(self.reactor, self.heavy_pool, self._summarize_guarded).addBoth(done)
 
     def _summarize_guarded(self) -> int:
+        store = self.engine.summaries
+        if store.damaged is not None:  # found by a read since the last pass
+            self._rebuild_store(store)
         try:
             return self.summarizer.run_once(should_stop=lambda: self._stopping)
         except Exception:
-            self._recover_store()
+            if store.damaged is not None:
+                self._rebuild_store(store)
             raise
 
-    def _recover_store(self) -> None:
-        """A corrupt core store (not a database any more) is deleted and rebuilt."""
-        store = self.engine.summaries
-        if store is None or store.kind != "sqlite":
-            return
+    def _rebuild_store(self, store: SummaryStore) -> None:
+        """Wipe the corrupt core store, whose contents the summarizer recomputes (a
+        transient error never gets here: only one that says the contents are unusable)."""
+        error = store.damaged
         try:
-            store.series([])
+            done = store.reset()
         except Exception as exc:
-            if "not a database" in str(exc) or "malformed" in str(exc):
-                store.close()
-                for suffix in ("", "-wal", "-shm"):
-                    path = f"{store.url.path}{suffix}"
-                    try:
-                        os.unlink(path)
-                    except FileNotFoundError:
-                        pass
-                self.log.warn("{name}: summary store {db} was corrupt ({error}); rebuilding it",
-                              name=self.name, db=store.describe(), error=str(exc))
+            self.log.error("{name}: summary store {db} is corrupt ({error}) and wiping it failed: "
+                           "{reset_error}; retried on the next pass", name=self.name, db=store.describe(),
+                           error=error, reset_error=str(exc))
+            return
+        self.log.warn("{name}: summary store {db} was corrupt ({error}); {done}, rebuilding it",
+                      name=self.name, db=store.describe(), error=error, done=done)
 
     def _start_summaries(self) -> None:
         if self.summarizer is None or self._summary_loop is not None:

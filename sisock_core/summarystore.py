@@ -17,7 +17,10 @@ Tables (prefixed ``sisock_sum_``, so they sit beside a plugin's own, e.g. a file
 
 The store is a cache: dropping it loses nothing (the next scan, or the core's summarizer,
 rebuilds it), and a read that finds a coarse segment pending recomputation derives it from
-the finer tier on the fly, so no answer is built from stale rows.
+the finer tier on the fly, so no answer is built from stale rows. An error saying the
+contents are unusable (:func:`is_corruption`, a row that does not unpack) raises
+:class:`SummaryStoreCorrupt` and is remembered (:attr:`SummaryStore.damaged`) until
+:meth:`SummaryStore.reset` wipes the store.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import os
+import sqlite3
+import struct
 import threading
 import zlib
 from pathlib import Path
@@ -32,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import attrs
 import numpy as np
+import zstandard
 
 from sisock_core import summaries as S
 from sisock_core.sqldb import (
@@ -58,6 +65,30 @@ _TIER_LIST = ",".join(str(int(w)) for w in S.TIERS)
 
 class SummaryStoreError(DatabaseError):
     """The summary store failed; answers fall back to raw data."""
+
+
+class SummaryStoreCorrupt(SummaryStoreError):
+    """The store's contents are unusable (see :func:`is_corruption`): a store the core
+    fills is wiped and recomputed (:meth:`SummaryStore.reset`)."""
+
+
+#: Errors of a packed row that does not unpack.
+UNPACK_ERRORS = (ValueError, zlib.error, zstandard.ZstdError, struct.error)
+#: MariaDB errors that mean the tables are unusable as they are: unknown column (1054),
+#: bad key file (1034), crashed table (1194, 1195), corrupt index (1712), table missing
+#: in the engine (1932), corrupt table (1877).
+MYSQL_CORRUPTION = frozenset({1034, 1054, 1194, 1195, 1712, 1877, 1932})
+#: SQLite messages that mean the same.
+SQLITE_CORRUPTION = ("not a database", "malformed", "no such column", "corrupt")
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """Whether ``exc`` (a driver error) says the store's contents are unusable, rather
+    than that the database is unreachable or busy for now (refused, locked, timed out)."""
+    if isinstance(exc, sqlite3.Error):
+        return any(text in str(exc).lower() for text in SQLITE_CORRUPTION)
+    args = getattr(exc, "args", ())
+    return type(exc).__module__.startswith("MySQLdb") and bool(args) and args[0] in MYSQL_CORRUPTION
 
 
 @attrs.frozen
@@ -317,6 +348,11 @@ class SummaryStore:
         self._conn: Any = None
         self._schema_ok = False
         self._errors = driver_errors(self.kind)
+        #: Why the store's contents are unusable, once an error said so (None: as far as
+        #: known, they are fine); cleared by :meth:`reset`.
+        self.damaged: str | None = None
+        #: Write transactions committed (a rollup commits every few batches).
+        self.commits = 0
 
     def describe(self) -> str:
         return self.url.redacted()
@@ -337,9 +373,22 @@ class SummaryStore:
             except Exception:
                 pass
 
+    def _error(self, exc: BaseException) -> SummaryStoreError:
+        """The error to raise for driver error ``exc`` (corruption is remembered)."""
+        text = f"summary store {self.describe()}: {error_message(exc)}"
+        if is_corruption(exc):
+            self.damaged = error_message(exc)
+            return SummaryStoreCorrupt(text)
+        return SummaryStoreError(text)
+
+    def _corrupt_row(self, what: str, exc: BaseException) -> SummaryStoreCorrupt:
+        self.damaged = f"{what} does not unpack: {type(exc).__name__}: {exc}"
+        return SummaryStoreCorrupt(f"summary store {self.describe()}: {self.damaged}")
+
     @contextlib.contextmanager
-    def cursor(self, write: bool = False) -> Iterator[Any]:
-        """A cursor inside the lock; a write runs in one transaction."""
+    def cursor(self, write: bool = False, *, schema: bool = True) -> Iterator[Any]:
+        """A cursor inside the lock; a write runs in one transaction (``schema``: the
+        tables are created first)."""
         with self._lock:
             try:
                 if self._conn is None:
@@ -347,28 +396,28 @@ class SummaryStore:
                 if self.kind == "mysql":
                     self._conn.ping()
                 cur = self._conn.cursor()
-                if not self._schema_ok:
+                if schema and not self._schema_ok:
                     self.writer.ensure_schema(cur)
                     self._schema_ok = True
             except self._errors as exc:
                 self._drop()
-                raise SummaryStoreError(f"summary store {self.describe()}: {error_message(exc)}") from exc
+                raise self._error(exc) from exc
             except OSError as exc:
                 self._drop()
                 raise DatabaseUnavailable(f"summary store {self.describe()}: {exc}") from exc
             try:
                 if write:
-                    cur.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "START TRANSACTION")
+                    self._begin(cur)
                 yield cur
                 if write:
-                    cur.execute("COMMIT")
+                    self._commit(cur)
             except self._errors as exc:
                 if write:
                     with contextlib.suppress(Exception):
                         cur.execute("ROLLBACK")
                 self.writer.forget()
                 self._drop()
-                raise SummaryStoreError(f"summary store {self.describe()}: {error_message(exc)}") from exc
+                raise self._error(exc) from exc
             except BaseException:
                 if write:
                     with contextlib.suppress(Exception):
@@ -378,6 +427,13 @@ class SummaryStore:
             finally:
                 with contextlib.suppress(Exception):
                     cur.close()
+
+    def _begin(self, cur: Any) -> None:
+        cur.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "START TRANSACTION")
+
+    def _commit(self, cur: Any) -> None:
+        cur.execute("COMMIT")
+        self.commits += 1
 
     # -- reads -----------------------------------------------------------------------
 
@@ -414,7 +470,10 @@ class SummaryStore:
             if hit is not None and hit[0] == crc:
                 self._unpacked.move_to_end(key)
                 return hit[1]
-        b = S.unpack(blob, width)
+        try:
+            b = S.unpack(blob, width)
+        except UNPACK_ERRORS as exc:
+            raise self._corrupt_row(f"row {key} (series, tier, source, seg)", exc) from exc
         with self._lock:
             old = self._unpacked.pop(key, None)
             if old is not None:
@@ -454,15 +513,18 @@ class SummaryStore:
 
     # -- writes and maintenance --------------------------------------------------------
 
-    def rollup(self, *, batch: int = 8, rows_per_commit: int = 512,
+    def rollup(self, *, batch: int = 8, rows_per_commit: int = 512, batches_per_commit: int = 16,
                should_stop: Callable[[], bool] | None = None) -> int:
         """Recompute the coarse tiers of every dirty range; returns the series done.
 
         Series whose dirty ranges touch the same coarse segments are rolled up together
-        (a few statements per tier for all of them); a series is rolled up in one
-        transaction with the clearing of its dirty range, and several series share one
-        until ``rows_per_commit`` rows are written. The finer tier is read ``batch``
-        coarse segments at a time. With a namespace, only its series."""
+        (a few statements per tier for all of them), reading the finer tier ``batch``
+        coarse segments at a time. A transaction ends after ``rows_per_commit`` rows or
+        ``batches_per_commit`` batches, and ``should_stop`` is checked between batches:
+        a group spans several transactions, its dirty range cleared (if no writer marked
+        it again meanwhile) only once it is complete, so a stopped rollup resumes on the
+        next call and a reader meanwhile derives dirty ranges from the finer tier. With a
+        namespace, only its series."""
         prefix = self.writer.prefix
         with self.cursor() as cur:
             if prefix:
@@ -478,59 +540,76 @@ class SummaryStore:
             _, d0, d1, _ = item
             groups.setdefault((math.floor(d0 / span), math.floor(max(d0, d1 - 1e-6) / span)), []).append(item)
         chunks = [g[i:i + 64] for g in groups.values() for i in range(0, len(g), 64)]
+        steps = (step for group in chunks for step in self._rollup_steps(group, batch=batch))
         done = 0
-        while chunks:
-            if should_stop is not None and should_stop():
-                break
+        stop = should_stop or (lambda: False)
+        step = next(steps, None)
+        over = step is None or stop()
+        while not over:
             with self.cursor(write=True) as cur:
-                written = 0
-                while chunks and written < rows_per_commit:
-                    group = chunks.pop(0)
-                    written += self._rollup_group(cur, group, batch=batch)
-                    done += len(group)
-                    if should_stop is not None and should_stop():
-                        break
+                written = batches = 0
+                while not over and written < rows_per_commit and batches < batches_per_commit:
+                    rows, finished = step(cur)
+                    written += rows
+                    batches += 1
+                    done += finished
+                    step = next(steps, None)
+                    over = step is None or stop()
         return done
 
-    def _rollup_group(self, cur: Any, group: Sequence[tuple[int, float, float, int]], *, batch: int) -> int:
-        """Recompute the coarse tiers of the series ``(id, dirty from, dirty to, generation)``
-        (whose dirty ranges lie in the same first-tier segments); rows written. Every
-        series of the group is rolled up together: a few numpy passes per tier."""
+    def _rollup_steps(self, group: Sequence[tuple[int, float, float, int]], *, batch: int
+                      ) -> Iterator[Callable[[Any], tuple[int, int]]]:
+        """The rollup of the series ``(id, dirty from, dirty to, generation)`` (whose dirty
+        ranges lie in the same first-tier segments) as steps, each run with a cursor in a
+        write transaction and returning ``(rows written, series finished)``: one batch of
+        segments of one tier (tiers in order, every series of the group together), then
+        the clearing of the dirty ranges."""
         ids = [g[0] for g in group]
         d0 = min(g[1] for g in group)
         d1 = max(g[2] for g in group)
-        marks = ",".join("?" * len(ids))
-        rows = 0
         for tier in range(1, len(S.TIERS)):
-            w = S.TIERS[tier]
-            span = w * SEGMENT_BUCKETS
+            span = S.TIERS[tier] * SEGMENT_BUCKETS
             s0 = math.floor(d0 / span)
             s1 = math.floor(max(d0, d1 - 1e-6) / span)
             for first in range(s0, s1 + 1, batch):
                 last = min(s1 + 1, first + batch)
-                index, fine = self._read_rows(cur, ids, tier - 1, first * span, last * span)
-                cur.execute(
-                    self.sql(f"DELETE FROM sisock_sum_rows WHERE series_id IN ({marks}) AND tier = ? AND seg >= ? "
-                             "AND seg < ?"),
-                    (*ids, int(w), first, last),
-                )
-                index, coarse = S.rollup_banded(index, fine, S.TIERS[tier - 1], w)
-                keep = (coarse.k >= first * SEGMENT_BUCKETS) & (coarse.k < last * SEGMENT_BUCKETS)
-                if not keep.all():
-                    index, coarse = index[keep], coarse.take(keep)
-                if len(coarse):
-                    segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
-                    cuts = np.flatnonzero((segs[1:] != segs[:-1]) | (index[1:] != index[:-1])) + 1
-                    bounds = np.concatenate(([0], cuts, [len(coarse)])).tolist()
-                    items = [(ids[int(index[a])], "", int(segs[a]), coarse.take(slice(a, b)))
-                             for a, b in zip(bounds[:-1], bounds[1:])]
-                    self.writer._write_rows(cur, self.writer._rows(tier, items))
-                    rows += len(items)
-        cur.executemany(
-            self.sql("UPDATE sisock_sum_series SET dirty_t0 = NULL, dirty_t1 = NULL WHERE id = ? AND dirty_gen = ?"),
-            [(g[0], g[3]) for g in group],
+                yield lambda cur, tier=tier, first=first, last=last: (
+                    self._rollup_batch(cur, ids, tier, first, last), 0)
+
+        def clear(cur: Any) -> tuple[int, int]:
+            cur.executemany(
+                self.sql("UPDATE sisock_sum_series SET dirty_t0 = NULL, dirty_t1 = NULL "
+                         "WHERE id = ? AND dirty_gen = ?"),
+                [(g[0], g[3]) for g in group],
+            )
+            return len(group), len(group)
+
+        yield clear
+
+    def _rollup_batch(self, cur: Any, ids: Sequence[int], tier: int, first: int, last: int) -> int:
+        """Recompute segments ``[first, last)`` of tier ``tier`` of the series ``ids`` from
+        the finer tier; rows written."""
+        w = S.TIERS[tier]
+        span = w * SEGMENT_BUCKETS
+        index, fine = self._read_rows(cur, ids, tier - 1, first * span, last * span)
+        cur.execute(
+            self.sql(f"DELETE FROM sisock_sum_rows WHERE series_id IN ({','.join('?' * len(ids))}) AND tier = ? "
+                     "AND seg >= ? AND seg < ?"),
+            (*ids, int(w), first, last),
         )
-        return rows + len(group)
+        index, coarse = S.rollup_banded(index, fine, S.TIERS[tier - 1], w)
+        keep = (coarse.k >= first * SEGMENT_BUCKETS) & (coarse.k < last * SEGMENT_BUCKETS)
+        if not keep.all():
+            index, coarse = index[keep], coarse.take(keep)
+        if not len(coarse):
+            return 0
+        segs = np.floor_divide(coarse.k, SEGMENT_BUCKETS)
+        cuts = np.flatnonzero((segs[1:] != segs[:-1]) | (index[1:] != index[:-1])) + 1
+        bounds = np.concatenate(([0], cuts, [len(coarse)])).tolist()
+        items = [(ids[int(index[a])], "", int(segs[a]), coarse.take(slice(a, b)))
+                 for a, b in zip(bounds[:-1], bounds[1:])]
+        self.writer._write_rows(cur, self.writer._rows(tier, items))
+        return len(items)
 
     def _read_rows(self, cur: Any, ids: Sequence[int], tier: int, start: float, end: float
                    ) -> tuple[np.ndarray, S.Buckets]:
@@ -559,7 +638,11 @@ class SummaryStore:
             else:
                 blobs.append(blob)
                 blob_at.append(pos[int(sid)])
-        unpacked, sizes = S.unpack_many_sized(blobs, w)
+        try:
+            unpacked, sizes = S.unpack_many_sized(blobs, w)
+        except UNPACK_ERRORS as exc:
+            raise self._corrupt_row(f"a row of tier {tier} of series {min(ids)}..{max(ids)} "
+                                    f"in [{start}, {end})", exc) from exc
         if not blobs:
             return np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]), S.concat(known)
         index = np.concatenate((np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]),
@@ -568,10 +651,41 @@ class SummaryStore:
 
     def drop_all(self) -> None:
         """Drop the store's tables (``--rebuild``)."""
-        with self.cursor() as cur:
+        with self.cursor(schema=False) as cur:
             self.writer.drop_tables(cur)
         with self._lock:
             self._schema_ok = False
+
+    def reset(self) -> str:
+        """Wipe what this store holds (its contents are unusable; they are recomputed):
+        with a namespace, only that namespace's series and rows; else an SQLite file is
+        deleted, MariaDB tables are dropped. Returns what was done. Raises
+        :class:`SummaryStoreError` when the wipe fails (nothing else is touched)."""
+        with self._lock:
+            self._unpacked.clear()
+            self._unpacked_bytes = 0
+            self.writer.forget()
+            if self.writer.memo is not None:
+                self.writer.memo.clear()
+            prefix = self.writer.prefix
+            if prefix:
+                with self.cursor(write=True) as cur:
+                    match = "SUBSTR(name, 1, ?) = ?"
+                    cur.execute(self.sql(f"DELETE FROM sisock_sum_rows WHERE series_id IN "
+                                         f"(SELECT id FROM sisock_sum_series WHERE {match})"), (len(prefix), prefix))
+                    cur.execute(self.sql(f"DELETE FROM sisock_sum_series WHERE {match}"), (len(prefix), prefix))
+                done = f"deleted the series of namespace {prefix[:-1]!r}"
+            elif self.kind == "sqlite":
+                self._drop()
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{self.url.path}{suffix}")
+                done = "deleted the file"
+            else:
+                self.drop_all()
+                done = "dropped its tables"
+            self.damaged = None
+            return done
 
     def size_bytes(self) -> int:
         """Bytes of packed buckets held (for benchmarks and logs)."""

@@ -180,6 +180,7 @@ def start_node(
     serializer: str = "msgpack",
     plugin_name: str | None = None,
     state_dir: str | Path | None = None,
+    summaries_db: str | None = None,
     timeout: float = 60.0,
 ) -> SisockNode:
     """Start ``plugin`` in a DataNodeServer in this process and return the running node.
@@ -193,7 +194,8 @@ def start_node(
     variables are read from (default: empty, so the test is isolated). ``clock``
     replaces ``time.time`` for the "t <= 0 means now + t" rule. ``state_dir`` is the
     site's state directory (plugins may keep files there); default: a temporary
-    directory removed when the node stops.
+    directory removed when the node stops. ``summaries_db``: the site's shared store of
+    the summaries the core computes (default: a file in the state directory).
 
     ``node_start`` runs before this returns (its exception propagates); the node then
     registers its procedures and joins the hub on the in-memory session.
@@ -236,7 +238,10 @@ def start_node(
             shutil.rmtree(state, ignore_errors=True)
 
     try:
-        text = _toml({"state_dir": str(state), "nodes": {node_name: table}})
+        site_table: dict[str, Any] = {"state_dir": str(state)}
+        if summaries_db is not None:
+            site_table["summaries_db"] = summaries_db
+        text = _toml({**site_table, "nodes": {node_name: table}})
         site = load_config_text(
             text, "<sisock_node>", dict(env or {}), base_dir=os.getcwd(),
             plugin_loader=lambda _name: loaded, installed=lambda: [pname],
