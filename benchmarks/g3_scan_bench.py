@@ -11,7 +11,9 @@ alone decodes none):
   write feeds/fields/frames rows, summaries and their coarse tiers), with and without
   summaries (``summarize=False``), against the baseline of performance.md: so3g
   ``HKArchiveScanner.process_file`` over the same files (+ ``finalize``), all in the same
-  run, interleaved. Bar: summaries add <= 1.5x to the scan without them. With
+  run, interleaved. Bar: summaries add <= 1.5x to the scan without them. On the LS372
+  data, where that CPU goes: converting the values to numpy, the bucket reductions alone,
+  and the rest (packing, storing, rolling up), each as a multiple of the plain scan. With
   ``--mariadb URL``, the first scan into that MariaDB too (its database is dropped
   afterwards; none is used otherwise).
 * a re-scan of the unchanged tree (stat only, no file opened). Bar: <= 0.05x of the
@@ -35,11 +37,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import so3g  # noqa: F401  (before spt3g)
 from so3g.hk import HKArchiveScanner
+from spt3g import core
 
 from benchmarks.g3_data import T0, day_archive, g3_files, ls372_archive, size_mb
 from sisock_plugins.g3.index import DatabaseUnavailable, Index
+from sisock_core.summaries import BASE_TIER, summarize_timelines
 from sisock_plugins.g3.scanner import Scanner
 
 
@@ -95,6 +100,56 @@ def compare(label: str, data, repeat: int) -> dict[str, float]:
         print(f"  {what:<50} {m[key] * 1e3:>8.1f} {m[key] / m['so3g']:>7.2f} {m[key] / m['without']:>9.2f} "
               f"{m[c] * 1e3:>8.1f} {m[c] / m['cpu so3g']:>7.2f} {m[c] / m['cpu without']:>9.2f}")
     return m
+
+
+def _frames(path: str) -> list:
+    reader = core.G3Reader(path)
+    out = []
+    while True:
+        frames = reader.Process(None)
+        if not frames:
+            return out
+        out.append(frames[0])
+
+
+def _decoded(path: str) -> list:
+    """The numeric samples of one file, one ``(t, {field: y})`` per block name: what the
+    scanner hands to the summaries."""
+    groups: dict = {}
+    for frame in _frames(path):
+        if "blocks" not in frame:
+            continue
+        for name, block in zip(frame["block_names"], frame["blocks"]):
+            groups.setdefault(name, []).append((block.times, block.values()))
+    return [(np.concatenate([t for t, _ in parts]).astype(np.int64) / 1e8,
+             {i: np.concatenate([v[i] for _, v in parts]) for i in range(len(parts[0][1]))})
+            for parts in groups.values()]
+
+
+def cost_floor(data, m: dict[str, float], repeat: int) -> None:
+    """Where the CPU time the summaries add goes: converting every value to numpy, the
+    bucket reductions alone (one numpy pass per file), and the rest (packing, storing,
+    rolling up the coarse tiers), against the scan without summaries (``m``)."""
+    files = g3_files(data)
+
+    def cpu(fn) -> float:
+        runs = []
+        for _ in range(repeat):
+            c0 = time.process_time()
+            fn()
+            runs.append(time.process_time() - c0)
+        return median(runs)
+
+    read = cpu(lambda: [_frames(f) for f in files])
+    decode = cpu(lambda: [_decoded(f) for f in files])
+    reduce = cpu(lambda: [summarize_timelines(_decoded(f), BASE_TIER) for f in files])
+    base, extra = m["cpu without"], m["cpu with"] - m["cpu without"]
+    print(f"  where the summaries' CPU goes (scan without them: {base * 1e3:.0f} ms, of which reading the "
+          f"frames {read * 1e3:.0f} ms):")
+    for what, ms in (("converting every value to numpy", decode - read),
+                     ("bucket reductions (numpy, one pass per file)", reduce - decode),
+                     ("packing, storing, rolling up the coarse tiers", extra - (reduce - read))):
+        print(f"    {what:<48} +{ms * 1e3:6.0f} ms  (+{ms / base:.2f}x)")
 
 
 def latency(data, repeat: int, debounce: float, report) -> None:
@@ -158,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     ls_data = ls372_archive(base_dir / "sisock-g3-bench-2d-ls372", T0, 2, 1.0, progress=False)
     results = {"a day of five providers": compare("a day of five providers", data, args.repeat),
                "two days of an LS372": compare("two days of an LS372", ls_data, args.repeat)}
+    cost_floor(ls_data, results["two days of an LS372"], args.repeat)
     files = g3_files(data)
     first = results["a day of five providers"]["with"]
 
