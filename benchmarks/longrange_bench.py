@@ -370,6 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warm", type=int, default=7, help="repeats per warm case (median)")
     parser.add_argument("--skip-year", action="store_true", help="leave the year out")
     parser.add_argument("--no-influx", action="store_true", help="leave InfluxDB out")
+    parser.add_argument("--no-influx-year", action="store_true",
+                        help="compare InfluxDB on the month only (loading the year at 1 Hz, ~500 M points, "
+                             "takes over an hour on a 2-core machine)")
     parser.add_argument("--no-influx-install", action="store_true",
                         help="compare with InfluxDB only if influxd is already installed")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -395,7 +398,8 @@ def main(argv: list[str] | None = None) -> None:
     dropped = drop_caches()
     print(f"OS page cache {'dropped before every cold run' if dropped else 'NOT dropped (no permission): cold = fresh process only'}")
     influx, how = (None, "left out (--no-influx)") if args.no_influx else \
-        start_influx(cache, {k: d for k, (d, _, _) in sets.items()}, not args.no_influx_install)
+        start_influx(cache, {k: d for k, (d, _, _) in sets.items() if k == "month" or not args.no_influx_year},
+                     not args.no_influx_install)
     print(f"InfluxDB: {how if influx is not None else how + ': not compared'}", flush=True)
     end = T0 + 30 * DAY
     panels = [("24 h", "month", end - DAY, end), ("7 d", "month", end - 7 * DAY, end),
@@ -419,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {label:>6} {kind:<6} cold {res[kind]['cold'] * 1e3:9.1f} ms  warm "
                   f"{res[kind]['warm'] * 1e3:8.1f} ms  points {res[kind]['points']}"
                   + (f"  max RSS {res[kind]['rss']:.0f} MB" if res[kind]["rss"] else ""), flush=True)
-        if influx is not None:
+        if influx is not None and (which == "month" or not args.no_influx_year):
             res["influx"] = influx_case(influx, t0, t1, args.cold, args.warm, dropped, influx_db(which))
             print(f"  {label:>6} influx cold {res['influx']['cold'] * 1e3:9.1f} ms  warm "
                   f"{res['influx']['warm'] * 1e3:8.1f} ms  buckets {res['influx']['points']}", flush=True)
