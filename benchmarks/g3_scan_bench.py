@@ -102,28 +102,29 @@ def compare(label: str, data, repeat: int) -> dict[str, float]:
     return m
 
 
-def _frames(path: str) -> list:
+def _blocks(path: str, values: bool) -> dict:
+    """Every data block of one file by block name, as the scan without summaries touches
+    them (frames read, blocks deserialized, their times fetched), with the values too
+    (``values``): ``{name: [(times, values)]}``."""
     reader = core.G3Reader(path)
-    out = []
+    groups: dict = {}
     while True:
         frames = reader.Process(None)
         if not frames:
-            return out
-        out.append(frames[0])
+            return groups
+        frame = frames[0]
+        if "blocks" not in frame:
+            continue
+        for name, block in zip(frame["block_names"], frame["blocks"]):
+            groups.setdefault(name, []).append((block.times, block.values() if values else None))
 
 
 def _decoded(path: str) -> list:
     """The numeric samples of one file, one ``(t, {field: y})`` per block name: what the
     scanner hands to the summaries."""
-    groups: dict = {}
-    for frame in _frames(path):
-        if "blocks" not in frame:
-            continue
-        for name, block in zip(frame["block_names"], frame["blocks"]):
-            groups.setdefault(name, []).append((block.times, block.values()))
     return [(np.concatenate([t for t, _ in parts]).astype(np.int64) / 1e8,
              {i: np.concatenate([v[i] for _, v in parts]) for i in range(len(parts[0][1]))})
-            for parts in groups.values()]
+            for parts in _blocks(path, True).values()]
 
 
 def cost_floor(data, m: dict[str, float], repeat: int) -> None:
@@ -140,12 +141,12 @@ def cost_floor(data, m: dict[str, float], repeat: int) -> None:
             runs.append(time.process_time() - c0)
         return median(runs)
 
-    read = cpu(lambda: [_frames(f) for f in files])
+    read = cpu(lambda: [_blocks(f, False) for f in files])
     decode = cpu(lambda: [_decoded(f) for f in files])
     reduce = cpu(lambda: [summarize_timelines(_decoded(f), BASE_TIER) for f in files])
     base, extra = m["cpu without"], m["cpu with"] - m["cpu without"]
     print(f"  where the summaries' CPU goes (scan without them: {base * 1e3:.0f} ms, of which reading the "
-          f"frames {read * 1e3:.0f} ms):")
+          f"frames and blocks {read * 1e3:.0f} ms):")
     for what, ms in (("converting every value to numpy", decode - read),
                      ("bucket reductions (numpy, one pass per file)", reduce - decode),
                      ("packing, storing, rolling up the coarse tiers", extra - (reduce - read))):
