@@ -99,8 +99,6 @@ class FeedFollower:
         self.problem = RepeatedFailures.for_node(log, node)
         self._seen: dict[str, str] = {}  # topic -> "followed" / "ignored"
         self._sessions: dict[str, Any] = {}  # topic -> feed_data session_id
-        self.messages = 0
-        self.samples = 0
 
     @property
     def pattern(self) -> str:
@@ -145,7 +143,6 @@ class FeedFollower:
             self._sessions[topic] = session
         parsed = parse_event(args, kwargs, agent_address=agent_address, keep_ocs_names=True,
                              timeline_prefix=topic)
-        self.messages += 1
         if parsed.rejected is not None:
             self.problem(f"ignored a message on {topic}: {parsed.rejected}")
             return
@@ -158,4 +155,3 @@ class FeedFollower:
                 self.problem(message)
             if cols:
                 self.publish(timeline, batch.t, cols)
-                self.samples += batch.t.size * len(cols)
