@@ -20,7 +20,6 @@ timeline. :func:`assemble` builds the answer.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -46,16 +45,12 @@ class Seam:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._final: Mapping[str, float] = {}
-        self._lock = threading.Lock()
-        self.refreshed = 0  #: number of updates so far
 
     def update(self, final: Mapping[str, float] | None) -> None:
         """Replace the final times (``{field: F}`` as the plugin's live names)."""
         clean = {str(k): float(v) for k, v in (final or {}).items()
                  if isinstance(v, (int, float)) and math.isfinite(v)}
-        with self._lock:
-            self._final = clean
-            self.refreshed += 1
+        self._final = clean  # one reference swap: readers see the old or the new map
 
     def snapshot(self) -> Mapping[str, float]:
         """The current final times (an immutable view: updates replace it)."""

@@ -351,7 +351,6 @@ class DataNodeServer:
         #: The archive's final times, for plugins with both ``read_range`` and ``subscribe``.
         self.seam: Seam | None = None
         self._seam_loop: LoopingCall | None = None
-        self._refreshing_seam = False
         self._announced_seam: Mapping[str, float] | None = None  # the final times last published
         self._wamp_subs: list[_WampSubscription] = []
         self.engine = NodeEngine(
@@ -447,12 +446,9 @@ class DataNodeServer:
             self.seam.update(final)
 
     def _refresh_seam_later(self) -> defer.Deferred:
-        if self._refreshing_seam:
-            return defer.succeed(None)
-        self._refreshing_seam = True
+        """One refresh in the light pool (its LoopingCall waits for it: never two at once)."""
 
         def done(result: Any) -> Any:
-            self._refreshing_seam = False
             self._announce_seam()
             return result
 
