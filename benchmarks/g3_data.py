@@ -7,7 +7,7 @@
 feed and a status feed with strings and bools.
 
 :func:`ls372_archive`: only the LS372 feed, 600 s frames, hourly files, over any span and
-rate (the long-range benchmark's 30 days at 1 Hz and year at 0.1 Hz).
+rate (the long-range benchmark's 30 days and year at 1 Hz; 0.1 Hz for the year on a small disk).
 
 Blocks are built from numpy arrays in one call each (:class:`FastAggregator`), so a month
 at 1 Hz (~1 GB) is written in a few minutes.
