@@ -436,14 +436,13 @@ class DataNodeServer:
         """Ask the plugin for the archive's final times (``archive_until``; blocking)."""
         if self.seam is None:
             return
-        try:
+        try:  # a raise or an answer that is no mapping: the plugin's failure, the loop goes on
             final = self.pm.hook.archive_until(node=self.context)
+            if final is not None:
+                self.seam.update(final)
         except Exception as exc:
             self._failures(f"{self.name}: archive_until failed: {type(exc).__name__}: {exc}; "
                            "the seam keeps its last known times")
-            return
-        if final is not None:
-            self.seam.update(final)
 
     def _refresh_seam_later(self) -> defer.Deferred:
         """One refresh in the light pool (its LoopingCall waits for it: never two at once)."""
@@ -839,6 +838,7 @@ class DataNodeServer:
 
     async def _on_join(self, session: Any, details: Any) -> None:
         self._session = session
+        self._announced_seam = None  # subscribers of a new session hear the archive's end again
         self._in_hub = False
         if not await self._register(session):
             return

@@ -250,3 +250,28 @@ def test_node_with_the_live_option_off_has_no_live_cache(sisock_node):
 
 
 pytest_plugins = ["sisock_core.testing"]
+
+
+class ArchiveUntilAnswers(ArchiveAndFeed):
+    """``archive_until`` answers whatever ``answer`` holds (None: the archive's final times)."""
+
+    answer = None
+
+    @hookimpl
+    def archive_until(self, node):
+        return self.answer if self.answer is not None else {"x": self.final, "y": self.final}
+
+
+def test_an_archive_until_answer_that_is_no_mapping_keeps_the_last_seam(sisock_node):
+    """A plugin's bad ``archive_until`` answer is its failure (logged), not the end of the
+    refresh loop: the seam keeps its last times and the next good answer moves it."""
+    plugin = ArchiveUntilAnswers(final=T0 + 6000)
+    node = sisock_node(plugin)
+    server = node.server
+    assert server.seam.snapshot() == {"x": T0 + 6000, "y": T0 + 6000}
+    plugin.answer = [T0 + 9000]  # a list: no mapping
+    server.refresh_seam()  # raises nothing
+    assert server.seam.snapshot() == {"x": T0 + 6000, "y": T0 + 6000}
+    plugin.answer = {"x": T0 + 6500, "y": T0 + 6500}
+    server.refresh_seam()
+    assert server.seam.snapshot() == {"x": T0 + 6500, "y": T0 + 6500}
