@@ -399,9 +399,24 @@ class DataNodeServer:
     def start_plugin(self) -> None:
         """Run the plugin's ``node_start``, then ``subscribe`` for live plugins.
 
-        Raises with the plugin's message (the node does not start).
+        Raises with the plugin's message (the node does not start); a step failing after
+        ``node_start`` stops what had started (live delivery, ``node_stop``), so a node
+        retried in a long-lived group process leaks nothing.
         """
         self.pm.hook.node_start(node=self.context)
+        try:
+            self._start_after_node_start()
+        except BaseException:
+            try:
+                self._stop_plugin()
+            except Exception as exc:  # the first error is the one to report
+                self.log.error("{name}: stopping the plugin after a failed start failed: {error}",
+                               name=self.name, error=f"{type(exc).__name__}: {exc}")
+            if self.engine.summaries is not None:
+                self.engine.summaries.close()
+            raise
+
+    def _start_after_node_start(self) -> None:
         archive = bool(self.pm.hook.read_range.get_hookimpls())
         if self.pm.hook.subscribe.get_hookimpls():
             options = self.context.options
@@ -592,19 +607,23 @@ class DataNodeServer:
         if self.component is not None:
             await self.component.stop()
         try:
-            if self.live is not None:
-                try:
-                    self.live.stop()
-                except Exception as exc:
-                    self.log.error("{name}: stopping live delivery failed: {error}",
-                                   name=self.name, error=f"{type(exc).__name__}: {exc}")
-            self.pm.hook.node_stop(node=self.context)
+            self._stop_plugin()
         finally:
             self.cancel_all("cancelled because the node is stopping")
             self.pool.stop()
             self.heavy_pool.stop()
             if self.engine.summaries is not None:
                 self.engine.summaries.close()
+
+    def _stop_plugin(self) -> None:
+        """Stop the live delivery (a failure is logged), then run the plugin's ``node_stop``."""
+        if self.live is not None:
+            try:
+                self.live.stop()
+            except Exception as exc:
+                self.log.error("{name}: stopping live delivery failed: {error}",
+                               name=self.name, error=f"{type(exc).__name__}: {exc}")
+        self.pm.hook.node_stop(node=self.context)
 
     def stop(self) -> defer.Deferred:
         """Leave the hub and the router and stop the plugin (once: later calls, like the

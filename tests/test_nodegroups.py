@@ -164,3 +164,41 @@ def test_the_tables_of_a_group_are_found_without_importing_plugins() -> None:
     assert tables_in_group(text, "feed") == ["f1", "f2", "off"]  # (enabled is the full load's to say)
     assert tables_in_group(text, "slow") == ["a2", "f3", "broken"]
     assert tables_in_group(text, "own") == [] and tables_in_group("not = [toml", "feed") == []
+
+
+class _SubscribeFails(_Fake):
+    """``node_start`` opens something; ``subscribe`` then raises: the node does not start."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.open: set[str] = set()
+
+    @hookimpl
+    def node_start(self, node):
+        self.open.add(node.name)
+
+    @hookimpl
+    def node_stop(self, node):
+        self.open.discard(node.name)
+
+    @hookimpl
+    def subscribe(self, node, publish):
+        raise RuntimeError(f"{node.name}: no feed")
+
+
+def test_a_node_whose_start_fails_after_node_start_is_stopped_so_retries_leak_nothing() -> None:
+    """In a group process a failed node is retried for as long as the process lives: what
+    its ``node_start`` opened before a later step raised is closed again (``node_stop``)."""
+    from sisock_core.datanode import DataNodeServer
+    from sisock_core.nodehost import NodeHost
+
+    plugin = _SubscribeFails("feed")
+    pm = make_plugin_manager(plugin, name="feed")
+    cfg = load('[nodes.one]\nplugin = "feed"\n')
+    host = NodeHost(cfg, ["one"], title="group feed", on_ready=lambda: None,
+                    make_server=lambda cfg, node_cfg, on_ready: DataNodeServer(
+                        cfg, node_cfg, on_ready=on_ready, plugin=(pm, plugin_spec(pm, "feed")), connect=False))
+    for attempt in range(3):
+        assert host._built("one", host._build("one")) is None
+        assert host.failed == {"one": "RuntimeError: one: no feed"}
+        assert plugin.open == set(), f"attempt {attempt}: node_start's resources left open"
