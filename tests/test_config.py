@@ -231,6 +231,8 @@ def test_embedded_defaults_use_the_weather_plugin() -> None:
 
 
 def test_site_nodes_toml_matches_embedded_defaults() -> None:
+    """The same text (comments are the operator's documentation), hence the same config."""
+    assert (REPO / "site" / "nodes.toml").read_text() == DEFAULT_SITE_TOML
     from_file = load_config(REPO / "site" / "nodes.toml", {})
     embedded = load_config(None, {})
     assert attrs.evolve(from_file, path=embedded.path) == embedded

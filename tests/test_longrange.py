@@ -391,6 +391,17 @@ def test_the_site_setting_summaries_db_puts_a_node_s_core_summaries_there(mariad
         load_config_text('summaries_db = "postgres://x/y"\n', "<test>", {}, base_dir=str(tmp_path))
 
 
+@pytest.mark.parametrize("written", ["sums.sqlite", "sqlite:sums.sqlite", "sqlite:///sums.sqlite"])
+def test_a_relative_summaries_db_file_is_relative_to_the_site_file(tmp_path, written):
+    """As ``state_dir``: not to whatever directory a process was started in (systemd: /)."""
+    from sisock_core.config import load_config_text
+
+    site = load_config_text(f'summaries_db = "{written}"\n', "<test>", {}, base_dir=str(tmp_path / "site"))
+    expected = "/sums.sqlite" if written.startswith("sqlite:///") else f"{tmp_path}/site/sums.sqlite"
+    assert site.summaries_db == f"sqlite:///{expected}"
+    assert SummaryStore(site.summaries_db).url.path == expected
+
+
 class Slow(ArchivePlugin):
     """A read that goes on until its caller gives up (checking between chunks)."""
 

@@ -24,8 +24,9 @@ DEFAULT_SITE_TOML = """\
 # log_level = "info"
 
 # Where the core keeps the summaries it computes for archive nodes whose plugin writes
-# none (long ranges): a database URL (sqlite:///path or mysql://user@host/db), e.g. a
-# MariaDB shared by the nodes of several machines. Default: one SQLite file per node under state_dir/summaries.
+# none (long ranges): a database URL (sqlite:///path, a relative file being relative to
+# this file, or mysql://user@host/db), e.g. a MariaDB shared by the nodes of several
+# machines. Default: one SQLite file per node under state_dir/summaries.
 # summaries_db = "mysql://sisock@db.example.org/sisock_summaries"
 
 # The crossbar WAMP router every component connects to.

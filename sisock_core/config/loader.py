@@ -192,10 +192,12 @@ class Loader(EnvOverrides):
         from sisock_core.sqldb import DatabaseConfigError, parse_db_url
 
         try:
-            parse_db_url(value)
+            url = parse_db_url(value)
         except DatabaseConfigError as exc:
             self.problem(("summaries_db",), str(exc))
             return None
+        if url.kind == "sqlite":  # a relative file is relative to the site file, as state_dir
+            return f"sqlite:///{resolve_path(url.path, self.base_dir)}"
         return value
 
     def _log_level(self) -> str:
