@@ -272,16 +272,20 @@ class DirectoryWatch:
         so once per distinct error, and the caller keeps serving what it indexed before.
         """
         try:
-            if not self.needs_listing():
-                return None
-            mtime, names = list_directory(self.path)
+            changed = self.needs_listing()
+            if changed:
+                mtime, names = list_directory(self.path)
         except OSError as exc:
             if self._list_error != str(exc):
                 self._list_error = str(exc)
                 log.error("cannot list {directory}: {error}; serving the files indexed before",
                           directory=self.path, error=str(exc))
             return None
-        self._list_error = None
+        if self._list_error is not None:  # back (perhaps unchanged): a later failure is news
+            self._list_error = None
+            log.info("{directory} can be listed again", directory=self.path)
+        if not changed:
+            return None
         self.listed(mtime)
         return names
 

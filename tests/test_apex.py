@@ -336,3 +336,28 @@ def test_empty_archive_starts_and_answers_empty(tmp_path, logged):
     assert "holds no archive files yet" in logged.text()
     assert engine.get_fields(1, 0) == [{}, {}]
     assert engine.get_data(["humidity"], 1, 0) == {"data": {"humidity": []}, "timeline": {}}
+
+
+def test_a_directory_that_comes_back_unchanged_and_goes_again_is_reported_again(tmp_path):
+    """The shared directory watch: each outage is said once, even when the directory
+    returns with the same mtime (a symlink or mount put back) and then fails the same way."""
+    from twisted.logger import Logger
+
+    from .logcapture import LoggedMessages
+
+    target = tmp_path / "archive"
+    target.mkdir()
+    (target / "a.dat").write_text("")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    messages = LoggedMessages()
+    log = Logger(namespace="test", observer=messages.events.append)
+    watch = DirectoryWatch(link, racy_seconds=0.0)
+    assert watch.new_listing(log) == ["a.dat"]
+    for outage in range(2):
+        link.unlink()
+        assert watch.new_listing(log) is None and watch.new_listing(log) is None
+        assert sum("cannot list" in m for m in messages) == outage + 1  # once per outage
+        link.symlink_to(target)  # back, mtime unchanged: nothing to list again
+        assert watch.new_listing(log) is None
+    assert sum("can be listed again" in m for m in messages) == 2
