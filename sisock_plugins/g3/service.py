@@ -263,13 +263,21 @@ class ScannerService(service.Service):
                 summary=stats.summary())
             if kind == "full":
                 self._start_watch(t)
-            if self.on_pass is not None:
-                self.on_pass(kind, stats)
-        if not self._first_done and all(t.passes for t in self.targets):
-            self._first_done = True
-            if self.on_first_pass is not None:
-                self.on_first_pass()
-        self._kick()
+        first = not self._first_done and all(t.passes for t in self.targets)
+        self._first_done = self._first_done or first
+        self._kick()  # before the callbacks: one that raises must not stall the scanner
+        for kind, stats in results:
+            self._notify("on_pass", self.on_pass, kind, stats)
+        if first:
+            self._notify("on_first_pass", self.on_first_pass)
+
+    def _notify(self, what: str, callback: Any, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            self.log.failure("scanner: the {what} callback failed", what=what)
 
     def _failed(self, failure: Any, work: list) -> None:
         self._busy = False
