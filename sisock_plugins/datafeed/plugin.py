@@ -117,14 +117,11 @@ class FeedConsumer:
         self.options = options
         self.publish = publish
         self.problem = RepeatedFailures.for_node(log, node)
-        self.messages = 0
-        self.samples = 0
         self._formats: set[str] = set()
 
     def on_event(self, *args: Any, **kwargs: Any) -> None:
         parsed = parse_event(args, kwargs, agent_address=self.options.agent_address,
                              keep_ocs_names=self.options.keep_ocs_names)
-        self.messages += 1
         if parsed.rejected is not None:
             self.problem(f"ignored a message on {self.options.topic}: {parsed.rejected}")
             return
@@ -138,6 +135,5 @@ class FeedConsumer:
             self.problem(f"malformed message on {self.options.topic}: {p}")
         for batch in parsed.batches:
             problems = self.publish(batch.timeline, batch.t, batch.data)
-            self.samples += batch.t.size * len(batch.data)
             for p in problems or ():
                 self.problem(p)
