@@ -37,7 +37,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import so3g  # noqa: F401  (before spt3g)
 from so3g.hk import HKArchiveScanner
 from spt3g import core
@@ -45,6 +44,7 @@ from spt3g import core
 from benchmarks.g3_data import T0, day_archive, g3_files, ls372_archive, size_mb
 from sisock_plugins.g3.index import DatabaseUnavailable, Index
 from sisock_core.summaries import BASE_TIER, summarize_timelines
+from sisock_plugins.g3 import scan as g3scan
 from sisock_plugins.g3.scanner import Scanner
 
 
@@ -102,29 +102,35 @@ def compare(label: str, data, repeat: int) -> dict[str, float]:
     return m
 
 
-def _blocks(path: str, values: bool) -> dict:
-    """Every data block of one file by block name, as the scan without summaries touches
-    them (frames read, blocks deserialized, their times fetched), with the values too
-    (``values``): ``{name: [(times, values)]}``."""
+def _blocks(path: str) -> list:
+    """``(block name, block, typed fields)`` of every data block of one file, read as the
+    scan without summaries reads them (:func:`sisock_plugins.g3.scan._block_info`)."""
     reader = core.G3Reader(path)
-    groups: dict = {}
+    types: dict = {}
+    out = []
     while True:
         frames = reader.Process(None)
         if not frames:
-            return groups
+            return out
         frame = frames[0]
         if "blocks" not in frame:
             continue
         for name, block in zip(frame["block_names"], frame["blocks"]):
-            groups.setdefault(name, []).append((block.times, block.values() if values else None))
+            info = g3scan._block_info(block, types)
+            if info is not None:
+                out.append((name, block, info[1]))
 
 
 def _decoded(path: str) -> list:
-    """The numeric samples of one file, one ``(t, {field: y})`` per block name: what the
-    scanner hands to the summaries."""
-    return [(np.concatenate([t for t, _ in parts]).astype(np.int64) / 1e8,
-             {i: np.concatenate([v[i] for _, v in parts]) for i in range(len(parts[0][1]))})
-            for parts in _blocks(path, True).values()]
+    """The numeric samples of one file, one ``(t, {field: y})`` per block name, decoded by
+    the scanner's own code (what it hands to the summaries)."""
+    groups: dict = {}
+    for name, block, fields in _blocks(path):
+        group = groups.get(name)
+        if group is None:
+            group = groups[name] = g3scan._Blocks(fields)
+        group.add(block, fields)
+    return [group.decoded() for group in groups.values()]
 
 
 def cost_floor(data, m: dict[str, float], repeat: int) -> None:
@@ -141,7 +147,7 @@ def cost_floor(data, m: dict[str, float], repeat: int) -> None:
             runs.append(time.process_time() - c0)
         return median(runs)
 
-    read = cpu(lambda: [_blocks(f, False) for f in files])
+    read = cpu(lambda: [_blocks(f) for f in files])
     decode = cpu(lambda: [_decoded(f) for f in files])
     reduce = cpu(lambda: [summarize_timelines(_decoded(f), BASE_TIER) for f in files])
     base, extra = m["cpu without"], m["cpu with"] - m["cpu without"]

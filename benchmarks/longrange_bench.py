@@ -195,8 +195,11 @@ def influx_load(server, data: Path, db: str = INFLUX_DB, batch: int = 100_000) -
             if "blocks" not in frame:
                 continue
             for block in frame["blocks"]:
-                for name in wanted.intersection(block.keys()):
-                    t = (np.asarray(block.times, dtype=np.int64) * int(tick_ns)).tolist()
+                names = wanted.intersection(block.keys())
+                if not names:
+                    continue
+                t = (np.asarray(block.times, dtype=np.int64) * int(tick_ns)).tolist()  # once per block
+                for name in names:
                     fmt = f"{MEASUREMENT} {name}=%r %d"
                     lines.extend(fmt % tv for tv in zip(np.asarray(block[name]).tolist(), t))
             if len(lines) >= batch:
