@@ -618,10 +618,11 @@ class SummaryStore:
         just wrote come from the writer's memo (not unpacked again)."""
         w = S.TIERS[tier]
         pos = {sid: i for i, sid in enumerate(ids)}
+        # in order: rows all from the memo or all unpacked need no sort (mixed, rollup_banded sorts)
         cur.execute(
             self.sql(f"SELECT series_id, source, seg, data FROM sisock_sum_rows "
                      f"WHERE series_id IN ({','.join('?' * len(ids))}) AND tier = ? AND t1 > ? AND t0 < ? "
-                     "ORDER BY series_id, t0"),  # in order: rows apart need no sorting
+                     "ORDER BY series_id, t0"),
             (*ids, int(w), start, end),
         )
         memo = self.writer.memo
