@@ -567,10 +567,9 @@ class DataNodeServer:
         error = store.damaged
         try:
             done = store.reset()
-        except Exception as exc:
-            self.log.error("{name}: summary store {db} is corrupt ({error}) and wiping it failed: "
-                           "{reset_error}; retried on the next pass", name=self.name, db=store.describe(),
-                           error=error, reset_error=str(exc))
+        except Exception as exc:  # said once, then counted: it fails again every pass
+            self._failures(f"{self.name}: summary store {store.describe()} is corrupt ({error}) and "
+                           f"wiping it failed: {exc}; answering from raw data, retried on the next pass")
             return
         self.log.warn("{name}: summary store {db} was corrupt ({error}); {done}, rebuilding it",
                       name=self.name, db=store.describe(), error=error, done=done)

@@ -351,6 +351,9 @@ class SummaryStore:
         #: Why the store's contents are unusable, once an error said so (None: as far as
         #: known, they are fine); cleared by :meth:`reset`.
         self.damaged: str | None = None
+        #: Whether the damage is in rows (which a namespace's wipe removes) rather than in
+        #: the database or its tables.
+        self.damaged_rows = False
         #: Write transactions committed (a rollup commits every few batches).
         self.commits = 0
 
@@ -377,12 +380,13 @@ class SummaryStore:
         """The error to raise for driver error ``exc`` (corruption is remembered)."""
         text = f"summary store {self.describe()}: {error_message(exc)}"
         if is_corruption(exc):
-            self.damaged = error_message(exc)
+            self.damaged, self.damaged_rows = error_message(exc), False
             return SummaryStoreCorrupt(text)
         return SummaryStoreError(text)
 
     def _corrupt_row(self, what: str, exc: BaseException) -> SummaryStoreCorrupt:
         self.damaged = f"{what} does not unpack: {type(exc).__name__}: {exc}"
+        self.damaged_rows = True
         return SummaryStoreCorrupt(f"summary store {self.describe()}: {self.damaged}")
 
     @contextlib.contextmanager
@@ -669,6 +673,10 @@ class SummaryStore:
             if self.writer.memo is not None:
                 self.writer.memo.clear()
             prefix = self.writer.prefix
+            if prefix and not self.damaged_rows:  # wiping our rows cannot mend shared tables
+                raise SummaryStoreError(
+                    f"summary store {self.describe()} is damaged ({self.damaged}) and shared by other "
+                    "nodes: repair it or drop its sisock_sum_* tables (the nodes recompute them)")
             if prefix:
                 with self.cursor(write=True) as cur:
                     match = "SUBSTR(name, 1, ?) = ?"

@@ -182,6 +182,31 @@ def test_an_unnamespaced_mariadb_core_store_drops_its_tables_and_is_rebuilt():
         drop()
 
 
+def test_damaged_shared_tables_are_not_wiped_row_by_row_but_named_for_the_operator(tmp_path):
+    """A namespaced store whose tables are broken (not a row of it): deleting the node's rows
+    cannot mend them and would recompute them forever, so nothing is deleted and the error says
+    what to do."""
+    from sisock_core.summarystore import SummaryStoreError
+
+    url = f"sqlite:///{tmp_path}/shared.sqlite"
+    mine, theirs = SummaryStore(url, namespace="a"), SummaryStore(url, namespace="b")
+    for store in (mine, theirs):
+        with store.cursor(write=True) as cur:
+            sid = store.writer.series_id(cur, "x", "tl", "f")
+            store.writer.put_base(cur, sid, "", S.summarize(np.array([T0]), np.array([1.0]), S.BASE_TIER))
+    before = rows_of(url, "a") + rows_of(url, "b")
+    with mine.cursor(write=True) as cur:
+        cur.execute("ALTER TABLE sisock_sum_series DROP COLUMN covered_until")  # a schema the code does not know
+    with pytest.raises(SummaryStoreCorrupt, match="no such column"):
+        mine.series(["x"])
+    with pytest.raises(SummaryStoreError, match="shared by other nodes: repair it or drop its sisock_sum_"):
+        mine.reset()
+    with sqlite3.connect(f"{tmp_path}/shared.sqlite") as conn:  # every row still there
+        assert conn.execute("SELECT COUNT(*) FROM sisock_sum_rows").fetchone()[0] == len(before) == 2
+    mine.close()
+    theirs.close()
+
+
 def test_a_plugin_s_own_corrupt_store_is_kept_and_the_fix_logged_once(sisock_node, tmp_path, log_lines):
     url = f"sqlite:///{tmp_path}/own.sqlite"
     filler = SummaryStore(url)
