@@ -101,7 +101,7 @@ def test_a_corrupt_row_of_a_shared_store_is_rebuilt_and_only_that_node_s(sisock_
     assert theirs
 
     # found by a read: the answer comes from raw data, the next pass rebuilds the store
-    corrupt(shared_url, store, "a", 3, BAD_ZSTD)
+    corrupt(shared_url, store, "a", S.TIERS.index(3600.0), BAD_ZSTD)
     t0, t1 = T0 + 3600.5, T0 + 20 * 86400
     server = nodes["n1"].server
     plain = NodeEngine(server.context, server.pm, "n1", clock=lambda: NOW)  # no summaries
