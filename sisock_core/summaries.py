@@ -33,6 +33,11 @@ import zstandard
 
 from sisock_core.decimate import _first_equal, _interleave
 
+try:  # summarize_blocks in C, built at install where there is a compiler
+    from sisock_core import _buckets
+except ImportError:  # numpy computes the same numbers (summarize_blocks says None)
+    _buckets = None
+
 #: Bucket widths (s) kept for every summarized field, finest first. Each is 6-10 times the
 #: one before: a query reads at most ~10 buckets per point it returns, and every coarse
 #: tier costs a scan a rollup (a 120 s tier, twice the base, cost a quarter of the
@@ -203,21 +208,26 @@ def _reduce_shared(t: np.ndarray, v: np.ndarray, k: np.ndarray, t_starts: np.nda
     n = t_ends - t_starts
     starts = t_starts + shift
     nan = np.isnan(v)
-    if nan.any():
-        count = np.add.reduceat((~nan).astype(np.int64), starts)
-        vsum = np.add.reduceat(np.where(nan, 0.0, v), starts)
-        with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # inf - inf in a sum: NaN, as it should
+        if nan.any():
+            count = np.add.reduceat((~nan).astype(np.int64), starts)
+            vsum = np.add.reduceat(np.where(nan, 0.0, v), starts)
             vmin = np.fmin.reduceat(v, starts)
             vmax = np.fmax.reduceat(v, starts)
-    else:  # the same numbers, fewer passes
-        count = n.astype(np.int64)
-        vsum = np.add.reduceat(v, starts)
-        vmin = np.minimum.reduceat(v, starts)
-        vmax = np.maximum.reduceat(v, starts)
+        else:  # the same numbers, fewer passes
+            count = n.astype(np.int64)
+            vsum = np.add.reduceat(v, starts)
+            vmin = np.minimum.reduceat(v, starts)
+            vmax = np.maximum.reduceat(v, starts)
     i_min = _first_equal(v, vmin, starts, n)
     i_max = _first_equal(v, vmax, starts, n)
-    i_min = np.where(i_min < 0, starts, i_min) - shift
-    i_max = np.where(i_max < 0, starts, i_max) - shift
+    i_min = np.where(i_min < 0, starts, i_min)
+    i_max = np.where(i_max < 0, starts, i_max)
+    some = count > 0  # the extrema are the values of their first samples (of 0.0 and -0.0, the first)
+    vmin = np.where(some, v[i_min], vmin)
+    vmax = np.where(some, v[i_max], vmax)
+    i_min -= shift
+    i_max -= shift
     last = starts + n - 1
     f64 = np.float64
     return Buckets(
@@ -225,6 +235,35 @@ def _reduce_shared(t: np.ndarray, v: np.ndarray, k: np.ndarray, t_starts: np.nda
         t_max=t[i_max], first=v[starts].astype(f64, copy=False), last=v[last].astype(f64, copy=False),
         vmin=vmin.astype(f64, copy=False), vmax=vmax.astype(f64, copy=False), vsum=vsum.astype(f64, copy=False),
     )
+
+
+def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Sequence], width: float,
+                     second: float) -> dict[str, tuple[str, Buckets]] | None:
+    """:func:`summarize_many` of samples still in their blocks, decoded and reduced in one
+    compiled pass (no concatenation, no numpy temporaries): ``times`` are the blocks'
+    time vectors (int64 ticks, ``second`` ticks per second, ascending), ``fields[i]`` the
+    vectors of field ``names[i]`` in the same blocks (float64 or int64; anything with the
+    buffer protocol, as spt3g's vectors). Returns ``{name: (dtype kind, buckets)}``, equal
+    to the numpy path's; None without the compiled kernel or if the times are not
+    ascending. Raises TypeError for a vector of another type, ValueError for lengths
+    that differ."""
+    if _buckets is None:
+        return None
+    got = _buckets.summarize_blocks(float(width), float(second), list(times), [list(f) for f in fields])
+    if got is None:
+        return None
+    m, shared, per_field, kinds = got
+    if m == 0:
+        return {name: (kind, Buckets.empty()) for name, kind in zip(names, kinds)}
+    head = np.frombuffer(shared, dtype=np.float64).reshape(4, m)
+    k, n = head[0].view(np.int64), head[1].view(np.int64)
+    t_first, t_last = head[2], head[3]
+    cols = np.frombuffer(per_field, dtype=np.float64).reshape(-1, 8, m)
+    out = {}
+    for name, kind, c in zip(names, kinds, cols):
+        out[name] = (kind, Buckets(k, n, c[0].view(np.int64), t_first, t_last, c[1], c[2], c[3], c[4], c[5], c[6],
+                                   c[7]))
+    return out
 
 
 def _bucket_bounds(kf: np.ndarray, breaks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

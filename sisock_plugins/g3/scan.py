@@ -41,6 +41,7 @@ _SECOND = core.G3Units.s
 
 SESSION, STATUS, DATA = 0, 1, 2
 
+from sisock_core.summaries import summarize_blocks  # noqa: E402
 from sisock_plugins.g3.index import (  # noqa: E402
     STATUS_EMPTY,
     STATUS_ERROR,
@@ -253,12 +254,17 @@ def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
 
     keys = []
     timelines = []
+    out = []
     for (description, block_name), group in collected.items():
+        done = group.summarized(BASE_TIER)
+        if done is not None:
+            timeline = f"{description}.{block_name}"
+            out.extend((f"{description}.{field}", timeline, kind, buckets) for field, (kind, buckets) in done.items())
+            continue
         t, cols = group.decoded()
         if cols:
             keys.append((description, block_name))
             timelines.append((t, cols))
-    out = []
     for (description, block_name), (_, cols), buckets in zip(
             keys, timelines, summarize_timelines(timelines, BASE_TIER)):
         timeline = f"{description}.{block_name}"
@@ -281,6 +287,22 @@ class _Blocks:
                 not isinstance(block, core.G3TimesampleMap):
             self.alike = False
         self.blocks.append(block)
+
+    def summarized(self, width: float) -> dict[str, tuple[str, Any]] | None:
+        """``{field: (dtype kind, buckets)}`` of the numeric fields, decoded and reduced in
+        one pass by the compiled kernel (None where it does not apply: no kernel, blocks
+        not alike, a field of another type, times not ascending; :meth:`decoded` then)."""
+        if not self.alike:
+            return None
+        numeric = [(i, f) for i, (f, kind) in enumerate(self.fields) if kind == "number"]
+        if not numeric:
+            return {}
+        values = [b.values() for b in self.blocks]
+        try:
+            return summarize_blocks([b.times for b in self.blocks], [f for _, f in numeric],
+                                  [[v[i] for v in values] for i, _ in numeric], width, _SECOND)
+        except (TypeError, ValueError):  # a vector not float64 or int64, or of another length
+            return None
 
     def decoded(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Times (UNIX seconds) and numeric fields of the blocks, joined. A field missing

@@ -1,0 +1,313 @@
+/* Base-tier summaries (sisock_core.summaries) of blocks of samples, decoded and reduced
+ * in one pass: what a g3 scan computes for every numeric field it indexes.
+ *
+ * Optional: sisock_core.summaries uses numpy when this module is not built (no C compiler
+ * at install time). The numbers are the numpy path's, bit for bit: times are ticks / second,
+ * buckets floor(t / width); sums are numpy's pairwise summation as np.add.reduceat computes
+ * them (NaN as 0); the extrema are the values of their first samples (NaN ignored). Only
+ * the buffer protocol is used: no numpy headers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* numpy's pairwise summation (PW_BLOCKSIZE 128); VAL maps each value (NaN to 0, or not) */
+#define PAIRWISE_SUM(NAME, VAL)                                                             \
+    static double NAME(const double *a, Py_ssize_t n)                                       \
+    {                                                                                       \
+        if (n < 8) {                                                                        \
+            double res = -0.; /* as numpy: -0.0 + -0.0 stays -0.0 */                       \
+            for (Py_ssize_t i = 0; i < n; i++)                                              \
+                res += VAL(a[i]);                                                           \
+            return res;                                                                     \
+        }                                                                                   \
+        else if (n <= 128) {                                                                \
+            double r[8];                                                                    \
+            Py_ssize_t i;                                                                   \
+            for (int j = 0; j < 8; j++)                                                     \
+                r[j] = VAL(a[j]);                                                           \
+            for (i = 8; i < n - (n % 8); i += 8)                                            \
+                for (int j = 0; j < 8; j++)                                                 \
+                    r[j] += VAL(a[i + j]);                                                  \
+            double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7])); \
+            for (; i < n; i++)                                                              \
+                res += VAL(a[i]);                                                           \
+            return res;                                                                     \
+        }                                                                                   \
+        else {                                                                              \
+            Py_ssize_t n2 = n / 2;                                                          \
+            n2 -= n2 % 8;                                                                   \
+            return NAME(a, n2) + NAME(a + n2, n - n2);                                      \
+        }                                                                                   \
+    }
+#define AS_IS(x) (x)
+#define NAN_AS_0(x) (isnan(x) ? 0.0 : (x))
+PAIRWISE_SUM(pairwise_sum, AS_IS)
+PAIRWISE_SUM(pairwise_sum_nan_as_0, NAN_AS_0)
+
+/* Of v[s:e]: the count of values that are not NaN, the first indices and the values of
+ * the extrema (none: s and NaN), and the sum as np.add.reduceat computes it (NaN as 0):
+ * the first value plus the pairwise sum of the others. */
+static inline void reduce_bucket(const double *v, int64_t s, int64_t e, int64_t *count, int64_t *i_min,
+                                 int64_t *i_max, double *vmin, double *vmax, double *vsum)
+{
+    double mn = v[s], mx = v[s];
+    int64_t lo = s, hi = s;
+    int nan = isnan(v[s]);
+    for (int64_t i = s + 1; i < e; i++) { /* no NaN, the usual case: one pass without branches */
+        const double x = v[i];
+        nan |= isnan(x);
+        lo = x < mn ? i : lo;
+        mn = x < mn ? x : mn;
+        hi = x > mx ? i : hi;
+        mx = x > mx ? x : mx;
+    }
+    if (!nan) {
+        *count = e - s;
+        *i_min = lo;
+        *i_max = hi;
+        *vmin = mn;
+        *vmax = mx;
+        *vsum = e - s == 1 ? v[s] : v[s] + pairwise_sum(v + s + 1, e - s - 1);
+        return;
+    }
+    int64_t c = 0;
+    lo = hi = -1;
+    mn = mx = NAN;
+    for (int64_t i = s; i < e; i++) {
+        const double x = v[i];
+        if (isnan(x))
+            continue;
+        if (c++ == 0) {
+            mn = mx = x;
+            lo = hi = i;
+        }
+        else if (x < mn) {
+            mn = x;
+            lo = i;
+        }
+        else if (x > mx) {
+            mx = x;
+            hi = i;
+        }
+    }
+    *count = c;
+    *i_min = lo < 0 ? s : lo;
+    *i_max = hi < 0 ? s : hi;
+    *vmin = mn;
+    *vmax = mx;
+    const double head = isnan(v[s]) ? 0.0 : v[s];
+    *vsum = e - s == 1 ? head : head + pairwise_sum_nan_as_0(v + s + 1, e - s - 1);
+}
+
+/* A 1-D buffer of numbers read as doubles, whatever its stride: int64 ('q', 'l') or
+ * float64 ('d'). */
+typedef struct {
+    Py_buffer buf;
+    int held;
+    char kind; /* 'i' or 'f' */
+} Vec;
+
+static int get_vec(PyObject *obj, Vec *vec, const char *what)
+{
+    if (PyObject_GetBuffer(obj, &vec->buf, PyBUF_STRIDES | PyBUF_FORMAT) < 0)
+        return -1;
+    vec->held = 1;
+    const char *f = vec->buf.format ? vec->buf.format : "B";
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@')
+        f++;
+    if (vec->buf.ndim != 1 || vec->buf.itemsize != 8 ||
+        !(strcmp(f, "d") == 0 || strcmp(f, "q") == 0 || strcmp(f, "l") == 0)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a vector of float64 or int64, got format %s", what,
+                     vec->buf.format);
+        return -1;
+    }
+    vec->kind = f[0] == 'd' ? 'f' : 'i';
+    return 0;
+}
+
+static inline double vec_at(const Vec *vec, Py_ssize_t i)
+{
+    const char *p = (const char *)vec->buf.buf + i * vec->buf.strides[0];
+    return vec->kind == 'f' ? *(const double *)p : (double)*(const int64_t *)p;
+}
+
+PyDoc_STRVAR(summarize_blocks_doc,
+"summarize_blocks(width, second, times, fields) -> (m, shared, per_field, kinds) or None\n\n"
+"Base-tier summaries of blocks of samples, decoded and reduced in one pass: ``times`` are\n"
+"the blocks' time vectors (int64 ticks, ``second`` ticks a second), ``fields`` a list per\n"
+"field of its vectors in the same blocks (float64 or int64). Returns the number of buckets\n"
+"m, a bytearray of 4 x m columns shared by the fields (k, n as int64; t_first, t_last),\n"
+"one of 8 x m columns per field (count as int64; t_min, t_max, first, last, vmin, vmax,\n"
+"vsum), in the fields' order, and each field's kind ('f' or 'i'); None if the times\n"
+"are not ascending. The numbers equal those of sisock_core.summaries' numpy path.");
+
+static PyObject *summarize_blocks(PyObject *self, PyObject *args)
+{
+    double width, second;
+    PyObject *times_obj, *fields_obj;
+    if (!PyArg_ParseTuple(args, "ddO!O!:summarize_blocks", &width, &second, &PyList_Type, &times_obj,
+                          &PyList_Type, &fields_obj))
+        return NULL;
+    if (!(width > 0) || !(second > 0)) {
+        PyErr_SetString(PyExc_ValueError, "width and second must be positive");
+        return NULL;
+    }
+    Py_ssize_t nblocks = PyList_GET_SIZE(times_obj), nf = PyList_GET_SIZE(fields_obj);
+    Vec *vecs = PyMem_Calloc((size_t)(nblocks * (nf + 1)) + 1, sizeof(Vec));
+    double *t = NULL, *v = NULL;
+    int64_t *starts = NULL;
+    PyObject *result = NULL, *shared = NULL, *per_field = NULL, *kinds = NULL;
+    if (vecs == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t total = 0;
+    for (Py_ssize_t j = 0; j < nblocks; j++) {
+        if (get_vec(PyList_GET_ITEM(times_obj, j), &vecs[j], "times") < 0)
+            goto done;
+        if (vecs[j].kind != 'i') {
+            PyErr_SetString(PyExc_TypeError, "times: expected int64 ticks");
+            goto done;
+        }
+        total += vecs[j].buf.shape[0];
+    }
+    for (Py_ssize_t f = 0; f < nf; f++) {
+        PyObject *blocks = PyList_GET_ITEM(fields_obj, f);
+        if (!PyList_Check(blocks) || PyList_GET_SIZE(blocks) != nblocks) {
+            PyErr_Format(PyExc_ValueError, "field %zd: expected a list of %zd vectors", f, nblocks);
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < nblocks; j++) {
+            Vec *vec = &vecs[(f + 1) * nblocks + j];
+            if (get_vec(PyList_GET_ITEM(blocks, j), vec, "values") < 0)
+                goto done;
+            if (vec->buf.shape[0] != vecs[j].buf.shape[0]) {
+                PyErr_Format(PyExc_ValueError, "field %zd, block %zd: %zd values for %zd times", f, j,
+                             vec->buf.shape[0], vecs[j].buf.shape[0]);
+                goto done;
+            }
+            if (j > 0 && vec->kind != vecs[(f + 1) * nblocks].kind) {
+                PyErr_Format(PyExc_TypeError, "field %zd: vectors of different types", f);
+                goto done;
+            }
+        }
+    }
+    if (total == 0) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    t = PyMem_Malloc(sizeof(double) * (size_t)total);
+    v = PyMem_Malloc(sizeof(double) * (size_t)total);
+    starts = PyMem_Malloc(sizeof(int64_t) * (size_t)(total + 1));
+    if (t == NULL || v == NULL || starts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* the times, ascending, and where each bucket starts */
+    Py_ssize_t m = 0, i = 0;
+    int sorted = 1;
+    double kprev = 0., below = -INFINITY; /* times from 0 to below: in bucket kprev, surely */
+    for (Py_ssize_t j = 0; j < nblocks && sorted; j++) {
+        for (Py_ssize_t q = 0; q < vecs[j].buf.shape[0]; q++, i++) {
+            const double ti = vec_at(&vecs[j], q) / second;
+            t[i] = ti;
+            if (i > 0 && ti < t[i - 1]) {
+                sorted = 0;
+                break;
+            }
+            if (ti >= 0. && ti < below) /* ascending, under the next bucket's start: no division */
+                continue;
+            const double kf = floor(ti / width);
+            if (i == 0 || kf != kprev)
+                starts[m++] = i;
+            kprev = kf;
+            /* well inside [k w, (k + 1) w): floor(t / w) is k, whatever the rounding */
+            below = kf >= 0. ? (kf + 1.) * width * (1. - 1e-12) : -INFINITY;
+        }
+    }
+    if (!sorted) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    starts[m] = total;
+    shared = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(4 * 8 * m));
+    per_field = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(8 * 8 * m * (nf > 0 ? nf : 1)));
+    kinds = PyUnicode_New(nf, 127);
+    if (shared == NULL || per_field == NULL || kinds == NULL)
+        goto done;
+    {
+        int64_t *k = (int64_t *)PyByteArray_AS_STRING(shared), *n = k + m;
+        double *t_first = (double *)(n + m), *t_last = t_first + m;
+        for (Py_ssize_t b = 0; b < m; b++) {
+            k[b] = (int64_t)floor(t[starts[b]] / width);
+            n[b] = starts[b + 1] - starts[b];
+            t_first[b] = t[starts[b]];
+            t_last[b] = t[starts[b + 1] - 1];
+        }
+    }
+    for (Py_ssize_t f = 0; f < nf; f++) {
+        const Vec *fv = &vecs[(f + 1) * nblocks];
+        PyUnicode_WRITE(PyUnicode_1BYTE_KIND, PyUnicode_DATA(kinds), f, nblocks ? fv->kind : 'f');
+        i = 0;
+        for (Py_ssize_t j = 0; j < nblocks; j++) {
+            const Vec *vec = &fv[j];
+            if (vec->kind == 'f' && vec->buf.strides[0] == 8) {
+                memcpy(v + i, vec->buf.buf, 8 * (size_t)vec->buf.shape[0]);
+                i += vec->buf.shape[0];
+            }
+            else
+                for (Py_ssize_t q = 0; q < vec->buf.shape[0]; q++)
+                    v[i++] = vec_at(vec, q);
+        }
+        int64_t *count = (int64_t *)(PyByteArray_AS_STRING(per_field) + (size_t)f * 64 * m);
+        double *t_min = (double *)(count + m), *t_max = t_min + m, *first = t_max + m, *last = first + m,
+               *vmin = last + m, *vmax = vmin + m, *vsum = vmax + m;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t b = 0; b < m; b++) {
+            const int64_t s = starts[b], e = starts[b + 1];
+            int64_t c, lo, hi;
+            double mn, mx, sum;
+            reduce_bucket(v, s, e, &c, &lo, &hi, &mn, &mx, &sum);
+            count[b] = c;
+            t_min[b] = t[lo];
+            t_max[b] = t[hi];
+            first[b] = v[s];
+            last[b] = v[e - 1];
+            vmin[b] = mn;
+            vmax[b] = mx;
+            vsum[b] = sum;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    result = Py_BuildValue("nOOO", m, shared, per_field, kinds);
+done:
+    Py_XDECREF(shared);
+    Py_XDECREF(per_field);
+    Py_XDECREF(kinds);
+    for (Py_ssize_t j = 0; j < nblocks * (nf + 1); j++)
+        if (vecs[j].held)
+            PyBuffer_Release(&vecs[j].buf);
+    PyMem_Free(vecs);
+    PyMem_Free(t);
+    PyMem_Free(v);
+    PyMem_Free(starts);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"summarize_blocks", summarize_blocks, METH_VARARGS, summarize_blocks_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_buckets",
+    "Base-tier summaries of blocks of samples in C (optional: numpy otherwise).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__buckets(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,112 @@
+"""The compiled summaries (``sisock_core._buckets``) against the numpy path, bit for bit."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sisock_core import summaries as S
+
+T0 = 1_600_000_000.0
+SECOND = 1e8  # spt3g's ticks per second
+
+if S._buckets is None:  # the install could not build it: the numpy path is all there is
+    pytest.skip("sisock_core._buckets is not built here (no C compiler at install time)",
+                allow_module_level=True)
+
+
+def numpy_path(times, fields, width):
+    """``{name: (kind, buckets)}`` as the numpy path computes them from the joined blocks."""
+    t = np.concatenate(times).astype(np.int64) / SECOND
+    cols = {name: np.concatenate(blocks) for name, blocks in fields.items()}
+    got = S.summarize_many(t, cols, width)
+    return {name: (cols[name].dtype.kind, got[name]) for name in fields}
+
+
+def assert_identical(a, b):
+    """Equal columns; floats equal bit for bit where not NaN (signed zeros, sums' rounding)."""
+    for col in S._INT_COLS + S._FLOAT_COLS:
+        x, y = getattr(a, col), getattr(b, col)
+        assert x.dtype == y.dtype, col
+        np.testing.assert_array_equal(np.isnan(x) if x.dtype.kind == "f" else x,
+                                      np.isnan(y) if y.dtype.kind == "f" else y, err_msg=col)
+        if x.dtype.kind == "f":
+            ok = ~np.isnan(x)
+            np.testing.assert_array_equal(x[ok].view(np.int64), y[ok].view(np.int64), err_msg=col)
+
+
+@st.composite
+def blocks(draw):
+    """Blocks of an aggregator's feed: int64 ticks, ascending (with repeats), float and
+    int fields with NaN, infinities, signed zeros, and buckets of 1 to ~6000 samples
+    (drawn as parameters of a seeded generator: hypothesis shrinks those)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32)))
+    sizes = rng.integers(0, draw(st.sampled_from([3, 30, 300, 3000])), size=draw(st.integers(1, 5)))
+    n = int(sizes.sum())
+    steps = rng.choice(np.array([0, 1, 7, 10**7, 10**8, 6 * 10**9, 10**11]), size=n,
+                       p=draw(st.sampled_from([None, [0.05, 0.05, 0.05, 0.6, 0.15, 0.05, 0.05]])))
+    ticks = int(T0 * SECOND) + int(rng.integers(-10**10, 10**10)) + np.cumsum(steps)
+    x = rng.normal(size=n) * 10.0 ** draw(st.integers(-300, 300))
+    specials = np.array([np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-300])
+    odd = rng.random(n) < draw(st.sampled_from([0.0, 0.02, 0.5, 1.0]))
+    x[odd] = rng.choice(specials, size=int(odd.sum()))
+    i = rng.integers(-2**40, 2**40, size=n)
+    cuts = np.cumsum(sizes)[:-1]
+    return np.split(ticks, cuts), {"x": np.split(x, cuts), "i": np.split(i, cuts)}
+
+
+@settings(max_examples=400, deadline=None)
+@given(blocks(), st.sampled_from([1.0, 60.0, 600.0, 86400.0]))
+def test_compiled_summaries_equal_the_numpy_path(data, width):
+    times, fields = data
+    if sum(t.size for t in times) == 0:
+        return
+    got = S.summarize_blocks(times, list(fields), list(fields.values()), width, SECOND)
+    want = numpy_path(times, fields, width)
+    assert got.keys() == want.keys()
+    for name in fields:
+        assert got[name][0] == want[name][0]
+        assert_identical(got[name][1], want[name][1])
+
+
+def test_long_buckets_sum_as_numpy_does():
+    """Buckets over 128 samples: numpy's pairwise summation splits them; so must the kernel."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    ticks = int(T0 * SECOND) + np.arange(n, dtype=np.int64) * 10**7  # 10 Hz: 600 per minute
+    x = rng.normal(size=n) * 1e6
+    x[rng.random(n) < 0.05] = np.nan
+    times, fields = np.split(ticks, [1234, 4000]), {"x": np.split(x, [1234, 4000])}
+    got = S.summarize_blocks(times, ["x"], [fields["x"]], 60.0, SECOND)
+    assert_identical(got["x"][1], numpy_path(times, fields, 60.0)["x"][1])
+
+
+def test_strided_vectors_are_read_as_they_are():
+    """spt3g's time vectors are strided buffers; numpy views with a stride stand in."""
+    ticks = (int(T0 * SECOND) + np.arange(400, dtype=np.int64) * SECOND).astype(np.int64)
+    wide = np.zeros((400, 2), dtype=np.int64)
+    wide[:, 0] = ticks
+    x = np.linspace(-1, 1, 800)[::2]
+    got = S.summarize_blocks([wide[:, 0]], ["x"], [[x]], 60.0, SECOND)
+    assert_identical(got["x"][1], numpy_path([ticks], {"x": [np.ascontiguousarray(x)]}, 60.0)["x"][1])
+
+
+def test_times_not_ascending_are_left_to_the_numpy_path():
+    ticks = np.array([3, 2, 1], dtype=np.int64) * 10**9 + int(T0 * SECOND)
+    assert S.summarize_blocks([ticks], ["x"], [[np.zeros(3)]], 60.0, SECOND) is None
+
+
+@pytest.mark.parametrize("values,error,match", [
+    ([np.zeros(3, dtype=np.float32)], TypeError, "float64 or int64"),
+    ([np.zeros(2)], ValueError, "2 values for 3 times"),
+    ([np.zeros(3), np.zeros(3)], ValueError, "a list of 1 vectors"),
+])
+def test_bad_vectors_raise_and_name_what_is_wrong(values, error, match):
+    ticks = np.arange(3, dtype=np.int64) + int(T0 * SECOND)
+    with pytest.raises(error, match=match):
+        S.summarize_blocks([ticks], ["x"], [values], 60.0, SECOND)
+
+
+def test_no_samples():
+    got = S.summarize_blocks([np.zeros(0, dtype=np.int64)], ["x"], [[np.zeros(0)]], 60.0, SECOND)
+    assert got is None or len(got["x"][1]) == 0
