@@ -7,5 +7,4 @@ numpy for the same numbers.
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("sisock_core._buckets", ["sisock_core/_buckets.c"], optional=True,
-                             extra_compile_args=["-O2"])])
+setup(ext_modules=[Extension("sisock_core._buckets", ["sisock_core/_buckets.c"], optional=True)])

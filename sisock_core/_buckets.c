@@ -134,30 +134,105 @@ static inline double vec_at(const Vec *vec, Py_ssize_t i)
     return vec->kind == 'f' ? *(const double *)p : (double)*(const int64_t *)p;
 }
 
+/* The bytes of column x (m 8-byte values) as 8 planes, byte j of every value in turn */
+static void put_planes(unsigned char *restrict dst, const void *x, Py_ssize_t m)
+{
+    const unsigned char *src = x;
+    for (Py_ssize_t b = 0; b < m; b++) {
+        const unsigned char *p = src + 8 * b;
+        dst[b] = p[0];
+        dst[m + b] = p[1];
+        dst[2 * m + b] = p[2];
+        dst[3 * m + b] = p[3];
+        dst[4 * m + b] = p[4];
+        dst[5 * m + b] = p[5];
+        dst[6 * m + b] = p[6];
+        dst[7 * m + b] = p[7];
+    }
+}
+
+/* Per field, the payload of sisock_core.summaries.pack (before compression): 12 columns
+ * of m values as byte planes: k as differences (the first 0), n, count, t_first, t_last,
+ * t_min, t_max as offsets from their bucket's start k * width, first, last, vmin, vmax,
+ * vsum. */
+static PyObject *pack_fields(Py_ssize_t m, Py_ssize_t nf, double width, PyObject *shared, PyObject *per_field)
+{
+    const int64_t *k = (const int64_t *)PyByteArray_AS_STRING(shared), *n = k + m;
+    const double *t_first = (const double *)(n + m), *t_last = t_first + m;
+    int64_t *dk = PyMem_Malloc(sizeof(int64_t) * (size_t)m);
+    double *base = PyMem_Malloc(sizeof(double) * (size_t)m), *rel = PyMem_Malloc(sizeof(double) * (size_t)m);
+    PyObject *out = PyList_New(nf);
+    if (dk == NULL || base == NULL || rel == NULL || out == NULL) {
+        if (out != NULL || PyErr_Occurred() == NULL)
+            PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t b = 0; b < m; b++) {
+        dk[b] = b == 0 ? 0 : k[b] - k[b - 1];
+        base[b] = (double)k[b] * width;
+    }
+    for (Py_ssize_t f = 0; f < nf; f++) {
+        const int64_t *count = (const int64_t *)(PyByteArray_AS_STRING(per_field) + (size_t)f * 64 * m);
+        const double *cols = (const double *)(count + m); /* t_min, t_max, first, last, vmin, vmax, vsum */
+        PyObject *payload = PyBytes_FromStringAndSize(NULL, 12 * 8 * m);
+        if (payload == NULL)
+            goto fail;
+        PyList_SET_ITEM(out, f, payload);
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(payload);
+        const Py_ssize_t plane = 8 * m;
+        put_planes(dst, dk, m);
+        put_planes(dst + plane, n, m);
+        put_planes(dst + 2 * plane, count, m);
+        const double *times[4] = {t_first, t_last, cols, cols + m};
+        for (int c = 0; c < 4; c++) {
+            for (Py_ssize_t b = 0; b < m; b++)
+                rel[b] = times[c][b] - base[b];
+            put_planes(dst + (3 + c) * plane, rel, m);
+        }
+        for (int c = 0; c < 5; c++)
+            put_planes(dst + (7 + c) * plane, cols + (2 + c) * m, m);
+    }
+    PyMem_Free(dk);
+    PyMem_Free(base);
+    PyMem_Free(rel);
+    return out;
+fail:
+    PyMem_Free(dk);
+    PyMem_Free(base);
+    PyMem_Free(rel);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 PyDoc_STRVAR(summarize_blocks_doc,
-"summarize_blocks(width, second, times, fields) -> (m, shared, per_field, kinds) or None\n\n"
+"summarize_blocks(width, second, times, fields, packed=False) -> (m, shared, per_field, kinds) or None\n\n"
 "Base-tier summaries of blocks of samples, decoded and reduced in one pass: ``times`` are\n"
 "the blocks' time vectors (int64 ticks, ``second`` ticks a second), ``fields`` a list per\n"
 "field of its vectors in the same blocks (float64 or int64). Returns the number of buckets\n"
 "m, a bytearray of 4 x m columns shared by the fields (k, n as int64; t_first, t_last),\n"
 "one of 8 x m columns per field (count as int64; t_min, t_max, first, last, vmin, vmax,\n"
 "vsum), in the fields' order, and each field's kind ('f' or 'i'); None if the times\n"
-"are not ascending. The numbers equal those of sisock_core.summaries' numpy path.");
+"are not ascending. The numbers equal those of sisock_core.summaries' numpy path.\n"
+"With packed, a list of each field's payload as sisock_core.summaries.pack lays it\n"
+"out before compressing it follows per_field.");
 
 static PyObject *summarize_blocks(PyObject *self, PyObject *args)
 {
     double width, second;
     PyObject *times_obj, *fields_obj;
-    if (!PyArg_ParseTuple(args, "ddO!O!:summarize_blocks", &width, &second, &PyList_Type, &times_obj,
-                          &PyList_Type, &fields_obj))
+    int packed = 0;
+    if (!PyArg_ParseTuple(args, "ddO!O!|p:summarize_blocks", &width, &second, &PyList_Type, &times_obj,
+                          &PyList_Type, &fields_obj, &packed))
         return NULL;
     if (!(width > 0) || !(second > 0)) {
         PyErr_SetString(PyExc_ValueError, "width and second must be positive");
         return NULL;
     }
+#define TIME(tk) ((double)(tk) / second)
     Py_ssize_t nblocks = PyList_GET_SIZE(times_obj), nf = PyList_GET_SIZE(fields_obj);
     Vec *vecs = PyMem_Calloc((size_t)(nblocks * (nf + 1)) + 1, sizeof(Vec));
-    double *t = NULL, *v = NULL;
+    int64_t *ticks = NULL;
+    double *v = NULL;
     int64_t *starts = NULL;
     PyObject *result = NULL, *shared = NULL, *per_field = NULL, *kinds = NULL;
     if (vecs == NULL)
@@ -198,33 +273,39 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
         Py_INCREF(result);
         goto done;
     }
-    t = PyMem_Malloc(sizeof(double) * (size_t)total);
+    ticks = PyMem_Malloc(sizeof(int64_t) * (size_t)total);
     v = PyMem_Malloc(sizeof(double) * (size_t)total);
     starts = PyMem_Malloc(sizeof(int64_t) * (size_t)(total + 1));
-    if (t == NULL || v == NULL || starts == NULL) {
+    if (ticks == NULL || v == NULL || starts == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    /* the times, ascending, and where each bucket starts */
+    /* the ticks, ascending, and where each bucket starts; a time is ticks / second, its
+     * bucket floor(time / width), as numpy computes them, but only where needed */
     Py_ssize_t m = 0, i = 0;
     int sorted = 1;
-    double kprev = 0., below = -INFINITY; /* times from 0 to below: in bucket kprev, surely */
+    double kprev = 0.;
+    int64_t below = INT64_MIN; /* ticks from 0 to below: in bucket kprev, surely */
     for (Py_ssize_t j = 0; j < nblocks && sorted; j++) {
-        for (Py_ssize_t q = 0; q < vecs[j].buf.shape[0]; q++, i++) {
-            const double ti = vec_at(&vecs[j], q) / second;
-            t[i] = ti;
-            if (i > 0 && ti < t[i - 1]) {
+        const Vec *vec = &vecs[j];
+        const char *p = vec->buf.buf;
+        const Py_ssize_t stride = vec->buf.strides[0];
+        for (Py_ssize_t q = 0; q < vec->buf.shape[0]; q++, i++) {
+            const int64_t tk = *(const int64_t *)(p + q * stride);
+            ticks[i] = tk;
+            if (i > 0 && tk < ticks[i - 1]) {
                 sorted = 0;
                 break;
             }
-            if (ti >= 0. && ti < below) /* ascending, under the next bucket's start: no division */
+            if (tk >= 0 && tk < below) /* ascending, short of the next bucket: no division */
                 continue;
-            const double kf = floor(ti / width);
+            const double kf = floor(TIME(tk) / width);
             if (i == 0 || kf != kprev)
                 starts[m++] = i;
             kprev = kf;
-            /* well inside [k w, (k + 1) w): floor(t / w) is k, whatever the rounding */
-            below = kf >= 0. ? (kf + 1.) * width * (1. - 1e-12) : -INFINITY;
+            /* 1e-9 short of (k + 1) w: floor(t / w) is k there, whatever the roundings */
+            const double edge = (kf + 1.) * width * second * (1. - 1e-9);
+            below = kf >= 0. && edge < 9.0e18 ? (int64_t)edge : INT64_MIN;
         }
     }
     if (!sorted) {
@@ -242,10 +323,10 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
         int64_t *k = (int64_t *)PyByteArray_AS_STRING(shared), *n = k + m;
         double *t_first = (double *)(n + m), *t_last = t_first + m;
         for (Py_ssize_t b = 0; b < m; b++) {
-            k[b] = (int64_t)floor(t[starts[b]] / width);
+            k[b] = (int64_t)floor(TIME(ticks[starts[b]]) / width);
             n[b] = starts[b + 1] - starts[b];
-            t_first[b] = t[starts[b]];
-            t_last[b] = t[starts[b + 1] - 1];
+            t_first[b] = TIME(ticks[starts[b]]);
+            t_last[b] = TIME(ticks[starts[b + 1] - 1]);
         }
     }
     for (Py_ssize_t f = 0; f < nf; f++) {
@@ -272,8 +353,8 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
             double mn, mx, sum;
             reduce_bucket(v, s, e, &c, &lo, &hi, &mn, &mx, &sum);
             count[b] = c;
-            t_min[b] = t[lo];
-            t_max[b] = t[hi];
+            t_min[b] = TIME(ticks[lo]);
+            t_max[b] = TIME(ticks[hi]);
             first[b] = v[s];
             last[b] = v[e - 1];
             vmin[b] = mn;
@@ -282,7 +363,14 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
         }
         Py_END_ALLOW_THREADS
     }
-    result = Py_BuildValue("nOOO", m, shared, per_field, kinds);
+    if (packed) {
+        PyObject *payloads = pack_fields(m, nf, width, shared, per_field);
+        if (payloads == NULL)
+            goto done;
+        result = Py_BuildValue("nOONO", m, shared, per_field, payloads, kinds);
+    }
+    else
+        result = Py_BuildValue("nOOO", m, shared, per_field, kinds);
 done:
     Py_XDECREF(shared);
     Py_XDECREF(per_field);
@@ -291,11 +379,13 @@ done:
         if (vecs[j].held)
             PyBuffer_Release(&vecs[j].buf);
     PyMem_Free(vecs);
-    PyMem_Free(t);
+    PyMem_Free(ticks);
     PyMem_Free(v);
     PyMem_Free(starts);
     return result;
 }
+
+#undef TIME
 
 static PyMethodDef methods[] = {
     {"summarize_blocks", summarize_blocks, METH_VARARGS, summarize_blocks_doc},

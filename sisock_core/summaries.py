@@ -92,6 +92,41 @@ class Buckets:
         return self.k.size * 8 * (len(_INT_COLS) + len(_FLOAT_COLS))  # every column is 8-byte
 
 
+@attrs.define(eq=False)  # not frozen: one is made per field of a scanned file, and frozen inits cost more
+class PackedBuckets:
+    """Summaries of one field at one tier with their stored form already laid out
+    (:func:`pack`'s byte planes, not yet compressed): what the compiled scan hands over,
+    so that a row is written without building its columns a second time."""
+
+    width: float  #: the tier
+    m: int  #: buckets
+    k_first: int  #: bucket number of the first bucket
+    k_last: int  #: and of the last
+    t_first: float  #: time of the first sample
+    t_last: float  #: and of the last
+    payload: bytes
+    buckets: "Buckets"  #: the same buckets as columns
+
+    def __len__(self) -> int:
+        return self.m
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.payload) + self.buckets.nbytes
+
+    def blob(self) -> bytes:
+        """The stored row: what :func:`pack` gives for the same buckets."""
+        return _HEADER.pack(self.k_first, self.m) + _compress(self.payload)
+
+    def unpack(self) -> "Buckets":
+        return self.buckets
+
+
+def as_buckets(b: "Buckets | PackedBuckets") -> "Buckets":
+    """``b`` as :class:`Buckets` (unpacked if it is :class:`PackedBuckets`)."""
+    return b.unpack() if isinstance(b, PackedBuckets) else b
+
+
 def concat(parts: Sequence[Buckets]) -> Buckets:
     """Buckets of several pieces side by side (not merged, not sorted)."""
     parts = [p for p in parts if len(p)]
@@ -238,7 +273,7 @@ def _reduce_shared(t: np.ndarray, v: np.ndarray, k: np.ndarray, t_starts: np.nda
 
 
 def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Sequence], width: float,
-                     second: float) -> dict[str, tuple[str, Buckets]] | None:
+                     second: float, packed: bool = False) -> dict[str, tuple[str, "Buckets | PackedBuckets"]] | None:
     """:func:`summarize_many` of samples still in their blocks, decoded and reduced in one
     compiled pass (no concatenation, no numpy temporaries): ``times`` are the blocks'
     time vectors (int64 ticks, ``second`` ticks per second, ascending), ``fields[i]`` the
@@ -246,13 +281,14 @@ def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Seq
     buffer protocol, as spt3g's vectors). Returns ``{name: (dtype kind, buckets)}``, equal
     to the numpy path's; None without the compiled kernel or if the times are not
     ascending. Raises TypeError for a vector of another type, ValueError for lengths
-    that differ."""
+    that differ. With ``packed``, the buckets come as :class:`PackedBuckets`, laid out for
+    storage by the same pass."""
     if _buckets is None:
         return None
-    got = _buckets.summarize_blocks(float(width), float(second), list(times), [list(f) for f in fields])
+    got = _buckets.summarize_blocks(float(width), float(second), list(times), [list(f) for f in fields], packed)
     if got is None:
         return None
-    m, shared, per_field, kinds = got
+    m, shared, per_field, *payloads, kinds = got
     if m == 0:
         return {name: (kind, Buckets.empty()) for name, kind in zip(names, kinds)}
     head = np.frombuffer(shared, dtype=np.float64).reshape(4, m)
@@ -263,6 +299,10 @@ def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Seq
     for name, kind, c in zip(names, kinds, cols):
         out[name] = (kind, Buckets(k, n, c[0].view(np.int64), t_first, t_last, c[1], c[2], c[3], c[4], c[5], c[6],
                                    c[7]))
+    if packed:
+        span = (int(k[0]), int(k[-1]), float(t_first[0]), float(t_last[-1]))
+        for (name, (kind, b)), payload in zip(out.items(), payloads[0]):
+            out[name] = (kind, PackedBuckets(width, m, *span, payload, b))
     return out
 
 
@@ -347,13 +387,25 @@ def rollup_banded(index: np.ndarray, b: Buckets, width: float, coarser: float) -
     if b.k.min() <= -half * ratio or b.k.max() >= half * ratio:
         raise ValueError("bucket numbers out of the supported range")
     banded = b.k + (index * _SPREAD + half) * ratio
-    if banded.size > 1 and not np.all(banded[1:] > banded[:-1]):  # rows out of order, or overlapping
+    if banded.size > 1 and not _in_merge_order(banded, b.t_first):  # rows out of order, or overlapping
         order = np.lexsort((b.t_first, banded))
         b = b.take(order)
         banded = banded[order]
     rolled = merge([attrs.evolve(b, k=np.floor_divide(banded, ratio))], presorted=True)
     series = np.floor_divide(rolled.k, _SPREAD)
     return series, attrs.evolve(rolled, k=rolled.k - series * _SPREAD - half)
+
+
+def _in_merge_order(k: np.ndarray, t_first: np.ndarray) -> bool:
+    """Whether buckets are ordered by number, then time (as rows of consecutive files of a
+    series are, sharing the bucket where one file ends and the next begins)."""
+    step = k[1:] - k[:-1]
+    if np.all(step > 0):
+        return True
+    if np.any(step < 0):
+        return False
+    same = np.flatnonzero(step == 0)
+    return bool(np.all(t_first[same + 1] >= t_first[same]))
 
 
 def choose_tier(width: float, tiers: Sequence[float] = TIERS) -> float | None:
@@ -546,10 +598,18 @@ def unpack_many_sized(blobs: Sequence[bytes], width: float) -> tuple[Buckets, li
             raise ValueError(f"summary blob holds {len(raw)} bytes, expected {ncols * m * 8}")
         k0s.append(k0)
         sizes.append(m)
-        payloads.append(np.frombuffer(raw, dtype=np.uint8).reshape(ncols, 8, m))
+        payloads.append(raw)
+    return unpack_payloads(k0s, sizes, payloads, width), counts
+
+
+def unpack_payloads(k0s: Sequence[int], sizes: Sequence[int], payloads: Sequence[bytes], width: float) -> Buckets:
+    """The buckets of several uncompressed payloads (``sizes[i]`` buckets from bucket
+    number ``k0s[i]``), concatenated in their order, in one numpy pass."""
+    ncols = len(_INT_COLS) + len(_FLOAT_COLS)
     if not payloads:
-        return Buckets.empty(), counts
-    planes = np.concatenate(payloads, axis=2) if len(payloads) > 1 else payloads[0]
+        return Buckets.empty()
+    planes = [np.frombuffer(p, dtype=np.uint8).reshape(ncols, 8, m) for p, m in zip(payloads, sizes)]
+    planes = np.concatenate(planes, axis=2) if len(planes) > 1 else planes[0]
     cols = planes.transpose(0, 2, 1).copy().view(np.float64)[:, :, 0]  # (column, bucket)
     ints = cols[:len(_INT_COLS)].view(np.int64)
     sizes_a = np.array(sizes, dtype=np.intp)
@@ -560,4 +620,4 @@ def unpack_many_sized(blobs: Sequence[bytes], width: float) -> tuple[Buckets, li
     values = {"k": k, "n": ints[1].copy(), "count": ints[2].copy()}
     for i, c in enumerate(_FLOAT_COLS, len(_INT_COLS)):
         values[c] = cols[i] + base if c in _TIME_COLS else cols[i].copy()
-    return Buckets(**values), counts
+    return Buckets(**values)

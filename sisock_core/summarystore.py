@@ -148,10 +148,10 @@ class RowMemo:
 
     def __init__(self, max_bytes: int = 64 * 2**20) -> None:
         self.max_bytes = max_bytes
-        self._rows: dict[tuple, tuple[int, S.Buckets]] = {}
+        self._rows: dict[tuple, tuple[int, S.Buckets | S.PackedBuckets]] = {}
         self._bytes = 0
 
-    def put(self, key: tuple, blob: bytes, b: S.Buckets) -> None:
+    def put(self, key: tuple, blob: bytes, b: S.Buckets | S.PackedBuckets) -> None:
         old = self._rows.pop(key, None)  # the row was written again: keep the newest
         if old is not None:
             self._bytes -= old[1].nbytes
@@ -161,7 +161,7 @@ class RowMemo:
         self._rows[key] = (zlib.crc32(blob), b)
         self._bytes += size
 
-    def take(self, key: tuple, blob: bytes) -> S.Buckets | None:
+    def take(self, key: tuple, blob: bytes) -> S.Buckets | S.PackedBuckets | None:
         """The buckets of row ``key`` if ``blob`` is what was written (forgotten then)."""
         hit = self._rows.pop(key, None)
         if hit is None:
@@ -257,14 +257,22 @@ class SummaryWriter:
             (t0, t0, t1, t1, sid),
         )
 
-    def _rows(self, tier: int, items: Sequence[tuple[int, str, int, S.Buckets]]) -> list[tuple]:
+    def _rows(self, tier: int, items: Sequence[tuple[int, str, int, S.Buckets | S.PackedBuckets]]) -> list[tuple]:
         """Rows of ``sisock_sum_rows`` for ``(series id, source, seg, buckets)`` of one tier."""
         w = S.TIERS[tier]
+        unpacked = [it[3] for it in items if not isinstance(it[3], S.PackedBuckets)]
+        blobs = iter(S.pack_many(unpacked, w))
         out = []
-        for (sid, source, seg, b), blob in zip(items, S.pack_many([it[3] for it in items], w)):
+        for sid, source, seg, b in items:
+            if isinstance(b, S.PackedBuckets):
+                if b.width != w:
+                    raise ValueError(f"buckets of tier {b.width} s written as tier {w} s")
+                blob, k0, k1 = b.blob(), b.k_first, b.k_last
+            else:
+                blob, k0, k1 = next(blobs), int(b.k[0]), int(b.k[-1])
             if self.memo is not None:
                 self.memo.put((sid, tier, source, seg), blob, b)
-            out.append((sid, int(w), source, seg, float(b.k[0]) * w, float(b.k[-1] + 1) * w, len(b), blob))
+            out.append((sid, int(w), source, seg, float(k0) * w, float(k1 + 1) * w, len(b), blob))
         return out
 
     def _write_rows(self, cur: Any, rows: Sequence[tuple]) -> None:
@@ -280,12 +288,15 @@ class SummaryWriter:
         """Write base-tier buckets of ``source`` (replacing its row ``seg``, or merged into it)."""
         self.put_bases(cur, source, [(sid, b)], seg=seg, merge=merge)
 
-    def put_bases(self, cur: Any, source: str, items: Sequence[tuple[int, S.Buckets]], *, seg: int = 0,
-                  merge: bool = False) -> None:
-        """:meth:`put_base` of several series ``(id, buckets)`` of one source, in a few statements."""
-        todo, spans = [], []
+    def put_bases(self, cur: Any, source: str, items: Sequence[tuple[int, S.Buckets | S.PackedBuckets]], *,
+                  seg: int = 0, merge: bool = False) -> None:
+        """:meth:`put_base` of several series ``(id, buckets)`` of one source, in a few
+        statements (buckets may come packed: :class:`sisock_core.summaries.PackedBuckets`)."""
+        todo: list = []
+        spans: dict[tuple[float, float, float, float], list[int]] = {}
         for sid, b in items:
             if merge:
+                b = S.as_buckets(b)
                 cur.execute(
                     self.sql(f"SELECT data FROM sisock_sum_rows WHERE series_id = ? AND tier = {_BASE} "
                              "AND source = ? AND seg = ?"),
@@ -297,21 +308,31 @@ class SummaryWriter:
             if len(b) == 0:
                 continue
             todo.append((sid, source, seg, b))
-            d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
-            t0, t1 = float(b.t_first[0]), float(b.t_last[-1])  # buckets in time order
-            spans.append((t0, t0, t1, t1, d0, d0, d1, d1, sid))
+            if isinstance(b, S.PackedBuckets):
+                d0, d1 = float(b.k_first) * S.BASE_TIER, float(b.k_last + 1) * S.BASE_TIER
+                t0, t1 = b.t_first, b.t_last
+            else:
+                d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
+                t0, t1 = float(b.t_first[0]), float(b.t_last[-1])  # buckets in time order
+            spans.setdefault((t0, t1, d0, d1), []).append(sid)
         if not todo:
             return
         self._write_rows(cur, self._rows(0, todo))
+        # fields of one timeline share their span: one update for all of them
+        by_size: dict[int, list[tuple]] = {}
+        for (t0, t1, d0, d1), sids in spans.items():
+            by_size.setdefault(len(sids), []).append((t0, t0, t1, t1, d0, d0, d1, d1, *sids))
         lo, hi = self._mm()
-        cur.executemany(
-            self.sql(
-                f"UPDATE sisock_sum_series SET t_first = {lo}(COALESCE(t_first, ?), ?), "
-                f"t_last = {hi}(COALESCE(t_last, ?), ?), dirty_t0 = {lo}(COALESCE(dirty_t0, ?), ?), "
-                f"dirty_t1 = {hi}(COALESCE(dirty_t1, ?), ?), dirty_gen = dirty_gen + 1 WHERE id = ?"
-            ),
-            spans,
-        )
+        for size, params in by_size.items():
+            cur.executemany(
+                self.sql(
+                    f"UPDATE sisock_sum_series SET t_first = {lo}(COALESCE(t_first, ?), ?), "
+                    f"t_last = {hi}(COALESCE(t_last, ?), ?), dirty_t0 = {lo}(COALESCE(dirty_t0, ?), ?), "
+                    f"dirty_t1 = {hi}(COALESCE(dirty_t1, ?), ?), dirty_gen = dirty_gen + 1 "
+                    f"WHERE id IN ({','.join('?' * size)})"
+                ),
+                params,
+            )
 
     def drop_source(self, cur: Any, source: str) -> None:
         """Delete a source's base rows (its file went away or is read again)."""
@@ -638,7 +659,7 @@ class SummaryStore:
             blob = bytes(blob)
             b = memo.take((int(sid), tier, source, int(seg)), blob) if memo is not None else None
             if b is not None:
-                known.append(b)
+                known.append(S.as_buckets(b))
                 known_at.append(pos[int(sid)])
             else:
                 blobs.append(blob)

@@ -169,7 +169,9 @@ def test_file_naming_eras(tmp_path, naming, expected):
 
 
 def _summaries_by_field(result):
-    return {name: (timeline, kind, b) for name, timeline, kind, b in result.summaries}
+    from sisock_core.summaries import as_buckets
+
+    return {name: (timeline, kind, as_buckets(b)) for name, timeline, kind, b in result.summaries}
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])

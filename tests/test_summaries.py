@@ -241,3 +241,25 @@ def test_the_column_order_of_buckets_is_the_order_of_its_fields():
     both = S.concat([b.take(slice(0, 4)), b.take(slice(4, None))])
     for c in S._INT_COLS + S._FLOAT_COLS:
         assert np.array_equal(getattr(both, c), getattr(b, c))
+
+
+def test_rows_of_consecutive_files_sharing_an_edge_bucket_roll_up_without_sorting(monkeypatch):
+    """Rows in order of series and time, where one file's last bucket is the next one's
+    first (staggered channels), are merged as they come: the same result as sorted."""
+    t = T0 + 7.3 + np.arange(7200.0)
+    y = np.sin(t / 300.0)
+    cut = 3600  # at T0 + 3607.3: inside a 60 s bucket
+    rows = [S.summarize(t[:cut], y[:cut]), S.summarize(t[cut:], y[cut:])]
+    assert rows[0].k[-1] == rows[1].k[0]
+    b = S.concat(rows)
+    assert S._in_merge_order(b.k, b.t_first)
+    reordered = S.concat(rows[::-1])
+    assert not S._in_merge_order(reordered.k, reordered.t_first)
+    sorts, lexsort = [], np.lexsort
+    monkeypatch.setattr(S.np, "lexsort", lambda keys: sorts.append(1) or lexsort(keys))
+    index, got = S.rollup_banded(np.zeros(len(b), np.int64), b, S.BASE_TIER, 600.0)
+    assert not sorts
+    assert_buckets_equal(got, S.rollup(S.merge(rows), S.BASE_TIER, 600.0))
+    _, got = S.rollup_banded(np.zeros(len(b), np.int64), reordered, S.BASE_TIER, 600.0)
+    assert sorts
+    assert_buckets_equal(got, S.rollup(S.merge(rows), S.BASE_TIER, 600.0))

@@ -110,3 +110,51 @@ def test_bad_vectors_raise_and_name_what_is_wrong(values, error, match):
 def test_no_samples():
     got = S.summarize_blocks([np.zeros(0, dtype=np.int64)], ["x"], [[np.zeros(0)]], 60.0, SECOND)
     assert got is None or len(got["x"][1]) == 0
+
+
+def test_packed_buckets_are_the_rows_pack_writes():
+    rng = np.random.default_rng(5)
+    ticks = int(T0 * SECOND) + np.cumsum(rng.integers(0, 3 * 10**8, 900))
+    times = np.split(ticks, [300, 600])
+    fields = [np.split(rng.normal(size=900), [300, 600]), np.split(rng.integers(-9, 9, 900), [300, 600])]
+    columns = S.summarize_blocks(times, ["x", "i"], fields, 60.0, SECOND)
+    packed = S.summarize_blocks(times, ["x", "i"], fields, 60.0, SECOND, packed=True)
+    for name in ("x", "i"):
+        kind, p = packed[name]
+        b = columns[name][1]
+        assert kind == columns[name][0] and isinstance(p, S.PackedBuckets)
+        assert p.blob() == S.pack(b, 60.0)
+        assert (p.m, p.k_first, p.k_last, p.t_first, p.t_last) == (len(b), b.k[0], b.k[-1], b.t_first[0], b.t_last[-1])
+        assert_identical(S.unpack(p.blob(), 60.0), b)
+
+
+def test_a_store_holds_the_same_rows_and_spans_whether_buckets_come_packed_or_not(tmp_path):
+    """Fields of one timeline share a span (one update for them); the rows are byte-identical."""
+    from sisock_core.summarystore import SummaryStore
+
+    rng = np.random.default_rng(6)
+    ticks = int(T0 * SECOND) + np.cumsum(rng.integers(10**7, 2 * 10**8, 2000))
+    other = ticks[:700] + 3 * 10**8
+    groups = [([ticks], {"a": [rng.normal(size=2000)], "b": [rng.normal(size=2000)]}),
+              ([other], {"c": [rng.normal(size=700)]})]
+    stores = {}
+    for packed in (False, True):
+        store = stores[packed] = SummaryStore(f"sqlite:///{tmp_path}/{packed}.sqlite")
+        with store.cursor(write=True) as cur:
+            items = []
+            for times, fields in groups:
+                got = S.summarize_blocks(times, list(fields), list(fields.values()), 60.0, SECOND, packed=packed)
+                items += [(store.writer.series_id(cur, name, "tl", kind), b) for name, (kind, b) in got.items()]
+            store.writer.put_bases(cur, "file-1", items)
+    rows = {}
+    for packed, store in stores.items():
+        with store.cursor() as cur:
+            cur.execute("SELECT series_id, tier, source, seg, t0, t1, m, data FROM sisock_sum_rows ORDER BY 1")
+            rows[packed] = cur.fetchall()
+        info = store.series(["a", "b", "c"])
+        assert (info["a"].t_first, info["a"].t_last) == (ticks[0] / SECOND, ticks[-1] / SECOND)
+        assert (info["a"].t_first, info["a"].t_last) == (info["b"].t_first, info["b"].t_last)
+        assert (info["c"].t_first, info["c"].t_last) == (other[0] / SECOND, other[-1] / SECOND)
+        assert info["c"].dirty == (np.floor(other[0] / SECOND / 60) * 60, (np.floor(other[-1] / SECOND / 60) + 1) * 60)
+        store.close()
+    assert rows[True] == rows[False] and len(rows[True]) == 3

@@ -105,7 +105,8 @@ class ScanResult:
     orphan_frames: int = 0
     #: typed fields by (provider, keys), filled while reading
     types: dict = attrs.field(factory=dict, repr=False, eq=False)
-    #: base-tier summaries of the numeric fields read: (field name, timeline, dtype kind, buckets)
+    #: base-tier summaries of the numeric fields read: (field name, timeline, dtype kind, buckets),
+    #: the buckets as :class:`sisock_core.summaries.PackedBuckets` where the compiled pass made them
     summaries: list = attrs.field(factory=list, repr=False, eq=False)
     #: decoded numeric samples by (description, block name), while reading
     collected: dict | None = attrs.field(default=None, repr=False, eq=False)
@@ -289,9 +290,10 @@ class _Blocks:
         self.blocks.append(block)
 
     def summarized(self, width: float) -> dict[str, tuple[str, Any]] | None:
-        """``{field: (dtype kind, buckets)}`` of the numeric fields, decoded and reduced in
-        one pass by the compiled kernel (None where it does not apply: no kernel, blocks
-        not alike, a field of another type, times not ascending; :meth:`decoded` then)."""
+        """``{field: (dtype kind, packed buckets)}`` of the numeric fields, decoded, reduced
+        and laid out for storage in one pass by the compiled kernel (None where it does not
+        apply: no kernel, blocks not alike, a field of another type, times not ascending;
+        :meth:`decoded` then)."""
         if not self.alike:
             return None
         numeric = [(i, f) for i, (f, kind) in enumerate(self.fields) if kind == "number"]
@@ -300,7 +302,7 @@ class _Blocks:
         values = [b.values() for b in self.blocks]
         try:
             return summarize_blocks([b.times for b in self.blocks], [f for _, f in numeric],
-                                  [[v[i] for v in values] for i, _ in numeric], width, _SECOND)
+                                    [[v[i] for v in values] for i, _ in numeric], width, _SECOND, packed=True)
         except (TypeError, ValueError):  # a vector not float64 or int64, or of another length
             return None
 
