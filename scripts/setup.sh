@@ -11,6 +11,8 @@ need_apt=()
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || need_apt+=(libmariadb-dev)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+# mysqlclient and sisock's own C extension (sisock_core._buckets) build against Python's headers
+"${PYTHON:-python3}" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || need_apt+=(python3-dev)
 # the sensors plugin's first source (it falls back to /sys/class/hwmon without it)
 command -v sensors >/dev/null 2>&1 || need_apt+=(lm-sensors)
 # npm installs the quick-look page's plotting library
@@ -28,11 +30,14 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.sisock-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] || [ sisock_core/_buckets.c -nt "$stamp" ]; then
   echo "setup: installing sisock with all extras into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,test,bench]'
   touch "$stamp"
 fi
+# optional: without it (no C compiler), numpy computes the same summaries, slower
+.venv/bin/python -c 'import sisock_core._buckets' 2>/dev/null ||
+  echo "setup: note: sisock_core._buckets was not built (no C compiler?): summaries are computed by numpy (slower first scans)"
 
 # The quick-look page's plotting library (uPlot) from the npm registry, as package-lock.json
 # pins it; node_modules/ is not committed and the bridge serves it from there (no CDN).

@@ -107,7 +107,8 @@ static inline void reduce_bucket(const double *v, int64_t s, int64_t e, int64_t 
 typedef struct {
     Py_buffer buf;
     int held;
-    char kind; /* 'i' or 'f' */
+    char kind;          /* 'i' or 'f' */
+    Py_ssize_t stride;  /* bytes (an exporter may give no strides: contiguous then) */
 } Vec;
 
 static int get_vec(PyObject *obj, Vec *vec, const char *what)
@@ -120,18 +121,31 @@ static int get_vec(PyObject *obj, Vec *vec, const char *what)
         f++;
     if (vec->buf.ndim != 1 || vec->buf.itemsize != 8 ||
         !(strcmp(f, "d") == 0 || strcmp(f, "q") == 0 || strcmp(f, "l") == 0)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a vector of float64 or int64, got format %s", what,
-                     vec->buf.format);
+        PyErr_Format(PyExc_TypeError, "%s: expected a vector of float64 or int64, got format %s (%zd dimensions)",
+                     what, f, (Py_ssize_t)vec->buf.ndim);
         return -1;
     }
     vec->kind = f[0] == 'd' ? 'f' : 'i';
+    vec->stride = vec->buf.strides ? vec->buf.strides[0] : vec->buf.itemsize;
     return 0;
+}
+
+/* (memcpy: the buffer need not be aligned; compilers make it one load) */
+static inline int64_t int64_at(const Vec *vec, Py_ssize_t i)
+{
+    int64_t x;
+    memcpy(&x, (const char *)vec->buf.buf + i * vec->stride, 8);
+    return x;
 }
 
 static inline double vec_at(const Vec *vec, Py_ssize_t i)
 {
-    const char *p = (const char *)vec->buf.buf + i * vec->buf.strides[0];
-    return vec->kind == 'f' ? *(const double *)p : (double)*(const int64_t *)p;
+    if (vec->kind == 'f') {
+        double x;
+        memcpy(&x, (const char *)vec->buf.buf + i * vec->stride, 8);
+        return x;
+    }
+    return (double)int64_at(vec, i);
 }
 
 /* The bytes of column x (m 8-byte values) as 8 planes, byte j of every value in turn */
@@ -172,7 +186,7 @@ static PyObject *pack_fields(Py_ssize_t m, Py_ssize_t nf, double width, PyObject
         base[b] = (double)k[b] * width;
     }
     for (Py_ssize_t f = 0; f < nf; f++) {
-        const int64_t *count = (const int64_t *)(PyByteArray_AS_STRING(per_field) + (size_t)f * 64 * m);
+        const int64_t *count = (const int64_t *)PyByteArray_AS_STRING(PyList_GET_ITEM(per_field, f));
         const double *cols = (const double *)(count + m); /* t_min, t_max, first, last, vmin, vmax, vsum */
         PyObject *payload = PyBytes_FromStringAndSize(NULL, 12 * 8 * m);
         if (payload == NULL)
@@ -210,8 +224,8 @@ PyDoc_STRVAR(summarize_blocks_doc,
 "the blocks' time vectors (int64 ticks, ``second`` ticks a second), ``fields`` a list per\n"
 "field of its vectors in the same blocks (float64 or int64). Returns the number of buckets\n"
 "m, a bytearray of 4 x m columns shared by the fields (k, n as int64; t_first, t_last),\n"
-"one of 8 x m columns per field (count as int64; t_min, t_max, first, last, vmin, vmax,\n"
-"vsum), in the fields' order, and each field's kind ('f' or 'i'); None if the times\n"
+"a list of bytearrays of 8 x m columns, one per field in their order (count as int64;\n"
+"t_min, t_max, first, last, vmin, vmax, vsum), and each field's kind ('f' or 'i'); None if the times\n"
 "are not ascending. The numbers equal those of sisock_core.summaries' numpy path.\n"
 "With packed, a list of each field's payload as sisock_core.summaries.pack lays it\n"
 "out before compressing it follows per_field.");
@@ -288,10 +302,8 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
     int64_t below = INT64_MIN; /* ticks from 0 to below: in bucket kprev, surely */
     for (Py_ssize_t j = 0; j < nblocks && sorted; j++) {
         const Vec *vec = &vecs[j];
-        const char *p = vec->buf.buf;
-        const Py_ssize_t stride = vec->buf.strides[0];
         for (Py_ssize_t q = 0; q < vec->buf.shape[0]; q++, i++) {
-            const int64_t tk = *(const int64_t *)(p + q * stride);
+            const int64_t tk = int64_at(vec, q);
             ticks[i] = tk;
             if (i > 0 && tk < ticks[i - 1]) {
                 sorted = 0;
@@ -315,7 +327,7 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
     }
     starts[m] = total;
     shared = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(4 * 8 * m));
-    per_field = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(8 * 8 * m * (nf > 0 ? nf : 1)));
+    per_field = PyList_New(nf); /* a bytearray per field: a field's buckets kept alone keep no others */
     kinds = PyUnicode_New(nf, 127);
     if (shared == NULL || per_field == NULL || kinds == NULL)
         goto done;
@@ -330,12 +342,16 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
         }
     }
     for (Py_ssize_t f = 0; f < nf; f++) {
+        PyObject *columns = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(8 * 8 * m));
+        if (columns == NULL)
+            goto done;
+        PyList_SET_ITEM(per_field, f, columns);
         const Vec *fv = &vecs[(f + 1) * nblocks];
         PyUnicode_WRITE(PyUnicode_1BYTE_KIND, PyUnicode_DATA(kinds), f, nblocks ? fv->kind : 'f');
         i = 0;
         for (Py_ssize_t j = 0; j < nblocks; j++) {
             const Vec *vec = &fv[j];
-            if (vec->kind == 'f' && vec->buf.strides[0] == 8) {
+            if (vec->kind == 'f' && vec->stride == 8) {
                 memcpy(v + i, vec->buf.buf, 8 * (size_t)vec->buf.shape[0]);
                 i += vec->buf.shape[0];
             }
@@ -343,7 +359,7 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
                 for (Py_ssize_t q = 0; q < vec->buf.shape[0]; q++)
                     v[i++] = vec_at(vec, q);
         }
-        int64_t *count = (int64_t *)(PyByteArray_AS_STRING(per_field) + (size_t)f * 64 * m);
+        int64_t *count = (int64_t *)PyByteArray_AS_STRING(columns);
         double *t_min = (double *)(count + m), *t_max = t_min + m, *first = t_max + m, *last = first + m,
                *vmin = last + m, *vmax = vmin + m, *vsum = vmax + m;
         Py_BEGIN_ALLOW_THREADS

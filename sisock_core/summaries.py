@@ -294,9 +294,9 @@ def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Seq
     head = np.frombuffer(shared, dtype=np.float64).reshape(4, m)
     k, n = head[0].view(np.int64), head[1].view(np.int64)
     t_first, t_last = head[2], head[3]
-    cols = np.frombuffer(per_field, dtype=np.float64).reshape(-1, 8, m)
     out = {}
-    for name, kind, c in zip(names, kinds, cols):
+    for name, kind, columns in zip(names, kinds, per_field):
+        c = np.frombuffer(columns, dtype=np.float64).reshape(8, m)
         out[name] = (kind, Buckets(k, n, c[0].view(np.int64), t_first, t_last, c[1], c[2], c[3], c[4], c[5], c[6],
                                    c[7]))
     if packed:

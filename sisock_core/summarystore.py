@@ -148,10 +148,10 @@ class RowMemo:
 
     def __init__(self, max_bytes: int = 64 * 2**20) -> None:
         self.max_bytes = max_bytes
-        self._rows: dict[tuple, tuple[int, S.Buckets | S.PackedBuckets]] = {}
+        self._rows: dict[tuple, tuple[int, S.Buckets]] = {}
         self._bytes = 0
 
-    def put(self, key: tuple, blob: bytes, b: S.Buckets | S.PackedBuckets) -> None:
+    def put(self, key: tuple, blob: bytes, b: S.Buckets) -> None:
         old = self._rows.pop(key, None)  # the row was written again: keep the newest
         if old is not None:
             self._bytes -= old[1].nbytes
@@ -161,7 +161,7 @@ class RowMemo:
         self._rows[key] = (zlib.crc32(blob), b)
         self._bytes += size
 
-    def take(self, key: tuple, blob: bytes) -> S.Buckets | S.PackedBuckets | None:
+    def take(self, key: tuple, blob: bytes) -> S.Buckets | None:
         """The buckets of row ``key`` if ``blob`` is what was written (forgotten then)."""
         hit = self._rows.pop(key, None)
         if hit is None:
@@ -270,8 +270,8 @@ class SummaryWriter:
                 blob, k0, k1 = b.blob(), b.k_first, b.k_last
             else:
                 blob, k0, k1 = next(blobs), int(b.k[0]), int(b.k[-1])
-            if self.memo is not None:
-                self.memo.put((sid, tier, source, seg), blob, b)
+            if self.memo is not None:  # the columns only (not a packed row's payload)
+                self.memo.put((sid, tier, source, seg), blob, S.as_buckets(b))
             out.append((sid, int(w), source, seg, float(k0) * w, float(k1 + 1) * w, len(b), blob))
         return out
 
@@ -321,7 +321,9 @@ class SummaryWriter:
         # fields of one timeline share their span: one update for all of them
         by_size: dict[int, list[tuple]] = {}
         for (t0, t1, d0, d1), sids in spans.items():
-            by_size.setdefault(len(sids), []).append((t0, t0, t1, t1, d0, d0, d1, d1, *sids))
+            for i in range(0, len(sids), 500):  # under any SQLite's limit of variables
+                part = sids[i:i + 500]
+                by_size.setdefault(len(part), []).append((t0, t0, t1, t1, d0, d0, d1, d1, *part))
         lo, hi = self._mm()
         for size, params in by_size.items():
             cur.executemany(
@@ -659,7 +661,7 @@ class SummaryStore:
             blob = bytes(blob)
             b = memo.take((int(sid), tier, source, int(seg)), blob) if memo is not None else None
             if b is not None:
-                known.append(S.as_buckets(b))
+                known.append(b)
                 known_at.append(pos[int(sid)])
             else:
                 blobs.append(blob)

@@ -158,3 +158,20 @@ def test_a_store_holds_the_same_rows_and_spans_whether_buckets_come_packed_or_no
         assert info["c"].dirty == (np.floor(other[0] / SECOND / 60) * 60, (np.floor(other[-1] / SECOND / 60) + 1) * 60)
         store.close()
     assert rows[True] == rows[False] and len(rows[True]) == 3
+
+
+def test_buffers_without_strides_or_alignment_are_read_too():
+    """ctypes arrays export no strides; a buffer may start at an odd address."""
+    import ctypes
+
+    ticks = int(T0 * SECOND) + np.arange(5, dtype=np.int64) * 10**9
+    x = np.array([1.0, -2.0, 3.0, np.nan, 0.5])
+    want = S.summarize_blocks([ticks], ["x"], [[x]], 60.0, SECOND)["x"][1]
+    got = S.summarize_blocks([(ctypes.c_int64 * 5)(*ticks.tolist())], ["x"],
+                             [[(ctypes.c_double * 5)(*x.tolist())]], 60.0, SECOND)["x"][1]
+    assert_identical(got, want)
+    raw = bytearray(1 + 5 * 8)
+    odd = np.frombuffer(raw, dtype=np.float64, offset=1, count=5)
+    odd[:] = x
+    assert odd.ctypes.data % 8
+    assert_identical(S.summarize_blocks([ticks], ["x"], [[odd]], 60.0, SECOND)["x"][1], want)
