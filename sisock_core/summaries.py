@@ -99,32 +99,20 @@ class PackedBuckets:
     so that a row is written without building its columns a second time."""
 
     width: float  #: the tier
-    m: int  #: buckets
-    k_first: int  #: bucket number of the first bucket
-    k_last: int  #: and of the last
-    t_first: float  #: time of the first sample
-    t_last: float  #: and of the last
     payload: bytes
     buckets: "Buckets"  #: the same buckets as columns
 
     def __len__(self) -> int:
-        return self.m
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.payload) + self.buckets.nbytes
+        return len(self.buckets)
 
     def blob(self) -> bytes:
         """The stored row: what :func:`pack` gives for the same buckets."""
-        return _HEADER.pack(self.k_first, self.m) + _compress(self.payload)
-
-    def unpack(self) -> "Buckets":
-        return self.buckets
+        return _HEADER.pack(int(self.buckets.k[0]), len(self.buckets)) + _compress(self.payload)
 
 
 def as_buckets(b: "Buckets | PackedBuckets") -> "Buckets":
-    """``b`` as :class:`Buckets` (unpacked if it is :class:`PackedBuckets`)."""
-    return b.unpack() if isinstance(b, PackedBuckets) else b
+    """``b`` as :class:`Buckets` (its columns if it is :class:`PackedBuckets`)."""
+    return b.buckets if isinstance(b, PackedBuckets) else b
 
 
 def concat(parts: Sequence[Buckets]) -> Buckets:
@@ -300,9 +288,8 @@ def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Seq
         out[name] = (kind, Buckets(k, n, c[0].view(np.int64), t_first, t_last, c[1], c[2], c[3], c[4], c[5], c[6],
                                    c[7]))
     if packed:
-        span = (int(k[0]), int(k[-1]), float(t_first[0]), float(t_last[-1]))
         for (name, (kind, b)), payload in zip(out.items(), payloads[0]):
-            out[name] = (kind, PackedBuckets(width, m, *span, payload, b))
+            out[name] = (kind, PackedBuckets(width, payload, b))
     return out
 
 
@@ -598,18 +585,10 @@ def unpack_many_sized(blobs: Sequence[bytes], width: float) -> tuple[Buckets, li
             raise ValueError(f"summary blob holds {len(raw)} bytes, expected {ncols * m * 8}")
         k0s.append(k0)
         sizes.append(m)
-        payloads.append(raw)
-    return unpack_payloads(k0s, sizes, payloads, width), counts
-
-
-def unpack_payloads(k0s: Sequence[int], sizes: Sequence[int], payloads: Sequence[bytes], width: float) -> Buckets:
-    """The buckets of several uncompressed payloads (``sizes[i]`` buckets from bucket
-    number ``k0s[i]``), concatenated in their order, in one numpy pass."""
-    ncols = len(_INT_COLS) + len(_FLOAT_COLS)
+        payloads.append(np.frombuffer(raw, dtype=np.uint8).reshape(ncols, 8, m))
     if not payloads:
-        return Buckets.empty()
-    planes = [np.frombuffer(p, dtype=np.uint8).reshape(ncols, 8, m) for p, m in zip(payloads, sizes)]
-    planes = np.concatenate(planes, axis=2) if len(planes) > 1 else planes[0]
+        return Buckets.empty(), counts
+    planes = np.concatenate(payloads, axis=2) if len(payloads) > 1 else payloads[0]
     cols = planes.transpose(0, 2, 1).copy().view(np.float64)[:, :, 0]  # (column, bucket)
     ints = cols[:len(_INT_COLS)].view(np.int64)
     sizes_a = np.array(sizes, dtype=np.intp)
@@ -620,4 +599,4 @@ def unpack_payloads(k0s: Sequence[int], sizes: Sequence[int], payloads: Sequence
     values = {"k": k, "n": ints[1].copy(), "count": ints[2].copy()}
     for i, c in enumerate(_FLOAT_COLS, len(_INT_COLS)):
         values[c] = cols[i] + base if c in _TIME_COLS else cols[i].copy()
-    return Buckets(**values)
+    return Buckets(**values), counts

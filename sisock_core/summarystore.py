@@ -267,12 +267,12 @@ class SummaryWriter:
             if isinstance(b, S.PackedBuckets):
                 if b.width != w:
                     raise ValueError(f"buckets of tier {b.width} s written as tier {w} s")
-                blob, k0, k1 = b.blob(), b.k_first, b.k_last
+                blob, b = b.blob(), b.buckets
             else:
-                blob, k0, k1 = next(blobs), int(b.k[0]), int(b.k[-1])
-            if self.memo is not None:  # the columns only (not a packed row's payload)
-                self.memo.put((sid, tier, source, seg), blob, S.as_buckets(b))
-            out.append((sid, int(w), source, seg, float(k0) * w, float(k1 + 1) * w, len(b), blob))
+                blob = next(blobs)
+            if self.memo is not None:
+                self.memo.put((sid, tier, source, seg), blob, b)
+            out.append((sid, int(w), source, seg, float(b.k[0]) * w, float(b.k[-1] + 1) * w, len(b), blob))
         return out
 
     def _write_rows(self, cur: Any, rows: Sequence[tuple]) -> None:
@@ -308,12 +308,9 @@ class SummaryWriter:
             if len(b) == 0:
                 continue
             todo.append((sid, source, seg, b))
-            if isinstance(b, S.PackedBuckets):
-                d0, d1 = float(b.k_first) * S.BASE_TIER, float(b.k_last + 1) * S.BASE_TIER
-                t0, t1 = b.t_first, b.t_last
-            else:
-                d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
-                t0, t1 = float(b.t_first[0]), float(b.t_last[-1])  # buckets in time order
+            b = S.as_buckets(b)
+            d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
+            t0, t1 = float(b.t_first[0]), float(b.t_last[-1])  # buckets in time order
             spans.setdefault((t0, t1, d0, d1), []).append(sid)
         if not todo:
             return

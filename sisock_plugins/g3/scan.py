@@ -41,7 +41,7 @@ _SECOND = core.G3Units.s
 
 SESSION, STATUS, DATA = 0, 1, 2
 
-from sisock_core.summaries import summarize_blocks  # noqa: E402
+from sisock_core.summaries import BASE_TIER, summarize_blocks, summarize_timelines  # noqa: E402
 from sisock_plugins.g3.index import (  # noqa: E402
     STATUS_EMPTY,
     STATUS_ERROR,
@@ -251,8 +251,6 @@ def scan_file(path: str, offset: int = 0, state: ScanState | None = None,
 def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
     """Base-tier summaries of the numeric samples of the blocks collected per
     (description, block name)."""
-    from sisock_core.summaries import BASE_TIER, summarize_timelines
-
     keys = []
     timelines = []
     out = []
