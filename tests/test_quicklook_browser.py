@@ -237,8 +237,9 @@ def test_live_mode_appends_pushed_samples(site, browser):
                   "a first live sample")
     assert "live=1" in browser.current_url
     (site.hwmon / "temp1_input").write_text("55500\n")  # the sensor changes: the page shows it
-    p2 = wait_plot(browser, lambda p: view(browser)[0]["v"][-1] == 55.5, "the new reading to appear")
-    assert float(p2["last-time"]) > float(p["last-time"])
+    # the plot's attributes and its data are read one after the other: wait for both
+    p2 = wait_plot(browser, lambda q: float(q["last-time"] or 0) > float(p["last-time"])
+                   and view(browser)[0]["v"][-1] == 55.5, "the new reading to appear")
     assert abs(float(p2["last-time"]) / 1000 - time.time()) < 30
     shot(browser, "live")
     log = site.log_text()
