@@ -14,6 +14,15 @@ Tables (prefixed ``sisock_sum_``, so they sit beside a plugin's own, e.g. a file
   it), or ``""`` with one row per day for summaries the core computes. Coarse-tier rows
   hold 1024 buckets each and are always recomputed from the finer tier, never merged
   into, so nothing is ever counted twice.
+* ``sisock_sum_groups(source, seg, crc, data)`` and ``sisock_sum_parts(series_id, t1,
+  source, seg, t0, m, at_byte, n_bytes)``: base-tier rows a plugin writes for one of its
+  files (:meth:`SummaryWriter.put_bases`), all the file's series in one group (one
+  blob, the series' packed rows side by side) and a small part row per series saying
+  where its row lies in the blob. One file then costs one blob and a few small index
+  entries, not a row per field (a scan writes thousands of files). ``crc``: the blob's
+  CRC-32, so a reader holding a series' buckets knows them current without the blob.
+  (Stores written before groups existed keep such rows in ``sisock_sum_rows``; they are
+  read as before and moved into a group when their file is read again.)
 
 The store is a cache: dropping it loses nothing (the next scan, or the core's summarizer,
 rebuilds it), and a read that finds a coarse segment pending recomputation derives it from
@@ -58,7 +67,7 @@ CORE_ROW_BUCKETS = 1440
 #: Kinds of values summarized (numpy dtype kinds): floats and integers.
 SUMMARIZED_KINDS = ("f", "i", "u")
 
-TABLES = ("sisock_sum_series", "sisock_sum_rows", "sisock_sum_meta")
+TABLES = ("sisock_sum_series", "sisock_sum_rows", "sisock_sum_groups", "sisock_sum_parts", "sisock_sum_meta")
 _BASE = int(S.BASE_TIER)
 _TIER_LIST = ",".join(str(int(w)) for w in S.TIERS)
 
@@ -118,6 +127,14 @@ def _ddl(kind: str) -> list[str]:
                 PRIMARY KEY (series_id, tier, source, seg))""",
             "CREATE INDEX IF NOT EXISTS sisock_sum_rows_t1 ON sisock_sum_rows (series_id, tier, t1)",
             "CREATE INDEX IF NOT EXISTS sisock_sum_rows_source ON sisock_sum_rows (source)",
+            """CREATE TABLE IF NOT EXISTS sisock_sum_groups (
+                source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, crc BIGINT NOT NULL, data BLOB,
+                PRIMARY KEY (source, seg))""",
+            """CREATE TABLE IF NOT EXISTS sisock_sum_parts (
+                series_id INT NOT NULL, t1 DOUBLE NOT NULL, source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL,
+                t0 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL,
+                PRIMARY KEY (series_id, t1, source, seg)) WITHOUT ROWID""",
+            "CREATE INDEX IF NOT EXISTS sisock_sum_parts_source ON sisock_sum_parts (source, seg)",
             "CREATE TABLE IF NOT EXISTS sisock_sum_meta (name VARCHAR(64) PRIMARY KEY, value VARCHAR(255))",
         ]
     tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -132,6 +149,13 @@ def _ddl(kind: str) -> list[str]:
             t0 DOUBLE, t1 DOUBLE, m INT, data LONGBLOB,
             PRIMARY KEY (series_id, tier, source, seg),
             KEY sisock_sum_rows_t1 (series_id, tier, t1), KEY sisock_sum_rows_source (source))""" + tail,
+        """CREATE TABLE IF NOT EXISTS sisock_sum_groups (
+            source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, crc BIGINT NOT NULL, data LONGBLOB,
+            PRIMARY KEY (source, seg))""" + tail,
+        """CREATE TABLE IF NOT EXISTS sisock_sum_parts (
+            series_id INT NOT NULL, t1 DOUBLE NOT NULL, source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL,
+            t0 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL,
+            PRIMARY KEY (series_id, t1, source, seg), KEY sisock_sum_parts_source (source, seg))""" + tail,
         "CREATE TABLE IF NOT EXISTS sisock_sum_meta (name VARCHAR(64) PRIMARY KEY, value VARCHAR(255))" + tail,
     ]
 
@@ -142,8 +166,9 @@ class RowMemo:
     A scanner writes a file's base-tier rows, then rolls the coarse tiers up from them:
     with a memo shared by its writer and its store, the rollup takes the buckets it
     already has instead of decompressing the rows again. An entry is used only if the
-    row read back is byte-for-byte the one written (checksum), and once; at most
-    ``max_bytes`` of buckets are kept (rows beyond are read back as usual).
+    row read back is the one written (``check``: the CRC-32 of the row, or of the group
+    blob holding it), and once; at most ``max_bytes`` of buckets are kept (rows beyond
+    are read back as usual).
     """
 
     def __init__(self, max_bytes: int = 64 * 2**20) -> None:
@@ -151,23 +176,23 @@ class RowMemo:
         self._rows: dict[tuple, tuple[int, S.Buckets]] = {}
         self._bytes = 0
 
-    def put(self, key: tuple, blob: bytes, b: S.Buckets) -> None:
+    def put(self, key: tuple, check: int, b: S.Buckets) -> None:
         old = self._rows.pop(key, None)  # the row was written again: keep the newest
         if old is not None:
             self._bytes -= old[1].nbytes
         size = b.nbytes
         if self._bytes + size > self.max_bytes:
             return
-        self._rows[key] = (zlib.crc32(blob), b)
+        self._rows[key] = (check, b)
         self._bytes += size
 
-    def take(self, key: tuple, blob: bytes) -> S.Buckets | None:
-        """The buckets of row ``key`` if ``blob`` is what was written (forgotten then)."""
+    def take(self, key: tuple, check: int) -> S.Buckets | None:
+        """The buckets of row ``key`` if ``check`` is that of the row written (forgotten then)."""
         hit = self._rows.pop(key, None)
         if hit is None:
             return None
         self._bytes -= hit[1].nbytes
-        return hit[1] if hit[0] == zlib.crc32(blob) else None
+        return hit[1] if hit[0] == check else None
 
     def clear(self) -> None:
         self._rows.clear()
@@ -271,7 +296,7 @@ class SummaryWriter:
             else:
                 blob = next(blobs)
             if self.memo is not None:
-                self.memo.put((sid, tier, source, seg), blob, b)
+                self.memo.put((sid, tier, source, seg), zlib.crc32(blob), b)
             out.append((sid, int(w), source, seg, float(b.k[0]) * w, float(b.k[-1] + 1) * w, len(b), blob))
         return out
 
@@ -291,7 +316,15 @@ class SummaryWriter:
     def put_bases(self, cur: Any, source: str, items: Sequence[tuple[int, S.Buckets | S.PackedBuckets]], *,
                   seg: int = 0, merge: bool = False) -> None:
         """:meth:`put_base` of several series ``(id, buckets)`` of one source, in a few
-        statements (buckets may come packed: :class:`sisock_core.summaries.PackedBuckets`)."""
+        statements (buckets may come packed: :class:`sisock_core.summaries.PackedBuckets`).
+
+        A named source (a plugin's file) keeps its series in one group: series written
+        again are replaced (or, with ``merge``, merged into what the group held), the
+        others stay. The source ``""`` (the core's rows) keeps a row per series and ``seg``.
+        """
+        if source:
+            self._put_group(cur, source, items, seg=seg, merge=merge)
+            return
         todo: list = []
         spans: dict[tuple[float, float, float, float], list[int]] = {}
         for sid, b in items:
@@ -308,14 +341,21 @@ class SummaryWriter:
             if len(b) == 0:
                 continue
             todo.append((sid, source, seg, b))
-            b = S.as_buckets(b)
-            d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
-            t0, t1 = float(b.t_first[0]), float(b.t_last[-1])  # buckets in time order
-            spans.setdefault((t0, t1, d0, d1), []).append(sid)
+            self._add_span(spans, sid, S.as_buckets(b))
         if not todo:
             return
         self._write_rows(cur, self._rows(0, todo))
-        # fields of one timeline share their span: one update for all of them
+        self._update_spans(cur, spans)
+
+    @staticmethod
+    def _add_span(spans: dict, sid: int, b: S.Buckets) -> None:
+        d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
+        t0, t1 = float(b.t_first[0]), float(b.t_last[-1])  # buckets in time order
+        spans.setdefault((t0, t1, d0, d1), []).append(sid)
+
+    def _update_spans(self, cur: Any, spans: dict[tuple[float, float, float, float], list[int]]) -> None:
+        """Widen the series' time spans and dirty ranges (fields of one timeline share
+        their span: one update for all of them)."""
         by_size: dict[int, list[tuple]] = {}
         for (t0, t1, d0, d1), sids in spans.items():
             for i in range(0, len(sids), 500):  # under any SQLite's limit of variables
@@ -333,13 +373,100 @@ class SummaryWriter:
                 params,
             )
 
+    def group_of(self, source: str) -> str:
+        """The key of ``source``'s group (the writer's namespace, then the source)."""
+        return self.prefix + source
+
+    def _held(self, cur: Any, source: str, seg: int) -> dict[int, S.Buckets]:
+        """What the store holds of ``source``'s row ``seg``, by series: its group, and rows
+        written before groups existed (deleted here: the caller writes them into the group)."""
+        group = self.group_of(source)
+        out: dict[int, S.Buckets] = {}
+        cur.execute(self.sql("SELECT series_id, at_byte, n_bytes FROM sisock_sum_parts WHERE source = ? AND seg = ?"),
+                    (group, seg))
+        parts = cur.fetchall()
+        if parts:
+            cur.execute(self.sql("SELECT data FROM sisock_sum_groups WHERE source = ? AND seg = ?"), (group, seg))
+            row = cur.fetchone()
+            if row is None:
+                raise SummaryStoreCorrupt(f"the parts of group {group!r} segment {seg} have no group row")
+            data = bytes(row[0])
+            for sid, at, size in parts:
+                out[int(sid)] = S.unpack(data[int(at):int(at) + int(size)], S.BASE_TIER)
+        cur.execute(self.sql(f"SELECT series_id, data FROM sisock_sum_rows WHERE tier = {_BASE} AND source = ? "
+                             "AND seg = ?"), (source, seg))
+        legacy = cur.fetchall()
+        for sid, data in legacy:
+            b = S.unpack(bytes(data), S.BASE_TIER)
+            out[int(sid)] = S.merge([out[int(sid)], b]) if int(sid) in out else b
+        if legacy:
+            cur.execute(self.sql(f"DELETE FROM sisock_sum_rows WHERE tier = {_BASE} AND source = ? AND seg = ?"),
+                        (source, seg))
+        return out
+
+    def _put_group(self, cur: Any, source: str, items: Sequence[tuple[int, S.Buckets | S.PackedBuckets]], *,
+                   seg: int, merge: bool) -> None:
+        group = self.group_of(source)
+        new: dict[int, S.Buckets | S.PackedBuckets] = dict(items)
+        held = self._held(cur, source, seg)
+        if held:
+            cur.execute(self.sql("DELETE FROM sisock_sum_parts WHERE source = ? AND seg = ?"), (group, seg))
+        spans: dict[tuple[float, float, float, float], list[int]] = {}
+        for sid in new:
+            if merge and sid in held:
+                new[sid] = S.merge([held[sid], S.as_buckets(new[sid])])
+            if len(new[sid]):
+                self._add_span(spans, sid, S.as_buckets(new[sid]))
+        series = {sid: b for sid, b in held.items() if sid not in new}  # kept as they were
+        series.update((sid, b) for sid, b in new.items() if len(b))
+        if not series:
+            cur.execute(self.sql("DELETE FROM sisock_sum_groups WHERE source = ? AND seg = ?"), (group, seg))
+            return
+        plain = [b for b in series.values() if not isinstance(b, S.PackedBuckets)]
+        packed_plain = iter(S.pack_many(plain, S.BASE_TIER))
+        blobs, parts, at = [], [], 0
+        for sid, b in series.items():
+            if isinstance(b, S.PackedBuckets):
+                if b.width != S.BASE_TIER:
+                    raise ValueError(f"buckets of tier {b.width} s written as tier {S.BASE_TIER} s")
+                blob = b.blob()
+            else:
+                blob = next(packed_plain)
+            cols = S.as_buckets(b)
+            blobs.append(blob)
+            parts.append((sid, float(cols.k[-1] + 1) * S.BASE_TIER, group, seg, float(cols.k[0]) * S.BASE_TIER,
+                          len(cols), at, len(blob)))
+            at += len(blob)
+        data = b"".join(blobs)
+        crc = zlib.crc32(data)
+        verb = "INSERT OR REPLACE" if self.kind == "sqlite" else "REPLACE"
+        cur.execute(self.sql(f"{verb} INTO sisock_sum_groups (source, seg, crc, data) VALUES (?, ?, ?, ?)"),
+                    (group, seg, crc, data))
+        cur.executemany(
+            self.sql("INSERT INTO sisock_sum_parts (series_id, t1, source, seg, t0, m, at_byte, n_bytes) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+            parts,
+        )
+        if self.memo is not None:
+            for sid, b in series.items():
+                self.memo.put(("g", sid, group, seg), crc, S.as_buckets(b))
+        self._update_spans(cur, spans)
+
     def drop_source(self, cur: Any, source: str) -> None:
         """Delete a source's base rows (its file went away or is read again)."""
+        group = self.group_of(source)
+        cur.execute(self.sql("SELECT series_id, t0, t1 FROM sisock_sum_parts WHERE source = ?"), (group,))
+        parts = cur.fetchall()
         cur.execute(self.sql(f"SELECT series_id, t0, t1 FROM sisock_sum_rows WHERE tier = {_BASE} AND source = ?"),
                     (source,))
-        for sid, t0, t1 in cur.fetchall():
+        legacy = cur.fetchall()
+        for sid, t0, t1 in parts + legacy:
             self._mark_dirty(cur, int(sid), float(t0), float(t1))
-        cur.execute(self.sql(f"DELETE FROM sisock_sum_rows WHERE tier = {_BASE} AND source = ?"), (source,))
+        if parts:
+            cur.execute(self.sql("DELETE FROM sisock_sum_parts WHERE source = ?"), (group,))
+            cur.execute(self.sql("DELETE FROM sisock_sum_groups WHERE source = ?"), (group,))
+        if legacy:
+            cur.execute(self.sql(f"DELETE FROM sisock_sum_rows WHERE tier = {_BASE} AND source = ?"), (source,))
 
     def set_covered(self, cur: Any, sid: int, covered_until: float | None) -> None:
         cur.execute(self.sql("UPDATE sisock_sum_series SET covered_until = ? WHERE id = ?"), (covered_until, sid))
@@ -486,14 +613,22 @@ class SummaryStore:
         with self.cursor() as cur:
             return self._read(cur, {s.id: s.dirty for s in series}, tier, start, end, check)
 
-    def _unpack(self, key: tuple, blob: bytes, width: float) -> S.Buckets:
-        """Unpacked buckets of a row, from a small LRU keyed by row and checksum."""
-        crc = zlib.crc32(blob)
+    def _cached(self, key: tuple, check: int) -> S.Buckets | None:
+        """Buckets of a row from the LRU, if they were unpacked from a row with checksum ``check``."""
         with self._lock:
             hit = self._unpacked.get(key)
-            if hit is not None and hit[0] == crc:
+            if hit is not None and hit[0] == check:
                 self._unpacked.move_to_end(key)
                 return hit[1]
+        return None
+
+    def _unpack(self, key: tuple, blob: bytes, width: float, check: int | None = None) -> S.Buckets:
+        """Unpacked buckets of a row, from a small LRU keyed by row and checksum (``check``:
+        of the group holding the row; None: the row's own)."""
+        check = zlib.crc32(blob) if check is None else check
+        hit = self._cached(key, check)
+        if hit is not None:
+            return hit
         try:
             b = S.unpack(blob, width)
         except UNPACK_ERRORS as exc:
@@ -502,12 +637,57 @@ class SummaryStore:
             old = self._unpacked.pop(key, None)
             if old is not None:
                 self._unpacked_bytes -= old[1].nbytes
-            self._unpacked[key] = (crc, b)
+            self._unpacked[key] = (check, b)
             self._unpacked_bytes += b.nbytes
             while self._unpacked_bytes > self.cache_bytes and self._unpacked:
                 _, (_, gone) = self._unpacked.popitem(last=False)
                 self._unpacked_bytes -= gone.nbytes
         return b
+
+    def _grouped(self, cur: Any, ids: Sequence[int], start: float, end: float,
+                 known: Callable[[tuple, int], S.Buckets | None]) -> list[tuple[int, tuple, int, Any]]:
+        """The base-tier rows of the series ``ids`` held in groups that overlap ``[start,
+        end)``, by series then time: ``(series id, key, group checksum, buckets or packed
+        row)``. ``known(key, checksum)`` gives the buckets of a row already at hand (None:
+        its bytes are read). A group rewritten between the two reads is read again."""
+        marks = ",".join("?" * len(ids))
+        for _ in range(3):
+            cur.execute(
+                self.sql("SELECT p.series_id, p.source, p.seg, p.at_byte, p.n_bytes, g.crc FROM sisock_sum_parts p "
+                         "JOIN sisock_sum_groups g ON g.source = p.source AND g.seg = p.seg "
+                         f"WHERE p.series_id IN ({marks}) AND p.t1 > ? AND p.t0 < ? ORDER BY p.series_id, p.t1"),
+                (*ids, start, end),
+            )
+            out: list[tuple[int, tuple, int, Any]] = []
+            missing: dict[tuple[str, int], int] = {}
+            for sid, group, seg, at, size, crc in cur.fetchall():
+                key = ("g", int(sid), group, int(seg))
+                b = known(key, int(crc))
+                if b is None:
+                    missing[(group, int(seg))] = int(crc)
+                    b = (int(at), int(size))
+                out.append((int(sid), key, int(crc), b))
+            if not missing:
+                return out
+            blobs = self._group_blobs(cur, missing)
+            if any(blobs.get(g, (None,))[0] != crc for g, crc in missing.items()):
+                continue  # written meanwhile
+            return [(sid, key, crc, blobs[key[2:]][1][b[0]:b[0] + b[1]] if isinstance(b, tuple) else b)
+                    for sid, key, crc, b in out]
+        raise SummaryStoreError(f"summary store {self.describe()}: groups kept changing while read")
+
+    def _group_blobs(self, cur: Any, keys: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, bytes]]:
+        """``{(group, seg): (checksum, blob)}`` of the groups ``keys``."""
+        sources = sorted({g for g, _ in keys})
+        out: dict[tuple[str, int], tuple[int, bytes]] = {}
+        for i in range(0, len(sources), 500):
+            part = sources[i:i + 500]
+            cur.execute(self.sql(f"SELECT source, seg, crc, data FROM sisock_sum_groups "
+                                 f"WHERE source IN ({','.join('?' * len(part))})"), part)
+            for group, seg, crc, data in cur.fetchall():
+                if (group, int(seg)) in keys:
+                    out[(group, int(seg))] = (int(crc), bytes(data))
+        return out
 
     def _read(self, cur: Any, dirty: Mapping[int, tuple[float, float] | None], tier: int, start: float,
               end: float, check: Callable[[], None] | None = None) -> dict[int, S.Buckets]:
@@ -523,6 +703,9 @@ class SummaryStore:
             )
             for sid, source, seg, blob in cur.fetchall():
                 pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
+            if tier == 0:
+                for sid, key, crc, got in self._grouped(cur, ids, start, end, self._cached):
+                    pieces[sid].append(got if isinstance(got, S.Buckets) else self._unpack(key, got, w, crc))
         out = {}
         for sid in ids:
             if check is not None:
@@ -656,13 +839,22 @@ class SummaryStore:
         blob_at: list[int] = []
         for sid, source, seg, blob in cur.fetchall():
             blob = bytes(blob)
-            b = memo.take((int(sid), tier, source, int(seg)), blob) if memo is not None else None
+            b = memo.take((int(sid), tier, source, int(seg)), zlib.crc32(blob)) if memo is not None else None
             if b is not None:
                 known.append(b)
                 known_at.append(pos[int(sid)])
             else:
                 blobs.append(blob)
                 blob_at.append(pos[int(sid)])
+        if tier == 0:
+            take = memo.take if memo is not None else (lambda key, check: None)
+            for sid, _, _, got in self._grouped(cur, ids, start, end, take):
+                if isinstance(got, S.Buckets):
+                    known.append(got)
+                    known_at.append(pos[sid])
+                else:
+                    blobs.append(got)
+                    blob_at.append(pos[sid])
         try:
             unpacked, sizes = S.unpack_many_sized(blobs, w)
         except UNPACK_ERRORS as exc:
@@ -702,6 +894,10 @@ class SummaryStore:
                     match = "SUBSTR(name, 1, ?) = ?"
                     cur.execute(self.sql(f"DELETE FROM sisock_sum_rows WHERE series_id IN "
                                          f"(SELECT id FROM sisock_sum_series WHERE {match})"), (len(prefix), prefix))
+                    cur.execute(self.sql(f"DELETE FROM sisock_sum_parts WHERE series_id IN "
+                                         f"(SELECT id FROM sisock_sum_series WHERE {match})"), (len(prefix), prefix))
+                    cur.execute(self.sql(f"DELETE FROM sisock_sum_groups WHERE SUBSTR(source, 1, ?) = ?"),
+                                (len(prefix), prefix))
                     cur.execute(self.sql(f"DELETE FROM sisock_sum_series WHERE {match}"), (len(prefix), prefix))
                 done = f"deleted the series of namespace {prefix[:-1]!r}"
             elif self.kind == "sqlite":
@@ -720,7 +916,9 @@ class SummaryStore:
         """Bytes of packed buckets held (for benchmarks and logs)."""
         with self.cursor() as cur:
             cur.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM sisock_sum_rows")
-            return int(cur.fetchone()[0])
+            rows = int(cur.fetchone()[0])
+            cur.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM sisock_sum_groups")
+            return rows + int(cur.fetchone()[0])
 
 
 def default_store_path(state_dir: str | Path, node: str) -> Path:

@@ -129,7 +129,8 @@ def test_packed_buckets_are_the_rows_pack_writes():
 
 
 def test_a_store_holds_the_same_rows_and_spans_whether_buckets_come_packed_or_not(tmp_path):
-    """Fields of one timeline share a span (one update for them); the rows are byte-identical."""
+    """Fields of one timeline share a span (one update for them); the file's group and its
+    parts are byte-identical."""
     from sisock_core.summarystore import SummaryStore
 
     rng = np.random.default_rng(6)
@@ -149,7 +150,8 @@ def test_a_store_holds_the_same_rows_and_spans_whether_buckets_come_packed_or_no
     rows = {}
     for packed, store in stores.items():
         with store.cursor() as cur:
-            cur.execute("SELECT series_id, tier, source, seg, t0, t1, m, data FROM sisock_sum_rows ORDER BY 1")
+            cur.execute("SELECT p.series_id, p.source, p.seg, p.t0, p.t1, p.m, p.at_byte, p.n_bytes, g.crc, g.data "
+                        "FROM sisock_sum_parts p JOIN sisock_sum_groups g ON g.source = p.source ORDER BY 1")
             rows[packed] = cur.fetchall()
         info = store.series(["a", "b", "c"])
         assert (info["a"].t_first, info["a"].t_last) == (ticks[0] / SECOND, ticks[-1] / SECOND)

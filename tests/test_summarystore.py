@@ -214,7 +214,7 @@ def test_a_plugin_s_own_corrupt_store_is_kept_and_the_fix_logged_once(sisock_nod
         sid = filler.writer.series_id(cur, "a", "fast", "f")
         t = T0 + np.arange(0, 20 * 86400, 30.0)
         filler.writer.put_base(cur, sid, "file1", S.summarize(t, np.sin(t), S.BASE_TIER))
-        cur.execute("UPDATE sisock_sum_rows SET data = ? WHERE tier = 60", (BAD_ZLIB,))
+        cur.execute("UPDATE sisock_sum_groups SET data = ? WHERE source = 'file1'", (BAD_ZLIB,))
         assert cur.rowcount == 1
     filler.close()
     node = sisock_node(OwnSummaries(url), name="own", clock=lambda: NOW)
@@ -304,3 +304,91 @@ def test_rollup_commits_grow_with_the_dirty_range(tmp_path):
         assert store.rollup(batch=2, batches_per_commit=3) == 2
         commits[days] = store.commits - before
     assert commits[3] <= 3 and commits[300] >= 5 * commits[3]
+
+
+# -- a plugin's files: one group per file ----------------------------------------------
+
+
+def base_read(store, names, start, end):
+    """Base-tier buckets of ``names`` in ``[start, end)`` read by ``store``."""
+    info = store.series(names)
+    got = store.read([info[n] for n in names], 0, start, end)
+    return {n: got[info[n].id] for n in names}
+
+
+@pytest.mark.parametrize("shared_url", ["sqlite", "mariadb"], indirect=True)
+def test_a_file_s_series_live_in_one_group_rows_of_old_stores_are_read_and_folded_in(shared_url):
+    """Written per file: one group blob and a part per series. A store written before
+    groups existed holds a row per series and file: it is read as before, and moved into
+    the file's group when the file is read again (merged, nothing counted twice)."""
+    from .test_summaries import assert_buckets_equal
+
+    rng = np.random.default_rng(11)
+    t = T0 + np.sort(rng.uniform(0, 7200, 3000))
+    y = {n: rng.normal(size=t.size) for n in ("a", "b", "c")}
+    head, tail = t < T0 + 3630, t >= T0 + 3630  # the file grows mid-bucket
+    whole = {n: S.summarize(t, y[n]) for n in y}
+    start, end = T0 - 60, T0 + 7260
+    writer_store, reader = SummaryStore(shared_url), SummaryStore(shared_url)
+    w = writer_store.writer
+    with writer_store.cursor(write=True) as cur:
+        sid = {n: w.series_id(cur, n, "tl", "f") for n in y}
+        # "a" as an old store holds it: a row of its own in sisock_sum_rows
+        w._write_rows(cur, w._rows(0, [(sid["a"], "file1", 0, S.summarize(t[head], y["a"][head]))]))
+        w._update_spans(cur, {(float(t[head][0]), float(t[head][-1]), start, end): [sid["a"]]})
+        w.put_bases(cur, "file1", [(sid[n], S.summarize(t[head], y[n][head])) for n in ("b", "c")])
+    first = base_read(reader, ["a", "b", "c"], start, end)
+    for n in y:
+        assert_buckets_equal(first[n], S.summarize(t[head], y[n][head]))
+    with writer_store.cursor(write=True) as cur:  # the file grew: "a" and "b" have new samples, "c" none
+        w.put_bases(cur, "file1", [(sid[n], S.summarize(t[tail], y[n][tail])) for n in ("a", "b")], merge=True)
+        cur.execute("SELECT COUNT(*) FROM sisock_sum_rows WHERE tier = 60")
+        assert cur.fetchone()[0] == 0  # folded into the group
+        cur.execute("SELECT COUNT(*) FROM sisock_sum_groups")
+        assert cur.fetchone()[0] == 1
+        cur.execute("SELECT COUNT(*) FROM sisock_sum_parts")
+        assert cur.fetchone()[0] == 3
+    grown = base_read(reader, ["a", "b", "c"], start, end)
+    for n in ("a", "b"):
+        merged = grown[n]
+        np.testing.assert_allclose(merged.vsum, whole[n].vsum, rtol=1e-12)  # summed in two pieces
+        assert_buckets_equal(attrs_evolve(merged, vsum=whole[n].vsum), whole[n])
+    assert_buckets_equal(grown["c"], S.summarize(t[head], y["c"][head]))  # kept as it was
+    with writer_store.cursor(write=True) as cur:
+        w.drop_source(cur, "file1")
+        for table in ("sisock_sum_rows", "sisock_sum_groups", "sisock_sum_parts"):
+            cur.execute(f"SELECT COUNT(*) FROM {table}")
+            assert cur.fetchone()[0] == 0, table
+    assert all(len(b) == 0 for b in base_read(reader, ["a", "b", "c"], start, end).values())
+    assert all(i.dirty is not None for i in reader.series(["a", "b", "c"]).values())
+    writer_store.close()
+    reader.close()
+
+
+def attrs_evolve(b, **changes):
+    import attrs
+
+    return attrs.evolve(b, **changes)
+
+
+def test_a_reader_holding_a_series_reads_it_again_only_when_its_group_changed(tmp_path):
+    """Warm reads take a series' buckets by the group's checksum, without its blob; a group
+    rewritten since is read again."""
+    url = f"sqlite:///{tmp_path}/s.sqlite"
+    t = T0 + np.arange(0, 3600, 1.0)
+    span = (np.floor(T0 / 60) * 60, np.floor(T0 / 60) * 60 + 3660)
+    store, reader = SummaryStore(url), SummaryStore(url)
+    with store.cursor(write=True) as cur:
+        sid = store.writer.series_id(cur, "a", "tl", "f")
+        store.writer.put_bases(cur, "file1", [(sid, S.summarize(t, np.sin(t)))])
+    fetched = []
+    real = reader._group_blobs
+    reader._group_blobs = lambda cur, keys: fetched.append(sorted(keys)) or real(cur, keys)
+    first = base_read(reader, ["a"], *span)["a"]
+    assert np.array_equal(base_read(reader, ["a"], *span)["a"].first, first.first) and len(fetched) == 1
+    with store.cursor(write=True) as cur:
+        store.writer.put_bases(cur, "file1", [(sid, S.summarize(t, np.cos(t)))])
+    again = base_read(reader, ["a"], *span)["a"]
+    assert len(fetched) == 2 and np.array_equal(again.first, S.summarize(t, np.cos(t)).first)
+    store.close()
+    reader.close()
