@@ -94,25 +94,65 @@ class Buckets:
 
 @attrs.define(eq=False)  # not frozen: one is made per field of a scanned file, and frozen inits cost more
 class PackedBuckets:
-    """Summaries of one field at one tier with their stored form already laid out
-    (:func:`pack`'s byte planes, not yet compressed): what the compiled scan hands over,
-    so that a row is written without building its columns a second time."""
+    """Summaries of one field at one tier as the compiled scan hands them over: the
+    stored form already laid out (:func:`pack`'s byte planes, not yet compressed) and the
+    columns in the kernel's buffers, so that a row is written, and rolled up, without
+    building numpy columns one field at a time (:attr:`buckets` builds them when asked;
+    :func:`concat_packed` joins many)."""
 
     width: float  #: the tier
     payload: bytes
-    buckets: "Buckets"  #: the same buckets as columns
+    shared: bytearray  #: k, n (int64), t_first, t_last of the field's timeline, m values each
+    columns: bytearray  #: count (int64), t_min, t_max, first, last, vmin, vmax, vsum, m values each
+    m: int  #: buckets
+    k0: int  #: the first bucket's number
+    k1: int  #: the last bucket's number
+    t_first: float  #: the first sample's time
+    t_last: float  #: the last sample's time
 
     def __len__(self) -> int:
-        return len(self.buckets)
+        return self.m
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.columns)  # the shared columns are the timeline's
+
+    @property
+    def buckets(self) -> "Buckets":
+        """The same buckets as columns (views of the kernel's buffers)."""
+        return concat_packed([self])
 
     def blob(self) -> bytes:
         """The stored row: what :func:`pack` gives for the same buckets."""
-        return _HEADER.pack(int(self.buckets.k[0]), len(self.buckets)) + _compress(self.payload)
+        return _HEADER.pack(self.k0, self.m) + _compress(self.payload)
+
+
+def concat_packed(parts: Sequence[PackedBuckets]) -> "Buckets":
+    """:func:`concat` of :class:`PackedBuckets` (one numpy call per buffer kind)."""
+    if not parts:
+        return Buckets.empty()
+    if len(parts) == 1:
+        p = parts[0]
+        head = np.frombuffer(p.shared, dtype=np.float64).reshape(4, p.m)
+        cols = np.frombuffer(p.columns, dtype=np.float64).reshape(8, p.m)
+    else:
+        head = np.concatenate([np.frombuffer(p.shared, dtype=np.float64).reshape(4, p.m) for p in parts], axis=1)
+        cols = np.concatenate([np.frombuffer(p.columns, dtype=np.float64).reshape(8, p.m) for p in parts], axis=1)
+    return Buckets(head[0].view(np.int64), head[1].view(np.int64), cols[0].view(np.int64), head[2], head[3],
+                   cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7])
 
 
 def as_buckets(b: "Buckets | PackedBuckets") -> "Buckets":
     """``b`` as :class:`Buckets` (its columns if it is :class:`PackedBuckets`)."""
     return b.buckets if isinstance(b, PackedBuckets) else b
+
+
+def span_of(b: "Buckets | PackedBuckets") -> tuple[float, float, int, int]:
+    """Times of the first and last samples and numbers of the first and last buckets of
+    ``b`` (not empty; buckets in time order)."""
+    if isinstance(b, PackedBuckets):
+        return b.t_first, b.t_last, b.k0, b.k1
+    return float(b.t_first[0]), float(b.t_last[-1]), int(b.k[0]), int(b.k[-1])
 
 
 def concat(parts: Sequence[Buckets]) -> Buckets:
@@ -279,6 +319,11 @@ def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Seq
     m, shared, per_field, *payloads, kinds = got
     if m == 0:
         return {name: (kind, Buckets.empty()) for name, kind in zip(names, kinds)}
+    if packed:  # the columns are built only if asked for (PackedBuckets.buckets)
+        k0, k1 = _SPAN_K.unpack_from(shared, 0)[0], _SPAN_K.unpack_from(shared, 8 * (m - 1))[0]
+        t_first, t_last = _SPAN_T.unpack_from(shared, 16 * m)[0], _SPAN_T.unpack_from(shared, 32 * m - 8)[0]
+        return {name: (kind, PackedBuckets(width, payload, shared, columns, m, k0, k1, t_first, t_last))
+                for name, kind, payload, columns in zip(names, kinds, payloads[0], per_field)}
     head = np.frombuffer(shared, dtype=np.float64).reshape(4, m)
     k, n = head[0].view(np.int64), head[1].view(np.int64)
     t_first, t_last = head[2], head[3]
@@ -287,10 +332,11 @@ def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Seq
         c = np.frombuffer(columns, dtype=np.float64).reshape(8, m)
         out[name] = (kind, Buckets(k, n, c[0].view(np.int64), t_first, t_last, c[1], c[2], c[3], c[4], c[5], c[6],
                                    c[7]))
-    if packed:
-        for (name, (kind, b)), payload in zip(out.items(), payloads[0]):
-            out[name] = (kind, PackedBuckets(width, payload, b))
     return out
+
+
+_SPAN_K = struct.Struct("<q")
+_SPAN_T = struct.Struct("<d")
 
 
 def _bucket_bounds(kf: np.ndarray, breaks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -128,13 +128,13 @@ def _ddl(kind: str) -> list[str]:
             "CREATE INDEX IF NOT EXISTS sisock_sum_rows_t1 ON sisock_sum_rows (series_id, tier, t1)",
             "CREATE INDEX IF NOT EXISTS sisock_sum_rows_source ON sisock_sum_rows (source)",
             """CREATE TABLE IF NOT EXISTS sisock_sum_groups (
-                source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, crc BIGINT NOT NULL, data BLOB,
-                PRIMARY KEY (source, seg))""",
+                source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, t0 DOUBLE NOT NULL, t1 DOUBLE NOT NULL,
+                crc BIGINT NOT NULL, data BLOB, PRIMARY KEY (source, seg))""",
+            "CREATE INDEX IF NOT EXISTS sisock_sum_groups_t1 ON sisock_sum_groups (t1)",
             """CREATE TABLE IF NOT EXISTS sisock_sum_parts (
-                series_id INT NOT NULL, t1 DOUBLE NOT NULL, source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL,
-                t0 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL,
-                PRIMARY KEY (series_id, t1, source, seg)) WITHOUT ROWID""",
-            "CREATE INDEX IF NOT EXISTS sisock_sum_parts_source ON sisock_sum_parts (source, seg)",
+                source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, series_id INT NOT NULL, t0 DOUBLE NOT NULL,
+                t1 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL,
+                PRIMARY KEY (source, seg, series_id)) WITHOUT ROWID""",
             "CREATE TABLE IF NOT EXISTS sisock_sum_meta (name VARCHAR(64) PRIMARY KEY, value VARCHAR(255))",
         ]
     tail = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -150,12 +150,12 @@ def _ddl(kind: str) -> list[str]:
             PRIMARY KEY (series_id, tier, source, seg),
             KEY sisock_sum_rows_t1 (series_id, tier, t1), KEY sisock_sum_rows_source (source))""" + tail,
         """CREATE TABLE IF NOT EXISTS sisock_sum_groups (
-            source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, crc BIGINT NOT NULL, data LONGBLOB,
-            PRIMARY KEY (source, seg))""" + tail,
+            source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, t0 DOUBLE NOT NULL, t1 DOUBLE NOT NULL,
+            crc BIGINT NOT NULL, data LONGBLOB, PRIMARY KEY (source, seg), KEY sisock_sum_groups_t1 (t1))""" + tail,
         """CREATE TABLE IF NOT EXISTS sisock_sum_parts (
-            series_id INT NOT NULL, t1 DOUBLE NOT NULL, source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL,
-            t0 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL,
-            PRIMARY KEY (series_id, t1, source, seg), KEY sisock_sum_parts_source (source, seg))""" + tail,
+            source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, series_id INT NOT NULL, t0 DOUBLE NOT NULL,
+            t1 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL,
+            PRIMARY KEY (source, seg, series_id))""" + tail,
         "CREATE TABLE IF NOT EXISTS sisock_sum_meta (name VARCHAR(64) PRIMARY KEY, value VARCHAR(255))" + tail,
     ]
 
@@ -341,17 +341,16 @@ class SummaryWriter:
             if len(b) == 0:
                 continue
             todo.append((sid, source, seg, b))
-            self._add_span(spans, sid, S.as_buckets(b))
+            self._add_span(spans, sid, b)
         if not todo:
             return
         self._write_rows(cur, self._rows(0, todo))
         self._update_spans(cur, spans)
 
     @staticmethod
-    def _add_span(spans: dict, sid: int, b: S.Buckets) -> None:
-        d0, d1 = float(b.k[0]) * S.BASE_TIER, float(b.k[-1] + 1) * S.BASE_TIER
-        t0, t1 = float(b.t_first[0]), float(b.t_last[-1])  # buckets in time order
-        spans.setdefault((t0, t1, d0, d1), []).append(sid)
+    def _add_span(spans: dict, sid: int, b: S.Buckets | S.PackedBuckets) -> None:
+        t0, t1, k0, k1 = S.span_of(b)
+        spans.setdefault((t0, t1, k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER), []).append(sid)
 
     def _update_spans(self, cur: Any, spans: dict[tuple[float, float, float, float], list[int]]) -> None:
         """Widen the series' time spans and dirty ranges (fields of one timeline share
@@ -416,7 +415,7 @@ class SummaryWriter:
             if merge and sid in held:
                 new[sid] = S.merge([held[sid], S.as_buckets(new[sid])])
             if len(new[sid]):
-                self._add_span(spans, sid, S.as_buckets(new[sid]))
+                self._add_span(spans, sid, new[sid])
         series = {sid: b for sid, b in held.items() if sid not in new}  # kept as they were
         series.update((sid, b) for sid, b in new.items() if len(b))
         if not series:
@@ -432,24 +431,23 @@ class SummaryWriter:
                 blob = b.blob()
             else:
                 blob = next(packed_plain)
-            cols = S.as_buckets(b)
+            _, _, k0, k1 = S.span_of(b)
             blobs.append(blob)
-            parts.append((sid, float(cols.k[-1] + 1) * S.BASE_TIER, group, seg, float(cols.k[0]) * S.BASE_TIER,
-                          len(cols), at, len(blob)))
+            parts.append((group, seg, sid, k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER, len(b), at, len(blob)))
             at += len(blob)
         data = b"".join(blobs)
         crc = zlib.crc32(data)
         verb = "INSERT OR REPLACE" if self.kind == "sqlite" else "REPLACE"
-        cur.execute(self.sql(f"{verb} INTO sisock_sum_groups (source, seg, crc, data) VALUES (?, ?, ?, ?)"),
-                    (group, seg, crc, data))
+        cur.execute(self.sql(f"{verb} INTO sisock_sum_groups (source, seg, t0, t1, crc, data) VALUES (?, ?, ?, ?, ?, ?)"),
+                    (group, seg, min(p[3] for p in parts), max(p[4] for p in parts), crc, data))
         cur.executemany(
-            self.sql("INSERT INTO sisock_sum_parts (series_id, t1, source, seg, t0, m, at_byte, n_bytes) "
+            self.sql("INSERT INTO sisock_sum_parts (source, seg, series_id, t0, t1, m, at_byte, n_bytes) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
             parts,
         )
         if self.memo is not None:
             for sid, b in series.items():
-                self.memo.put(("g", sid, group, seg), crc, S.as_buckets(b))
+                self.memo.put(("g", sid, group, seg), crc, b)
         self._update_spans(cur, spans)
 
     def drop_source(self, cur: Any, source: str) -> None:
@@ -653,10 +651,11 @@ class SummaryStore:
         marks = ",".join("?" * len(ids))
         for _ in range(3):
             cur.execute(
-                self.sql("SELECT p.series_id, p.source, p.seg, p.at_byte, p.n_bytes, g.crc FROM sisock_sum_parts p "
-                         "JOIN sisock_sum_groups g ON g.source = p.source AND g.seg = p.seg "
-                         f"WHERE p.series_id IN ({marks}) AND p.t1 > ? AND p.t0 < ? ORDER BY p.series_id, p.t1"),
-                (*ids, start, end),
+                self.sql("SELECT p.series_id, p.source, p.seg, p.at_byte, p.n_bytes, g.crc FROM sisock_sum_groups g "
+                         "JOIN sisock_sum_parts p ON p.source = g.source AND p.seg = g.seg "
+                         f"WHERE g.t1 > ? AND g.t0 < ? AND p.series_id IN ({marks}) AND p.t1 > ? AND p.t0 < ? "
+                         "ORDER BY p.series_id, p.t1"),
+                (start, end, *ids, start, end),
             )
             out: list[tuple[int, tuple, int, Any]] = []
             missing: dict[tuple[str, int], int] = {}
@@ -846,25 +845,30 @@ class SummaryStore:
             else:
                 blobs.append(blob)
                 blob_at.append(pos[int(sid)])
+        packed: list[S.PackedBuckets] = []
+        packed_at: list[int] = []
         if tier == 0:
             take = memo.take if memo is not None else (lambda key, check: None)
             for sid, _, _, got in self._grouped(cur, ids, start, end, take):
-                if isinstance(got, S.Buckets):
+                if isinstance(got, S.PackedBuckets):  # as the scan made them: joined in one pass below
+                    packed.append(got)
+                    packed_at.append(pos[sid])
+                elif isinstance(got, S.Buckets):
                     known.append(got)
                     known_at.append(pos[sid])
                 else:
                     blobs.append(got)
                     blob_at.append(pos[sid])
         try:
-            unpacked, sizes = S.unpack_many_sized(blobs, w)
+            unpacked, counts = S.unpack_many_sized(blobs, w)
         except UNPACK_ERRORS as exc:
             raise self._corrupt_row(f"a row of tier {tier} of series {min(ids)}..{max(ids)} "
                                     f"in [{start}, {end})", exc) from exc
-        if not blobs:
-            return np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]), S.concat(known)
+        pieces = known + [unpacked, S.concat_packed(packed)]
         index = np.concatenate((np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]),
-                                np.repeat(np.array(blob_at, dtype=np.int64), sizes)))
-        return index, S.concat(known + [unpacked])
+                                np.repeat(np.array(blob_at, dtype=np.int64), counts),
+                                np.repeat(np.array(packed_at, dtype=np.int64), [p.m for p in packed])))
+        return index, S.concat(pieces)
 
     def drop_all(self) -> None:
         """Drop the store's tables (``--rebuild``)."""
