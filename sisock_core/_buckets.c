@@ -12,6 +12,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* numpy's pairwise summation (PW_BLOCKSIZE 128); VAL maps each value (NaN to 0, or not) */
 #define PAIRWISE_SUM(NAME, VAL)                                                             \
@@ -47,29 +50,67 @@
 PAIRWISE_SUM(pairwise_sum, AS_IS)
 PAIRWISE_SUM(pairwise_sum_nan_as_0, NAN_AS_0)
 
+/* The smallest and largest of v[s:e] (e > s); 1 if one of them is NaN (then mn and mx
+ * mean nothing). Either of two equal values may be given (0.0 or -0.0). */
+static inline int extrema(const double *v, int64_t s, int64_t e, double *mn, double *mx)
+{
+#if defined(__SSE2__)
+    if (e - s >= 4) { /* two lanes at a time; an odd last value is taken with its neighbour again */
+        __m128d lo = _mm_loadu_pd(v + s), hi = lo, nan = _mm_cmpunord_pd(lo, lo);
+        int64_t i = s + 2;
+        for (; i + 2 <= e; i += 2) {
+            const __m128d x = _mm_loadu_pd(v + i);
+            lo = _mm_min_pd(lo, x);
+            hi = _mm_max_pd(hi, x);
+            nan = _mm_or_pd(nan, _mm_cmpunord_pd(x, x));
+        }
+        if (i < e) {
+            const __m128d x = _mm_loadu_pd(v + e - 2);
+            lo = _mm_min_pd(lo, x);
+            hi = _mm_max_pd(hi, x);
+            nan = _mm_or_pd(nan, _mm_cmpunord_pd(x, x));
+        }
+        if (_mm_movemask_pd(nan))
+            return 1;
+        double l[2], h[2];
+        _mm_storeu_pd(l, lo);
+        _mm_storeu_pd(h, hi);
+        *mn = l[1] < l[0] ? l[1] : l[0];
+        *mx = h[1] > h[0] ? h[1] : h[0];
+        return 0;
+    }
+#endif
+    double a = v[s], b = v[s];
+    int nan = isnan(v[s]);
+    for (int64_t i = s + 1; i < e; i++) {
+        const double x = v[i];
+        nan |= isnan(x);
+        a = x < a ? x : a;
+        b = x > b ? x : b;
+    }
+    *mn = a;
+    *mx = b;
+    return nan;
+}
+
 /* Of v[s:e]: the count of values that are not NaN, the first indices and the values of
  * the extrema (none: s and NaN), and the sum as np.add.reduceat computes it (NaN as 0):
  * the first value plus the pairwise sum of the others. */
 static inline void reduce_bucket(const double *v, int64_t s, int64_t e, int64_t *count, int64_t *i_min,
                                  int64_t *i_max, double *vmin, double *vmax, double *vsum)
 {
-    double mn = v[s], mx = v[s];
-    int64_t lo = s, hi = s;
-    int nan = isnan(v[s]);
-    for (int64_t i = s + 1; i < e; i++) { /* no NaN, the usual case: one pass without branches */
-        const double x = v[i];
-        nan |= isnan(x);
-        lo = x < mn ? i : lo;
-        mn = x < mn ? x : mn;
-        hi = x > mx ? i : hi;
-        mx = x > mx ? x : mx;
-    }
-    if (!nan) {
+    double mn, mx;
+    int64_t lo, hi;
+    if (!extrema(v, s, e, &mn, &mx)) { /* no NaN, the usual case: the first samples equal to them */
+        for (lo = s; v[lo] != mn; lo++)
+            ;
+        for (hi = s; v[hi] != mx; hi++)
+            ;
         *count = e - s;
         *i_min = lo;
         *i_max = hi;
-        *vmin = mn;
-        *vmax = mx;
+        *vmin = v[lo];
+        *vmax = v[hi];
         *vsum = e - s == 1 ? v[s] : v[s] + pairwise_sum(v + s + 1, e - s - 1);
         return;
     }

@@ -69,6 +69,18 @@ def test_compiled_summaries_equal_the_numpy_path(data, width):
         assert_identical(got[name][1], want[name][1])
 
 
+def test_extrema_are_the_first_samples_equal_to_them_at_every_bucket_length():
+    """Signed zeros and repeated extrema, at lengths around the vectorized pairs (odd
+    tails included): the extrema are the values and times of their first samples."""
+    rng = np.random.default_rng(8)
+    for n in range(1, 12):
+        for _ in range(40):
+            x = rng.choice(np.array([0.0, -0.0, 1.0, -1.0, 2.0, -2.0]), size=n)
+            ticks = int(T0 // 60 * 60 * SECOND) + np.arange(n, dtype=np.int64) * int(SECOND)
+            got = S.summarize_blocks([ticks], ["x"], [[x]], 60.0, SECOND)
+            assert_identical(got["x"][1], numpy_path([ticks], {"x": [x]}, 60.0)["x"][1])
+
+
 def test_long_buckets_sum_as_numpy_does():
     """Buckets over 128 samples: numpy's pairwise summation splits them; so must the kernel."""
     rng = np.random.default_rng(7)
