@@ -62,11 +62,13 @@ def test_compiled_summaries_equal_the_numpy_path(data, width):
     if sum(t.size for t in times) == 0:
         return
     got = S.summarize_blocks(times, list(fields), list(fields.values()), width, SECOND)
+    packed = S.summarize_blocks(times, list(fields), list(fields.values()), width, SECOND, packed=True)
     want = numpy_path(times, fields, width)
-    assert got.keys() == want.keys()
+    assert got.keys() == want.keys() == packed.keys()
     for name in fields:
         assert got[name][0] == want[name][0]
         assert_identical(got[name][1], want[name][1])
+        assert packed[name][1].blob() == S.pack(want[name][1], width)  # laid out as pack lays it out
 
 
 def test_extrema_are_the_first_samples_equal_to_them_at_every_bucket_length():
