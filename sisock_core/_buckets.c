@@ -93,6 +93,24 @@ static inline int extrema(const double *v, int64_t s, int64_t e, double *mn, dou
     return nan;
 }
 
+/* The first index from s where v equals x (there is one) */
+static inline int64_t first_equal(const double *v, int64_t s, double x)
+{
+    int64_t i = s;
+#if defined(__SSE2__)
+    const __m128d xx = _mm_set1_pd(x);
+    for (;; i += 2) { /* reads at most one value past the one found (v has room for it) */
+        const int hit = _mm_movemask_pd(_mm_cmpeq_pd(_mm_loadu_pd(v + i), xx));
+        if (hit)
+            return i + (hit & 1 ? 0 : 1);
+    }
+#else
+    while (v[i] != x)
+        i++;
+    return i;
+#endif
+}
+
 /* Of v[s:e]: the count of values that are not NaN, the first indices and the values of
  * the extrema (none: s and NaN), and the sum as np.add.reduceat computes it (NaN as 0):
  * the first value plus the pairwise sum of the others. */
@@ -102,10 +120,8 @@ static inline void reduce_bucket(const double *v, int64_t s, int64_t e, int64_t 
     double mn, mx;
     int64_t lo, hi;
     if (!extrema(v, s, e, &mn, &mx)) { /* no NaN, the usual case: the first samples equal to them */
-        for (lo = s; v[lo] != mn; lo++)
-            ;
-        for (hi = s; v[hi] != mx; hi++)
-            ;
+        lo = first_equal(v, s, mn);
+        hi = first_equal(v, s, mx);
         *count = e - s;
         *i_min = lo;
         *i_max = hi;
@@ -358,12 +374,13 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
         goto done;
     }
     ticks = PyMem_Malloc(sizeof(int64_t) * (size_t)total);
-    v = PyMem_Malloc(sizeof(double) * (size_t)total);
+    v = PyMem_Malloc(sizeof(double) * (size_t)(total + 1)); /* + 1: first_equal may read a pair past the last */
     starts = PyMem_Malloc(sizeof(int64_t) * (size_t)(total + 1));
     if (ticks == NULL || v == NULL || starts == NULL) {
         PyErr_NoMemory();
         goto done;
     }
+    v[total] = 0.;
     /* the ticks, ascending, and where each bucket starts; a time is ticks / second, its
      * bucket floor(time / width), as numpy computes them, but only where needed */
     Py_ssize_t m = 0, i = 0;

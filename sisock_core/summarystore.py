@@ -14,13 +14,14 @@ Tables (prefixed ``sisock_sum_``, so they sit beside a plugin's own, e.g. a file
   it), or ``""`` with one row per day for summaries the core computes. Coarse-tier rows
   hold 1024 buckets each and are always recomputed from the finer tier, never merged
   into, so nothing is ever counted twice.
-* ``sisock_sum_groups(source, seg, crc, data)`` and ``sisock_sum_parts(series_id, t1,
+* ``sisock_sum_groups(source, seg, t0, t1, version, data)`` and ``sisock_sum_parts(series_id, t1,
   source, seg, t0, m, at_byte, n_bytes)``: base-tier rows a plugin writes for one of its
   files (:meth:`SummaryWriter.put_bases`), all the file's series in one group (one
   blob, the series' packed rows side by side) and a small part row per series saying
   where its row lies in the blob. One file then costs one blob and a few small index
-  entries, not a row per field (a scan writes thousands of files). ``crc``: the blob's
-  CRC-32, so a reader holding a series' buckets knows them current without the blob.
+  entries, not a row per field (a scan writes thousands of files). ``version``: drawn
+  at random at each write, so a reader holding a series' buckets knows them current
+  without reading the blob again.
   (Stores written before groups existed keep such rows in ``sisock_sum_rows``; they are
   read as before and moved into a group when their file is read again.)
 
@@ -38,6 +39,7 @@ import collections
 import contextlib
 import math
 import os
+import random
 import sqlite3
 import struct
 import threading
@@ -129,7 +131,7 @@ def _ddl(kind: str) -> list[str]:
             "CREATE INDEX IF NOT EXISTS sisock_sum_rows_source ON sisock_sum_rows (source)",
             """CREATE TABLE IF NOT EXISTS sisock_sum_groups (
                 source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, t0 DOUBLE NOT NULL, t1 DOUBLE NOT NULL,
-                crc BIGINT NOT NULL, data BLOB, PRIMARY KEY (source, seg))""",
+                version BIGINT NOT NULL, data BLOB, PRIMARY KEY (source, seg))""",
             "CREATE INDEX IF NOT EXISTS sisock_sum_groups_t1 ON sisock_sum_groups (t1)",
             """CREATE TABLE IF NOT EXISTS sisock_sum_parts (
                 source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, series_id INT NOT NULL, t0 DOUBLE NOT NULL,
@@ -151,7 +153,7 @@ def _ddl(kind: str) -> list[str]:
             KEY sisock_sum_rows_t1 (series_id, tier, t1), KEY sisock_sum_rows_source (source))""" + tail,
         """CREATE TABLE IF NOT EXISTS sisock_sum_groups (
             source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, t0 DOUBLE NOT NULL, t1 DOUBLE NOT NULL,
-            crc BIGINT NOT NULL, data LONGBLOB, PRIMARY KEY (source, seg), KEY sisock_sum_groups_t1 (t1))""" + tail,
+            version BIGINT NOT NULL, data LONGBLOB, PRIMARY KEY (source, seg), KEY sisock_sum_groups_t1 (t1))""" + tail,
         """CREATE TABLE IF NOT EXISTS sisock_sum_parts (
             source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, series_id INT NOT NULL, t0 DOUBLE NOT NULL,
             t1 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL,
@@ -166,8 +168,8 @@ class RowMemo:
     A scanner writes a file's base-tier rows, then rolls the coarse tiers up from them:
     with a memo shared by its writer and its store, the rollup takes the buckets it
     already has instead of decompressing the rows again. An entry is used only if the
-    row read back is the one written (``check``: the CRC-32 of the row, or of the group
-    blob holding it), and once; at most ``max_bytes`` of buckets are kept (rows beyond
+    row read back is the one written (``check``: the CRC-32 of the row, or the version of
+    the group holding it), and once; at most ``max_bytes`` of buckets are kept (rows beyond
     are read back as usual).
     """
 
@@ -216,6 +218,7 @@ class SummaryWriter:
         self._ids: dict[str, int] = {}
         #: Where rows written are also kept unpacked for a rollup (None: nowhere).
         self.memo: RowMemo | None = None
+        self._versions = random.Random()  # seeded from the OS: writers draw apart
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s") if self.kind == "mysql" else text
@@ -436,10 +439,11 @@ class SummaryWriter:
             parts.append((group, seg, sid, k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER, len(b), at, len(blob)))
             at += len(blob)
         data = b"".join(blobs)
-        crc = zlib.crc32(data)
+        version = self._versions.getrandbits(63)
         verb = "INSERT OR REPLACE" if self.kind == "sqlite" else "REPLACE"
-        cur.execute(self.sql(f"{verb} INTO sisock_sum_groups (source, seg, t0, t1, crc, data) VALUES (?, ?, ?, ?, ?, ?)"),
-                    (group, seg, min(p[3] for p in parts), max(p[4] for p in parts), crc, data))
+        cur.execute(self.sql(f"{verb} INTO sisock_sum_groups (source, seg, t0, t1, version, data) "
+                             "VALUES (?, ?, ?, ?, ?, ?)"),
+                    (group, seg, min(p[3] for p in parts), max(p[4] for p in parts), version, data))
         cur.executemany(
             self.sql("INSERT INTO sisock_sum_parts (source, seg, series_id, t0, t1, m, at_byte, n_bytes) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
@@ -447,7 +451,7 @@ class SummaryWriter:
         )
         if self.memo is not None:
             for sid, b in series.items():
-                self.memo.put(("g", sid, group, seg), crc, b)
+                self.memo.put(("g", sid, group, seg), version, b)
         self._update_spans(cur, spans)
 
     def drop_source(self, cur: Any, source: str) -> None:
@@ -612,7 +616,8 @@ class SummaryStore:
             return self._read(cur, {s.id: s.dirty for s in series}, tier, start, end, check)
 
     def _cached(self, key: tuple, check: int) -> S.Buckets | None:
-        """Buckets of a row from the LRU, if they were unpacked from a row with checksum ``check``."""
+        """Buckets of a row from the LRU, if they were unpacked from the row with checksum
+        (or group version) ``check``."""
         with self._lock:
             hit = self._unpacked.get(key)
             if hit is not None and hit[0] == check:
@@ -622,7 +627,7 @@ class SummaryStore:
 
     def _unpack(self, key: tuple, blob: bytes, width: float, check: int | None = None) -> S.Buckets:
         """Unpacked buckets of a row, from a small LRU keyed by row and checksum (``check``:
-        of the group holding the row; None: the row's own)."""
+        the version of the group holding the row; None: the row's CRC-32)."""
         check = zlib.crc32(blob) if check is None else check
         hit = self._cached(key, check)
         if hit is not None:
@@ -645,13 +650,13 @@ class SummaryStore:
     def _grouped(self, cur: Any, ids: Sequence[int], start: float, end: float,
                  known: Callable[[tuple, int], S.Buckets | None]) -> list[tuple[int, tuple, int, Any]]:
         """The base-tier rows of the series ``ids`` held in groups that overlap ``[start,
-        end)``, by series then time: ``(series id, key, group checksum, buckets or packed
-        row)``. ``known(key, checksum)`` gives the buckets of a row already at hand (None:
+        end)``, by series then time: ``(series id, key, group version, buckets or packed
+        row)``. ``known(key, version)`` gives the buckets of a row already at hand (None:
         its bytes are read). A group rewritten between the two reads is read again."""
         marks = ",".join("?" * len(ids))
         for _ in range(3):
             cur.execute(
-                self.sql("SELECT p.series_id, p.source, p.seg, p.at_byte, p.n_bytes, g.crc FROM sisock_sum_groups g "
+                self.sql("SELECT p.series_id, p.source, p.seg, p.at_byte, p.n_bytes, g.version FROM sisock_sum_groups g "
                          "JOIN sisock_sum_parts p ON p.source = g.source AND p.seg = g.seg "
                          f"WHERE g.t1 > ? AND g.t0 < ? AND p.series_id IN ({marks}) AND p.t1 > ? AND p.t0 < ? "
                          "ORDER BY p.series_id, p.t1"),
@@ -659,33 +664,33 @@ class SummaryStore:
             )
             out: list[tuple[int, tuple, int, Any]] = []
             missing: dict[tuple[str, int], int] = {}
-            for sid, group, seg, at, size, crc in cur.fetchall():
+            for sid, group, seg, at, size, version in cur.fetchall():
                 key = ("g", int(sid), group, int(seg))
-                b = known(key, int(crc))
+                b = known(key, int(version))
                 if b is None:
-                    missing[(group, int(seg))] = int(crc)
+                    missing[(group, int(seg))] = int(version)
                     b = (int(at), int(size))
-                out.append((int(sid), key, int(crc), b))
+                out.append((int(sid), key, int(version), b))
             if not missing:
                 return out
             blobs = self._group_blobs(cur, missing)
-            if any(blobs.get(g, (None,))[0] != crc for g, crc in missing.items()):
+            if any(blobs.get(g, (None,))[0] != version for g, version in missing.items()):
                 continue  # written meanwhile
-            return [(sid, key, crc, blobs[key[2:]][1][b[0]:b[0] + b[1]] if isinstance(b, tuple) else b)
-                    for sid, key, crc, b in out]
+            return [(sid, key, version, blobs[key[2:]][1][b[0]:b[0] + b[1]] if isinstance(b, tuple) else b)
+                    for sid, key, version, b in out]
         raise SummaryStoreError(f"summary store {self.describe()}: groups kept changing while read")
 
     def _group_blobs(self, cur: Any, keys: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, bytes]]:
-        """``{(group, seg): (checksum, blob)}`` of the groups ``keys``."""
+        """``{(group, seg): (version, blob)}`` of the groups ``keys``."""
         sources = sorted({g for g, _ in keys})
         out: dict[tuple[str, int], tuple[int, bytes]] = {}
         for i in range(0, len(sources), 500):
             part = sources[i:i + 500]
-            cur.execute(self.sql(f"SELECT source, seg, crc, data FROM sisock_sum_groups "
+            cur.execute(self.sql(f"SELECT source, seg, version, data FROM sisock_sum_groups "
                                  f"WHERE source IN ({','.join('?' * len(part))})"), part)
-            for group, seg, crc, data in cur.fetchall():
+            for group, seg, version, data in cur.fetchall():
                 if (group, int(seg)) in keys:
-                    out[(group, int(seg))] = (int(crc), bytes(data))
+                    out[(group, int(seg))] = (int(version), bytes(data))
         return out
 
     def _read(self, cur: Any, dirty: Mapping[int, tuple[float, float] | None], tier: int, start: float,
@@ -703,8 +708,8 @@ class SummaryStore:
             for sid, source, seg, blob in cur.fetchall():
                 pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
             if tier == 0:
-                for sid, key, crc, got in self._grouped(cur, ids, start, end, self._cached):
-                    pieces[sid].append(got if isinstance(got, S.Buckets) else self._unpack(key, got, w, crc))
+                for sid, key, version, got in self._grouped(cur, ids, start, end, self._cached):
+                    pieces[sid].append(got if isinstance(got, S.Buckets) else self._unpack(key, got, w, version))
         out = {}
         for sid in ids:
             if check is not None:

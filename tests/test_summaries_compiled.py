@@ -164,7 +164,7 @@ def test_a_store_holds_the_same_rows_and_spans_whether_buckets_come_packed_or_no
     rows = {}
     for packed, store in stores.items():
         with store.cursor() as cur:
-            cur.execute("SELECT p.series_id, p.source, p.seg, p.t0, p.t1, p.m, p.at_byte, p.n_bytes, g.crc, g.data "
+            cur.execute("SELECT p.series_id, p.source, p.seg, p.t0, p.t1, p.m, p.at_byte, p.n_bytes, g.t0, g.t1, g.data "
                         "FROM sisock_sum_parts p JOIN sisock_sum_groups g ON g.source = p.source ORDER BY 1")
             rows[packed] = cur.fetchall()
         info = store.series(["a", "b", "c"])

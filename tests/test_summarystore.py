@@ -372,7 +372,7 @@ def attrs_evolve(b, **changes):
 
 
 def test_a_reader_holding_a_series_reads_it_again_only_when_its_group_changed(tmp_path):
-    """Warm reads take a series' buckets by the group's checksum, without its blob; a group
+    """Warm reads take a series' buckets by the group's version, without its blob; a group
     rewritten since is read again."""
     url = f"sqlite:///{tmp_path}/s.sqlite"
     t = T0 + np.arange(0, 3600, 1.0)
