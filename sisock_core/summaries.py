@@ -124,7 +124,11 @@ class PackedBuckets:
 
     def blob(self) -> bytes:
         """The stored row: what :func:`pack` gives for the same buckets."""
-        return _HEADER.pack(self.k0, self.m) + _compress(self.payload)
+        return _HEADER.pack(self.k0, self.m) + compress(self.payload)
+
+    def row(self) -> bytes:
+        """The row as laid out before compressing (:func:`pack_many` without ``compressed``)."""
+        return _HEADER.pack(self.k0, self.m) + self.payload
 
 
 def concat_packed(parts: Sequence[PackedBuckets]) -> "Buckets":
@@ -536,14 +540,16 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _codecs = threading.local()  # zstd (de)compressors are not thread-safe: one per thread
 
 
-def _compress(payload: bytes) -> bytes:
+def compress(payload: bytes) -> bytes:
+    """zstd, as stored rows are compressed."""
     c = getattr(_codecs, "c", None)
     if c is None:
         c = _codecs.c = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
     return c.compress(payload)
 
 
-def _decompress(data: bytes) -> bytes:
+def decompress(data: bytes) -> bytes:
+    """Inverse of :func:`compress` (zlib for rows written before zstd)."""
     if data[:4] != _ZSTD_MAGIC:
         return zlib.decompress(data)  # a row written before zstd
     d = getattr(_codecs, "d", None)
@@ -558,8 +564,9 @@ def pack(b: Buckets, width: float) -> bytes:
     return pack_many([b], width)[0]
 
 
-def pack_many(parts: Sequence[Buckets], width: float) -> list[bytes]:
-    """:func:`pack` of each of ``parts`` (the columns are prepared in one numpy pass)."""
+def pack_many(parts: Sequence[Buckets], width: float, compressed: bool = True) -> list[bytes]:
+    """:func:`pack` of each of ``parts`` (the columns are prepared in one numpy pass);
+    without ``compressed``, the rows as laid out before compressing (:func:`unpack_row`)."""
     sizes = [len(b) for b in parts]
     whole = concat(parts)
     m = len(whole)
@@ -587,28 +594,24 @@ def pack_many(parts: Sequence[Buckets], width: float) -> list[bytes]:
             out.append(_HEADER.pack(0, 0))
             continue
         payload = planes[:, :, start:start + size].tobytes()
-        out.append(_HEADER.pack(int(whole.k[start]), size) + _compress(payload))
+        out.append(_HEADER.pack(int(whole.k[start]), size) + (compress(payload) if compressed else payload))
         start += size
     return out
 
 
 def unpack(blob: bytes, width: float) -> Buckets:
     """Inverse of :func:`pack`."""
-    k0, m = _HEADER.unpack_from(blob)
-    if m == 0:
-        return Buckets.empty()
-    raw = np.frombuffer(_decompress(blob[_HEADER.size:]), dtype=np.uint8)
-    ncols = len(_INT_COLS) + len(_FLOAT_COLS)
-    if raw.size != ncols * m * 8:
-        raise ValueError(f"summary blob holds {raw.size} bytes, expected {ncols * m * 8}")
-    cols = raw.reshape(ncols, 8, m).transpose(0, 2, 1).copy()
-    k = np.cumsum(cols[0].view(np.int64).ravel()) + k0
-    base = k.astype(np.float64) * width
-    values = {"k": k, "n": cols[1].view(np.int64).ravel(), "count": cols[2].view(np.int64).ravel()}
-    for i, c in enumerate(_FLOAT_COLS):
-        v = cols[3 + i].view(np.float64).ravel()
-        values[c] = v + base if c in _TIME_COLS else v
-    return Buckets(**values)
+    return unpack_many_sized([blob], width)[0]
+
+
+def row_size(m: int) -> int:
+    """Bytes of a row of ``m`` buckets as laid out before compressing."""
+    return _HEADER.size + (len(_INT_COLS) + len(_FLOAT_COLS)) * 8 * m
+
+
+def unpack_row(row: bytes, width: float) -> Buckets:
+    """Inverse of :func:`pack_many` without ``compressed``."""
+    return unpack_many_sized([row], width, compressed=False)[0]
 
 
 def unpack_many(blobs: Sequence[bytes], width: float) -> Buckets:
@@ -617,8 +620,10 @@ def unpack_many(blobs: Sequence[bytes], width: float) -> Buckets:
     return unpack_many_sized(blobs, width)[0]
 
 
-def unpack_many_sized(blobs: Sequence[bytes], width: float) -> tuple[Buckets, list[int]]:
-    """:func:`unpack_many` and the number of buckets of each row."""
+def unpack_many_sized(blobs: Sequence[bytes], width: float, compressed: bool = True
+                      ) -> tuple[Buckets, list[int]]:
+    """:func:`unpack_many` and the number of buckets of each row (``compressed``: rows
+    as :func:`pack` writes them, else as laid out before compressing)."""
     ncols = len(_INT_COLS) + len(_FLOAT_COLS)
     k0s, sizes, payloads, counts = [], [], [], []
     for blob in blobs:
@@ -626,7 +631,7 @@ def unpack_many_sized(blobs: Sequence[bytes], width: float) -> tuple[Buckets, li
         counts.append(m)
         if m == 0:
             continue
-        raw = _decompress(blob[_HEADER.size:])
+        raw = decompress(blob[_HEADER.size:]) if compressed else blob[_HEADER.size:]
         if len(raw) != ncols * m * 8:
             raise ValueError(f"summary blob holds {len(raw)} bytes, expected {ncols * m * 8}")
         k0s.append(k0)

@@ -14,11 +14,12 @@ Tables (prefixed ``sisock_sum_``, so they sit beside a plugin's own, e.g. a file
   it), or ``""`` with one row per day for summaries the core computes. Coarse-tier rows
   hold 1024 buckets each and are always recomputed from the finer tier, never merged
   into, so nothing is ever counted twice.
-* ``sisock_sum_groups(source, seg, t0, t1, version, data)`` and ``sisock_sum_parts(series_id, t1,
-  source, seg, t0, m, at_byte, n_bytes)``: base-tier rows a plugin writes for one of its
-  files (:meth:`SummaryWriter.put_bases`), all the file's series in one group (one
-  blob, the series' packed rows side by side) and a small part row per series saying
-  where its row lies in the blob. One file then costs one blob and a few small index
+* ``sisock_sum_groups(source, seg, t0, t1, version, data)`` and ``sisock_sum_parts(source,
+  seg, series_id, t0, t1, m, at_byte, n_bytes, at_raw)``: base-tier rows a plugin writes
+  for one of its files (:meth:`SummaryWriter.put_bases`), all the file's series in one
+  group (one blob: chunks of ~64 kB of rows laid out side by side, each chunk compressed
+  once) and a small part row per series saying where its row lies (its chunk's bytes,
+  and where the row starts once the chunk is decompressed). One file then costs one blob and a few small index
   entries, not a row per field (a scan writes thousands of files). ``version``: drawn
   at random at each write, so a reader holding a series' buckets knows them current
   without reading the blob again.
@@ -64,6 +65,9 @@ from sisock_core.sqldb import (
 
 #: Buckets per coarse-tier row.
 SEGMENT_BUCKETS = 1024
+#: Bytes of rows (before compression) compressed together in a group: a reader of one
+#: series decompresses at most this much more, a writer compresses once per chunk.
+CHUNK_BYTES = 64 * 1024
 #: Base-tier buckets per row of summaries the core computes (one day of 60 s buckets).
 CORE_ROW_BUCKETS = 1440
 #: Kinds of values summarized (numpy dtype kinds): floats and integers.
@@ -135,7 +139,7 @@ def _ddl(kind: str) -> list[str]:
             "CREATE INDEX IF NOT EXISTS sisock_sum_groups_t1 ON sisock_sum_groups (t1)",
             """CREATE TABLE IF NOT EXISTS sisock_sum_parts (
                 source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, series_id INT NOT NULL, t0 DOUBLE NOT NULL,
-                t1 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL,
+                t1 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL, at_raw INT NOT NULL,
                 PRIMARY KEY (source, seg, series_id)) WITHOUT ROWID""",
             "CREATE TABLE IF NOT EXISTS sisock_sum_meta (name VARCHAR(64) PRIMARY KEY, value VARCHAR(255))",
         ]
@@ -156,7 +160,7 @@ def _ddl(kind: str) -> list[str]:
             version BIGINT NOT NULL, data LONGBLOB, PRIMARY KEY (source, seg), KEY sisock_sum_groups_t1 (t1))""" + tail,
         """CREATE TABLE IF NOT EXISTS sisock_sum_parts (
             source VARCHAR(255) NOT NULL, seg BIGINT NOT NULL, series_id INT NOT NULL, t0 DOUBLE NOT NULL,
-            t1 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL,
+            t1 DOUBLE NOT NULL, m INT NOT NULL, at_byte INT NOT NULL, n_bytes INT NOT NULL, at_raw INT NOT NULL,
             PRIMARY KEY (source, seg, series_id))""" + tail,
         "CREATE TABLE IF NOT EXISTS sisock_sum_meta (name VARCHAR(64) PRIMARY KEY, value VARCHAR(255))" + tail,
     ]
@@ -199,6 +203,25 @@ class RowMemo:
     def clear(self) -> None:
         self._rows.clear()
         self._bytes = 0
+
+
+class Chunks:
+    """The chunks of a group's blob, each decompressed once when a row of it is asked for."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._raw: dict[int, bytes] = {}
+
+    def row(self, at: int, size: int, at_raw: int, m: int) -> bytes:
+        """The row of ``m`` buckets at ``at_raw`` in the chunk of ``size`` bytes at ``at``
+        (as laid out before compressing: :func:`sisock_core.summaries.unpack_row`)."""
+        raw = self._raw.get(at)
+        if raw is None:
+            raw = self._raw[at] = S.decompress(self.data[at:at + size])
+        row = raw[at_raw:at_raw + S.row_size(m)]
+        if len(row) != S.row_size(m):
+            raise ValueError(f"a chunk of {len(raw)} bytes holds no row of {m} buckets at byte {at_raw}")
+        return row
 
 
 class SummaryWriter:
@@ -384,17 +407,17 @@ class SummaryWriter:
         written before groups existed (deleted here: the caller writes them into the group)."""
         group = self.group_of(source)
         out: dict[int, S.Buckets] = {}
-        cur.execute(self.sql("SELECT series_id, at_byte, n_bytes FROM sisock_sum_parts WHERE source = ? AND seg = ?"),
-                    (group, seg))
+        cur.execute(self.sql("SELECT series_id, at_byte, n_bytes, at_raw, m FROM sisock_sum_parts "
+                             "WHERE source = ? AND seg = ?"), (group, seg))
         parts = cur.fetchall()
         if parts:
             cur.execute(self.sql("SELECT data FROM sisock_sum_groups WHERE source = ? AND seg = ?"), (group, seg))
             row = cur.fetchone()
             if row is None:
                 raise SummaryStoreCorrupt(f"the parts of group {group!r} segment {seg} have no group row")
-            data = bytes(row[0])
-            for sid, at, size in parts:
-                out[int(sid)] = S.unpack(data[int(at):int(at) + int(size)], S.BASE_TIER)
+            chunks = Chunks(bytes(row[0]))
+            for sid, at, size, at_raw, m in parts:
+                out[int(sid)] = S.unpack_row(chunks.row(int(at), int(size), int(at_raw), int(m)), S.BASE_TIER)
         cur.execute(self.sql(f"SELECT series_id, data FROM sisock_sum_rows WHERE tier = {_BASE} AND source = ? "
                              "AND seg = ?"), (source, seg))
         legacy = cur.fetchall()
@@ -425,34 +448,53 @@ class SummaryWriter:
             cur.execute(self.sql("DELETE FROM sisock_sum_groups WHERE source = ? AND seg = ?"), (group, seg))
             return
         plain = [b for b in series.values() if not isinstance(b, S.PackedBuckets)]
-        packed_plain = iter(S.pack_many(plain, S.BASE_TIER))
-        blobs, parts, at = [], [], 0
+        laid_out = iter(S.pack_many(plain, S.BASE_TIER, compressed=False))
+        chunks: list[bytes] = []  # compressed
+        rows: list[bytes] = []  # of the chunk being filled
+        parts: list[list] = []
+        at = at_raw = 0  # where the chunk being filled starts; where its next row starts
         for sid, b in series.items():
             if isinstance(b, S.PackedBuckets):
                 if b.width != S.BASE_TIER:
                     raise ValueError(f"buckets of tier {b.width} s written as tier {S.BASE_TIER} s")
-                blob = b.blob()
+                row = b.row()
             else:
-                blob = next(packed_plain)
+                row = next(laid_out)
             _, _, k0, k1 = S.span_of(b)
-            blobs.append(blob)
-            parts.append((group, seg, sid, k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER, len(b), at, len(blob)))
-            at += len(blob)
-        data = b"".join(blobs)
+            rows.append(row)
+            parts.append([group, seg, sid, k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER, len(b), at, 0, at_raw])
+            at_raw += len(row)
+            if at_raw >= CHUNK_BYTES:
+                at = self._end_chunk(chunks, rows, parts, at)
+                at_raw = 0
+        if rows:
+            self._end_chunk(chunks, rows, parts, at)
+        data = b"".join(chunks)
         version = self._versions.getrandbits(63)
         verb = "INSERT OR REPLACE" if self.kind == "sqlite" else "REPLACE"
         cur.execute(self.sql(f"{verb} INTO sisock_sum_groups (source, seg, t0, t1, version, data) "
                              "VALUES (?, ?, ?, ?, ?, ?)"),
                     (group, seg, min(p[3] for p in parts), max(p[4] for p in parts), version, data))
         cur.executemany(
-            self.sql("INSERT INTO sisock_sum_parts (source, seg, series_id, t0, t1, m, at_byte, n_bytes) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+            self.sql("INSERT INTO sisock_sum_parts (source, seg, series_id, t0, t1, m, at_byte, n_bytes, at_raw) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             parts,
         )
         if self.memo is not None:
             for sid, b in series.items():
                 self.memo.put(("g", sid, group, seg), version, b)
         self._update_spans(cur, spans)
+
+    @staticmethod
+    def _end_chunk(chunks: list[bytes], rows: list[bytes], parts: list[list], at: int) -> int:
+        """Compress the rows of the chunk being filled (the last ``len(rows)`` parts');
+        returns where the next chunk starts."""
+        chunk = S.compress(b"".join(rows))
+        for part in parts[len(parts) - len(rows):]:
+            part[7] = len(chunk)
+        chunks.append(chunk)
+        rows.clear()
+        return at + len(chunk)
 
     def drop_source(self, cur: Any, source: str) -> None:
         """Delete a source's base rows (its file went away or is read again)."""
@@ -625,7 +667,8 @@ class SummaryStore:
                 return hit[1]
         return None
 
-    def _unpack(self, key: tuple, blob: bytes, width: float, check: int | None = None) -> S.Buckets:
+    def _unpack(self, key: tuple, blob: bytes, width: float, check: int | None = None,
+                compressed: bool = True) -> S.Buckets:
         """Unpacked buckets of a row, from a small LRU keyed by row and checksum (``check``:
         the version of the group holding the row; None: the row's CRC-32)."""
         check = zlib.crc32(blob) if check is None else check
@@ -633,7 +676,7 @@ class SummaryStore:
         if hit is not None:
             return hit
         try:
-            b = S.unpack(blob, width)
+            b = S.unpack(blob, width) if compressed else S.unpack_row(blob, width)
         except UNPACK_ERRORS as exc:
             raise self._corrupt_row(f"row {key} (series, tier, source, seg)", exc) from exc
         with self._lock:
@@ -650,34 +693,39 @@ class SummaryStore:
     def _grouped(self, cur: Any, ids: Sequence[int], start: float, end: float,
                  known: Callable[[tuple, int], S.Buckets | None]) -> list[tuple[int, tuple, int, Any]]:
         """The base-tier rows of the series ``ids`` held in groups that overlap ``[start,
-        end)``, by series then time: ``(series id, key, group version, buckets or packed
-        row)``. ``known(key, version)`` gives the buckets of a row already at hand (None:
-        its bytes are read). A group rewritten between the two reads is read again."""
+        end)``, by series then time: ``(series id, key, group version, buckets or row as
+        laid out before compressing)``. ``known(key, version)`` gives the buckets of a row
+        already at hand (None: its chunk is read). A group rewritten between the two reads
+        is read again."""
         marks = ",".join("?" * len(ids))
         for _ in range(3):
             cur.execute(
-                self.sql("SELECT p.series_id, p.source, p.seg, p.at_byte, p.n_bytes, g.version FROM sisock_sum_groups g "
-                         "JOIN sisock_sum_parts p ON p.source = g.source AND p.seg = g.seg "
+                self.sql("SELECT p.series_id, p.source, p.seg, p.at_byte, p.n_bytes, p.at_raw, p.m, g.version "
+                         "FROM sisock_sum_groups g JOIN sisock_sum_parts p ON p.source = g.source AND p.seg = g.seg "
                          f"WHERE g.t1 > ? AND g.t0 < ? AND p.series_id IN ({marks}) AND p.t1 > ? AND p.t0 < ? "
                          "ORDER BY p.series_id, p.t1"),
                 (start, end, *ids, start, end),
             )
             out: list[tuple[int, tuple, int, Any]] = []
             missing: dict[tuple[str, int], int] = {}
-            for sid, group, seg, at, size, version in cur.fetchall():
+            for sid, group, seg, at, size, at_raw, m, version in cur.fetchall():
                 key = ("g", int(sid), group, int(seg))
                 b = known(key, int(version))
                 if b is None:
                     missing[(group, int(seg))] = int(version)
-                    b = (int(at), int(size))
+                    b = (int(at), int(size), int(at_raw), int(m))
                 out.append((int(sid), key, int(version), b))
             if not missing:
                 return out
             blobs = self._group_blobs(cur, missing)
             if any(blobs.get(g, (None,))[0] != version for g, version in missing.items()):
                 continue  # written meanwhile
-            return [(sid, key, version, blobs[key[2:]][1][b[0]:b[0] + b[1]] if isinstance(b, tuple) else b)
-                    for sid, key, version, b in out]
+            chunks = {g: Chunks(data) for g, (_, data) in blobs.items()}
+            try:
+                return [(sid, key, version, chunks[key[2:]].row(*b) if isinstance(b, tuple) else b)
+                        for sid, key, version, b in out]
+            except UNPACK_ERRORS as exc:
+                raise self._corrupt_row(f"a group of series {min(ids)}..{max(ids)} in [{start}, {end})", exc) from exc
         raise SummaryStoreError(f"summary store {self.describe()}: groups kept changing while read")
 
     def _group_blobs(self, cur: Any, keys: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], tuple[int, bytes]]:
@@ -709,7 +757,8 @@ class SummaryStore:
                 pieces[int(sid)].append(self._unpack((int(sid), tier, source, int(seg)), bytes(blob), w))
             if tier == 0:
                 for sid, key, version, got in self._grouped(cur, ids, start, end, self._cached):
-                    pieces[sid].append(got if isinstance(got, S.Buckets) else self._unpack(key, got, w, version))
+                    pieces[sid].append(got if isinstance(got, S.Buckets) else
+                                       self._unpack(key, got, w, version, compressed=False))
         out = {}
         for sid in ids:
             if check is not None:
@@ -852,6 +901,8 @@ class SummaryStore:
                 blob_at.append(pos[int(sid)])
         packed: list[S.PackedBuckets] = []
         packed_at: list[int] = []
+        rows: list[bytes] = []  # laid out, not compressed
+        rows_at: list[int] = []
         if tier == 0:
             take = memo.take if memo is not None else (lambda key, check: None)
             for sid, _, _, got in self._grouped(cur, ids, start, end, take):
@@ -862,16 +913,18 @@ class SummaryStore:
                     known.append(got)
                     known_at.append(pos[sid])
                 else:
-                    blobs.append(got)
-                    blob_at.append(pos[sid])
+                    rows.append(got)
+                    rows_at.append(pos[sid])
         try:
             unpacked, counts = S.unpack_many_sized(blobs, w)
+            laid_out, row_counts = S.unpack_many_sized(rows, w, compressed=False)
         except UNPACK_ERRORS as exc:
             raise self._corrupt_row(f"a row of tier {tier} of series {min(ids)}..{max(ids)} "
                                     f"in [{start}, {end})", exc) from exc
-        pieces = known + [unpacked, S.concat_packed(packed)]
+        pieces = known + [unpacked, laid_out, S.concat_packed(packed)]
         index = np.concatenate((np.repeat(np.array(known_at, dtype=np.int64), [len(b) for b in known]),
                                 np.repeat(np.array(blob_at, dtype=np.int64), counts),
+                                np.repeat(np.array(rows_at, dtype=np.int64), row_counts),
                                 np.repeat(np.array(packed_at, dtype=np.int64), [p.m for p in packed])))
         return index, S.concat(pieces)
 

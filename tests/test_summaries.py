@@ -156,7 +156,7 @@ def test_rows_written_with_zlib_are_still_read():
     b = S.summarize(t, np.sin(t))
     blob = S.pack(b, 60.0)
     assert blob[12:16] == b"\x28\xb5\x2f\xfd"  # zstd frame
-    legacy = blob[:12] + zlib.compress(S._decompress(blob[12:]), 1)
+    legacy = blob[:12] + zlib.compress(S.decompress(blob[12:]), 1)
     assert_buckets_equal(S.unpack(legacy, 60.0), b)
     assert_buckets_equal(S.unpack_many([legacy, blob], 60.0), S.concat([b, b]))
 

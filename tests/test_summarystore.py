@@ -392,3 +392,41 @@ def test_a_reader_holding_a_series_reads_it_again_only_when_its_group_changed(tm
     assert len(fetched) == 2 and np.array_equal(again.first, S.summarize(t, np.cos(t)).first)
     store.close()
     reader.close()
+
+
+def test_a_group_of_many_series_is_compressed_in_chunks_and_each_series_read_back(tmp_path):
+    """Rows of ~64 kB are compressed together: a reader (cold, or the rollup of another
+    process) finds each series in its chunk; a merge reads them back from the chunks too."""
+    from sisock_core.summarystore import CHUNK_BYTES
+
+    from .test_summaries import assert_buckets_equal
+
+    url = f"sqlite:///{tmp_path}/s.sqlite"
+    rng = np.random.default_rng(5)
+    t = T0 + np.sort(rng.uniform(0, 3600, 3600))
+    names = [f"f{i:02d}" for i in range(40)]
+    y = {n: rng.normal(size=t.size) for n in names}
+    store = SummaryStore(url)
+    with store.cursor(write=True) as cur:
+        sid = {n: store.writer.series_id(cur, n, "tl", "f") for n in names}
+        store.writer.put_bases(cur, "file1", [(sid[n], S.summarize(t, y[n])) for n in names])
+        cur.execute("SELECT COUNT(DISTINCT at_byte), MAX(at_raw) FROM sisock_sum_parts")
+        chunks, last = cur.fetchone()
+    assert chunks >= 3 and last < CHUNK_BYTES
+    span = (np.floor(T0 / 60) * 60, np.floor(T0 / 60) * 60 + 3660)
+    reader = SummaryStore(url)
+    got = base_read(reader, names, *span)
+    for n in names:
+        assert_buckets_equal(got[n], S.summarize(t, y[n]))
+    assert reader.rollup() == len(names)  # from the chunks (no memo in this process)
+    info = reader.series(names)
+    coarse = reader.read([info[n] for n in names], 1, span[0] // 600 * 600, span[1] // 600 * 600 + 600)
+    for n in names:
+        assert_buckets_equal(coarse[info[n].id], S.rollup(S.summarize(t, y[n]), 60.0, 600.0))
+    with store.cursor(write=True) as cur:  # merged: every series read back from its chunk
+        store.writer.put_bases(cur, "file1", [(sid["f00"], S.summarize(t[:0], y["f00"][:0]))], merge=True)
+    got = base_read(reader, names, *span)
+    for n in names:
+        assert_buckets_equal(got[n], S.summarize(t, y[n]))
+    store.close()
+    reader.close()
