@@ -126,8 +126,9 @@ def field_type(values: Any) -> str:
 
 
 def _block_info(block: Any, types: dict | None = None, owner: str = ""
-                ) -> tuple[list[str], tuple[tuple[str, str], ...], float, float, int] | None:
-    """Fields (sorted keys), typed fields, first and last time, count; None if unusable.
+                ) -> tuple[list[str], tuple[tuple[str, str], ...], float, float, int, Any] | None:
+    """Fields (sorted keys), typed fields, first and last time, count, the time vector
+    (None for schema v0); None if unusable.
 
     ``types`` caches the typed fields by ``(owner, keys)``: reading each vector only
     to learn its type costs more than the rest of the scan.
@@ -144,14 +145,14 @@ def _block_info(block: Any, types: dict | None = None, owner: str = ""
             fields = tuple((k, field_type(block[k])) for k in keys)
             if types is not None:
                 types[key] = fields
-        return keys, fields, times[0].time / _SECOND, times[n - 1].time / _SECOND, n
+        return keys, fields, times[0].time / _SECOND, times[n - 1].time / _SECOND, n, times
     if isinstance(block, so3g.IrregBlockDouble):  # schema v0
         t = block.t
         n = len(t)
         if n == 0:
             return None
         keys = sorted(block.data.keys())
-        return keys, tuple((k, "number") for k in keys), float(t[0]), float(t[n - 1]), n
+        return keys, tuple((k, "number") for k in keys), float(t[0]), float(t[n - 1]), n, None
     return None
 
 
@@ -274,18 +275,20 @@ def _summaries(collected: dict) -> list[tuple[str, str, str, Any]]:
 class _Blocks:
     """The blocks of one name in a file, kept for :func:`_summaries`."""
 
-    __slots__ = ("fields", "blocks", "alike")
+    __slots__ = ("fields", "blocks", "times", "alike")
 
     def __init__(self, fields: tuple[tuple[str, str], ...]) -> None:
         self.fields = fields  #: the typed fields of the first block
         self.blocks: list = []
+        self.times: list = []  #: of each block (None for schema v0)
         self.alike = True  #: every block a G3TimesampleMap with the first one's fields
 
-    def add(self, block: Any, fields: tuple[tuple[str, str], ...]) -> None:
+    def add(self, block: Any, fields: tuple[tuple[str, str], ...], times: Any) -> None:
         if self.alike and not (fields is self.fields or fields == self.fields) or \
                 not isinstance(block, core.G3TimesampleMap):
             self.alike = False
         self.blocks.append(block)
+        self.times.append(times)
 
     def summarized(self, width: float) -> dict[str, tuple[str, Any]] | None:
         """``{field: (dtype kind, packed buckets)}`` of the numeric fields, decoded, reduced
@@ -299,7 +302,7 @@ class _Blocks:
             return {}
         values = [b.values() for b in self.blocks]
         try:
-            return summarize_blocks([b.times for b in self.blocks], [f for _, f in numeric],
+            return summarize_blocks(self.times, [f for _, f in numeric],
                                     [[v[i] for v in values] for i, _ in numeric], width, _SECOND, packed=True)
         except (TypeError, ValueError):  # a vector not float64 or int64, or of another length
             return None
@@ -343,12 +346,12 @@ class _Blocks:
 
 
 def _collect(result: ScanResult, description: str, name: str, block: Any,
-             fields: tuple[tuple[str, str], ...]) -> None:
-    """Keep a block for :func:`_summaries`."""
+             fields: tuple[tuple[str, str], ...], times: Any) -> None:
+    """Keep a block (and its time vector, already read) for :func:`_summaries`."""
     group = result.collected.get((description, name))
     if group is None:
         group = result.collected[(description, name)] = _Blocks(fields)
-    group.add(block, fields)
+    group.add(block, fields, times)
 
 
 def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None:
@@ -377,14 +380,14 @@ def _process(frame: Any, pos: int, state: ScanState, result: ScanResult) -> None
             info = _block_info(block, result.types, description)
             if info is None:
                 continue
-            keys, fields, t0, t1, n = info
+            keys, fields, t0, t1, n, times = info
             if names is not None and index < len(names):
                 name = names[index]
             else:
                 name = "block_for_%s" % keys[0] if keys else "block%d" % index
             result.blocks.append((pos, index, prov_id, description, name, fields, t0, t1, n))
             if result.collected is not None:
-                _collect(result, description, name, block, fields)
+                _collect(result, description, name, block, fields, times)
 
 
 # -- decoding --------------------------------------------------------------------------
