@@ -16,15 +16,15 @@ Tables (prefixed ``sisock_sum_``, so they sit beside a plugin's own, e.g. a file
   into, so nothing is ever counted twice.
 * ``sisock_sum_groups(source, seg, t0, t1, version, data)`` and ``sisock_sum_parts(source,
   seg, series_id, t0, t1, m, at_byte, n_bytes, at_raw)``: base-tier rows a plugin writes
-  for one of its files (:meth:`SummaryWriter.put_bases`), all the file's series in one
-  group (one blob: chunks of ~64 kB of rows laid out side by side, each chunk compressed
-  once) and a small part row per series saying where its row lies (its chunk's bytes,
-  and where the row starts once the chunk is decompressed). One file then costs one blob and a few small index
-  entries, not a row per field (a scan writes thousands of files). ``version``: drawn
-  at random at each write, so a reader holding a series' buckets knows them current
-  without reading the blob again.
-  (Stores written before groups existed keep such rows in ``sisock_sum_rows``; they are
-  read as before and moved into a group when their file is read again.)
+  for one of its files (:meth:`SummaryWriter.put_bases`). All the file's series are in
+  one group: one blob of chunks (~64 kB of rows laid out side by side, each chunk
+  compressed once), and a small part row per series saying where its row lies (its
+  chunk's bytes, and where the row starts once the chunk is decompressed). A file then
+  costs one blob and a page of small entries, not a row per field. ``version`` is drawn
+  at random at each write: a reader holding a series' buckets knows them current
+  without reading the blob again. (Stores written before groups existed keep such rows
+  in ``sisock_sum_rows``: they are read as before, and moved into the file's group when
+  the file is read again.)
 
 The store is a cache: dropping it loses nothing (the next scan, or the core's summarizer,
 rebuilds it), and a read that finds a coarse segment pending recomputation derives it from
@@ -448,7 +448,7 @@ class SummaryWriter:
             cur.execute(self.sql("DELETE FROM sisock_sum_groups WHERE source = ? AND seg = ?"), (group, seg))
             return
         plain = [b for b in series.values() if not isinstance(b, S.PackedBuckets)]
-        laid_out = iter(S.pack_many(plain, S.BASE_TIER, compressed=False))
+        laid_out = iter(S.pack_many(plain, S.BASE_TIER, compressed=False) if plain else ())
         chunks: list[bytes] = []  # compressed
         rows: list[bytes] = []  # of the chunk being filled
         parts: list[list] = []
@@ -958,7 +958,7 @@ class SummaryStore:
                                          f"(SELECT id FROM sisock_sum_series WHERE {match})"), (len(prefix), prefix))
                     cur.execute(self.sql(f"DELETE FROM sisock_sum_parts WHERE series_id IN "
                                          f"(SELECT id FROM sisock_sum_series WHERE {match})"), (len(prefix), prefix))
-                    cur.execute(self.sql(f"DELETE FROM sisock_sum_groups WHERE SUBSTR(source, 1, ?) = ?"),
+                    cur.execute(self.sql("DELETE FROM sisock_sum_groups WHERE SUBSTR(source, 1, ?) = ?"),
                                 (len(prefix), prefix))
                     cur.execute(self.sql(f"DELETE FROM sisock_sum_series WHERE {match}"), (len(prefix), prefix))
                 done = f"deleted the series of namespace {prefix[:-1]!r}"

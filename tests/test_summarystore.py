@@ -430,3 +430,33 @@ def test_a_group_of_many_series_is_compressed_in_chunks_and_each_series_read_bac
         assert_buckets_equal(got[n], S.summarize(t, y[n]))
     store.close()
     reader.close()
+
+
+def test_a_group_rewritten_between_a_reader_s_two_queries_is_read_again(tmp_path):
+    """A reader finds the parts, then fetches the groups' blobs: if a writer replaced a
+    group in between (its version differs), the parts are read again, never sliced from
+    the other blob."""
+    from .test_summaries import assert_buckets_equal
+
+    url = f"sqlite:///{tmp_path}/s.sqlite"
+    t = T0 + np.arange(0, 3600, 1.0)
+    span = (np.floor(T0 / 60) * 60, np.floor(T0 / 60) * 60 + 3660)
+    store, reader = SummaryStore(url), SummaryStore(url)
+    with store.cursor(write=True) as cur:
+        sid = store.writer.series_id(cur, "a", "tl", "f")
+        store.writer.put_bases(cur, "file1", [(sid, S.summarize(t, np.sin(t)))])
+    real, calls = reader._group_blobs, []
+
+    def rewritten_once(cur, keys):
+        if not calls:  # the writer replaces the group (other buckets, another layout) right now
+            with store.cursor(write=True) as wcur:
+                store.writer.put_bases(wcur, "file1", [(sid, S.summarize(t[:1800], np.cos(t[:1800])))])
+        calls.append(sorted(keys))
+        return real(cur, keys)
+
+    reader._group_blobs = rewritten_once
+    got = base_read(reader, ["a"], *span)["a"]
+    assert len(calls) == 2
+    assert_buckets_equal(got, S.summarize(t[:1800], np.cos(t[:1800])))
+    store.close()
+    reader.close()
