@@ -379,24 +379,33 @@ class SummaryWriter:
         spans.setdefault((t0, t1, k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER), []).append(sid)
 
     def _update_spans(self, cur: Any, spans: dict[tuple[float, float, float, float], list[int]]) -> None:
-        """Widen the series' time spans and dirty ranges (fields of one timeline share
-        their span: one update for all of them)."""
-        by_size: dict[int, list[tuple]] = {}
-        for (t0, t1, d0, d1), sids in spans.items():
-            for i in range(0, len(sids), 500):  # under any SQLite's limit of variables
-                part = sids[i:i + 500]
-                by_size.setdefault(len(part), []).append((t0, t0, t1, t1, d0, d0, d1, d1, *part))
+        """Widen the series' time spans and dirty ranges, in one statement per 100 series
+        (the new spans joined as a table of values)."""
+        rows = [(sid, *span) for span, sids in spans.items() for sid in sids]
         lo, hi = self._mm()
-        for size, params in by_size.items():
-            cur.executemany(
-                self.sql(
-                    f"UPDATE sisock_sum_series SET t_first = {lo}(COALESCE(t_first, ?), ?), "
-                    f"t_last = {hi}(COALESCE(t_last, ?), ?), dirty_t0 = {lo}(COALESCE(dirty_t0, ?), ?), "
-                    f"dirty_t1 = {hi}(COALESCE(dirty_t1, ?), ?), dirty_gen = dirty_gen + 1 "
-                    f"WHERE id IN ({','.join('?' * size)})"
-                ),
-                params,
-            )
+        for i in range(0, len(rows), 100):  # 5 variables a row: under any SQLite's limit
+            part = rows[i:i + 100]
+            params = [x for row in part for x in row]
+            if self.kind == "sqlite":
+                values = ",".join(["(?, ?, ?, ?, ?)"] * len(part))
+                cur.execute(
+                    f"WITH v(id, t0, t1, d0, d1) AS (VALUES {values}) "
+                    f"UPDATE sisock_sum_series SET t_first = {lo}(COALESCE(t_first, v.t0), v.t0), "
+                    f"t_last = {hi}(COALESCE(t_last, v.t1), v.t1), dirty_t0 = {lo}(COALESCE(dirty_t0, v.d0), v.d0), "
+                    f"dirty_t1 = {hi}(COALESCE(dirty_t1, v.d1), v.d1), dirty_gen = dirty_gen + 1 "
+                    "FROM v WHERE sisock_sum_series.id = v.id",
+                    params,
+                )
+            else:
+                values = " UNION ALL ".join(["SELECT %s AS id, %s AS t0, %s AS t1, %s AS d0, %s AS d1"] * len(part))
+                cur.execute(
+                    f"UPDATE sisock_sum_series s JOIN ({values}) v ON s.id = v.id "
+                    f"SET s.t_first = {lo}(COALESCE(s.t_first, v.t0), v.t0), "
+                    f"s.t_last = {hi}(COALESCE(s.t_last, v.t1), v.t1), "
+                    f"s.dirty_t0 = {lo}(COALESCE(s.dirty_t0, v.d0), v.d0), "
+                    f"s.dirty_t1 = {hi}(COALESCE(s.dirty_t1, v.d1), v.d1), s.dirty_gen = s.dirty_gen + 1",
+                    params,
+                )
 
     def group_of(self, source: str) -> str:
         """The key of ``source``'s group (the writer's namespace, then the source)."""
