@@ -493,8 +493,61 @@ done:
 
 #undef TIME
 
+PyDoc_STRVAR(join_columns_doc,
+"join_columns(pieces, ncols) -> bytearray\n\n"
+"Pieces of ncols columns of 8-byte values each (piece i: ncols x m_i values, column after\n"
+"column; anything with the buffer protocol) joined column by column: ncols x sum(m_i).");
+
+static PyObject *join_columns(PyObject *self, PyObject *args)
+{
+    PyObject *pieces;
+    Py_ssize_t ncols;
+    if (!PyArg_ParseTuple(args, "O!n:join_columns", &PyList_Type, &pieces, &ncols))
+        return NULL;
+    if (ncols <= 0) {
+        PyErr_SetString(PyExc_ValueError, "ncols must be positive");
+        return NULL;
+    }
+    const Py_ssize_t np = PyList_GET_SIZE(pieces);
+    Py_buffer *bufs = PyMem_Calloc((size_t)np + 1, sizeof(Py_buffer));
+    if (bufs == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t held = 0, total = 0;
+    PyObject *out = NULL;
+    for (; held < np; held++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(pieces, held), &bufs[held], PyBUF_SIMPLE) < 0)
+            goto done;
+        if (bufs[held].len % (8 * ncols) != 0) {
+            PyErr_Format(PyExc_ValueError, "piece %zd: %zd bytes are not %zd columns of 8-byte values", held,
+                         bufs[held].len, ncols);
+            held++;
+            goto done;
+        }
+        total += bufs[held].len / (8 * ncols);
+    }
+    out = PyByteArray_FromStringAndSize(NULL, 8 * ncols * total);
+    if (out == NULL)
+        goto done;
+    {
+        char *dst = PyByteArray_AS_STRING(out);
+        Py_ssize_t at = 0; /* values of each column written so far */
+        for (Py_ssize_t i = 0; i < np; i++) {
+            const Py_ssize_t m = bufs[i].len / (8 * ncols);
+            for (Py_ssize_t c = 0; c < ncols; c++)
+                memcpy(dst + 8 * (c * total + at), (const char *)bufs[i].buf + 8 * c * m, 8 * (size_t)m);
+            at += m;
+        }
+    }
+done:
+    for (Py_ssize_t i = 0; i < held; i++)
+        PyBuffer_Release(&bufs[i]);
+    PyMem_Free(bufs);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"summarize_blocks", summarize_blocks, METH_VARARGS, summarize_blocks_doc},
+    {"join_columns", join_columns, METH_VARARGS, join_columns_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -132,16 +132,18 @@ class PackedBuckets:
 
 
 def concat_packed(parts: Sequence[PackedBuckets]) -> "Buckets":
-    """:func:`concat` of :class:`PackedBuckets` (one numpy call per buffer kind)."""
+    """:func:`concat` of :class:`PackedBuckets` (their buffers joined column by column)."""
     if not parts:
         return Buckets.empty()
+    total = sum(p.m for p in parts)
     if len(parts) == 1:
         p = parts[0]
-        head = np.frombuffer(p.shared, dtype=np.float64).reshape(4, p.m)
-        cols = np.frombuffer(p.columns, dtype=np.float64).reshape(8, p.m)
-    else:
-        head = np.concatenate([np.frombuffer(p.shared, dtype=np.float64).reshape(4, p.m) for p in parts], axis=1)
-        cols = np.concatenate([np.frombuffer(p.columns, dtype=np.float64).reshape(8, p.m) for p in parts], axis=1)
+        head, cols = p.shared, p.columns
+    else:  # PackedBuckets come from the compiled kernel: it is there
+        head = _buckets.join_columns([p.shared for p in parts], 4)
+        cols = _buckets.join_columns([p.columns for p in parts], 8)
+    head = np.frombuffer(head, dtype=np.float64).reshape(4, total)
+    cols = np.frombuffer(cols, dtype=np.float64).reshape(8, total)
     return Buckets(head[0].view(np.int64), head[1].view(np.int64), cols[0].view(np.int64), head[2], head[3],
                    cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7])
 

@@ -142,6 +142,22 @@ def test_packed_buckets_are_the_rows_pack_writes():
         assert_identical(S.unpack(p.blob(), 60.0), b)
 
 
+def test_packed_buckets_of_many_fields_join_as_their_columns_do():
+    rng = np.random.default_rng(9)
+    times, fields = [], {"x": [], "y": []}
+    parts, want = [], []
+    for n in (1, 700, 61, 3000):
+        ticks = int(T0 * SECOND) + np.cumsum(rng.integers(10**8, 3 * 10**9, n))
+        x, y = rng.normal(size=n), rng.integers(-99, 99, n)
+        got = S.summarize_blocks([ticks], ["x", "y"], [[x], [y]], 60.0, SECOND, packed=True)
+        parts += [got["x"][1], got["y"][1]]
+        want += [numpy_path([ticks], {"x": [x]}, 60.0)["x"][1], numpy_path([ticks], {"y": [y]}, 60.0)["y"][1]]
+    assert_identical(S.concat_packed(parts), S.concat(want))
+    assert_identical(parts[5].buckets, want[5])
+    with pytest.raises(ValueError, match="piece 1: 12 bytes are not 4 columns of 8-byte values"):
+        S._buckets.join_columns([bytes(32), bytes(12)], 4)
+
+
 def test_a_store_holds_the_same_rows_and_spans_whether_buckets_come_packed_or_not(tmp_path):
     """Fields of one timeline share a span (one update for them); the file's group and its
     parts are byte-identical."""
