@@ -389,18 +389,24 @@ static PyObject *summarize_blocks(PyObject *self, PyObject *args)
     uint64_t below = 0;        /* ticks from 0 to below: in bucket kprev, surely (0: none known) */
     int64_t prev = INT64_MIN;
     for (Py_ssize_t j = 0; j < nblocks && sorted; j++) {
-        const Vec *vec = &vecs[j];
-        for (Py_ssize_t q = 0; q < vec->buf.shape[0]; q++, i++) {
-            const int64_t tk = int64_at(vec, q);
+        /* in locals: the stores to ticks could alias the Vec's fields otherwise */
+        const char *p = vecs[j].buf.buf;
+        const Py_ssize_t stride = vecs[j].stride, n = vecs[j].buf.shape[0];
+        for (Py_ssize_t q = 0; q < n; q++, i++) {
+            int64_t tk;
+            memcpy(&tk, p + q * stride, 8);
             ticks[i] = tk;
+            /* ascending, short of the next bucket: no division (a negative tick is huge as
+               unsigned: never taken) */
+            if (tk >= prev && (uint64_t)tk < below) {
+                prev = tk;
+                continue;
+            }
             if (tk < prev) {
                 sorted = 0;
                 break;
             }
             prev = tk;
-            if ((uint64_t)tk < below) /* ascending, short of the next bucket: no division (a negative
-                                         tick is huge as unsigned: never taken) */
-                continue;
             const double kf = floor(TIME(tk) / width);
             if (i == 0 || kf != kprev)
                 starts[m++] = i;
