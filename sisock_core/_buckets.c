@@ -251,7 +251,10 @@ static void put_planes(unsigned char *restrict dst, const void *x, Py_ssize_t m)
     }
 }
 
-/* Per field, the payload of sisock_core.summaries.pack (before compression): 12 columns
+#define ROW_HEAD 12 /* the header of a row: struct "<qI" */
+
+/* Per field, its row as sisock_core.summaries.pack_many(compressed=False) lays it out: the
+ * header (the first bucket's number, the buckets), then 12 columns
  * of m values as byte planes: k as differences (the first 0), n, count, t_first, t_last,
  * t_min, t_max as offsets from their bucket's start k * width, first, last, vmin, vmax,
  * vsum. */
@@ -274,11 +277,15 @@ static PyObject *pack_fields(Py_ssize_t m, Py_ssize_t nf, double width, PyObject
     for (Py_ssize_t f = 0; f < nf; f++) {
         const int64_t *count = (const int64_t *)PyByteArray_AS_STRING(PyList_GET_ITEM(per_field, f));
         const double *cols = (const double *)(count + m); /* t_min, t_max, first, last, vmin, vmax, vsum */
-        PyObject *payload = PyBytes_FromStringAndSize(NULL, 12 * 8 * m);
-        if (payload == NULL)
+        PyObject *row = PyBytes_FromStringAndSize(NULL, ROW_HEAD + 12 * 8 * m);
+        if (row == NULL)
             goto fail;
-        PyList_SET_ITEM(out, f, payload);
-        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(payload);
+        PyList_SET_ITEM(out, f, row);
+        unsigned char *head = (unsigned char *)PyBytes_AS_STRING(row), *dst = head + ROW_HEAD;
+        for (int byte = 0; byte < 8; byte++) /* the first bucket's number, int64, then m, uint32: little-endian */
+            head[byte] = (unsigned char)((uint64_t)k[0] >> (8 * byte));
+        for (int byte = 0; byte < 4; byte++)
+            head[8 + byte] = (unsigned char)((uint64_t)m >> (8 * byte));
         const Py_ssize_t plane = 8 * m;
         put_planes(dst, dk, m);
         put_planes(dst + plane, n, m);
@@ -313,8 +320,8 @@ PyDoc_STRVAR(summarize_blocks_doc,
 "a list of bytearrays of 8 x m columns, one per field in their order (count as int64;\n"
 "t_min, t_max, first, last, vmin, vmax, vsum), and each field's kind ('f' or 'i'); None if the times\n"
 "are not ascending. The numbers equal those of sisock_core.summaries' numpy path.\n"
-"With packed, a list of each field's payload as sisock_core.summaries.pack lays it\n"
-"out before compressing it follows per_field.");
+"With packed, a list of each field's row as sisock_core.summaries.pack_many lays it\n"
+"out before compressing it (compressed=False) follows per_field.");
 
 static PyObject *summarize_blocks(PyObject *self, PyObject *args)
 {

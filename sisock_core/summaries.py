@@ -95,13 +95,13 @@ class Buckets:
 @attrs.define(eq=False)  # not frozen: one is made per field of a scanned file, and frozen inits cost more
 class PackedBuckets:
     """Summaries of one field at one tier as the compiled scan hands them over: the
-    stored form already laid out (:func:`pack`'s byte planes, not yet compressed) and the
-    columns in the kernel's buffers, so that a row is written, and rolled up, without
-    building numpy columns one field at a time (:attr:`buckets` builds them when asked;
+    stored row already laid out (:func:`pack_many` without ``compressed``) and the columns
+    in the kernel's buffers, so that a row is written, and rolled up, without building
+    numpy columns one field at a time (:attr:`buckets` builds them when asked;
     :func:`concat_packed` joins many)."""
 
     width: float  #: the tier
-    payload: bytes
+    laid_out: bytes  #: the row before compression (:func:`unpack_row` reads it)
     shared: bytearray  #: k, n (int64), t_first, t_last of the field's timeline, m values each
     columns: bytearray  #: count (int64), t_min, t_max, first, last, vmin, vmax, vsum, m values each
     m: int  #: buckets
@@ -124,11 +124,7 @@ class PackedBuckets:
 
     def blob(self) -> bytes:
         """The stored row: what :func:`pack` gives for the same buckets."""
-        return _HEADER.pack(self.k0, self.m) + compress(self.payload)
-
-    def row(self) -> bytes:
-        """The row as laid out before compressing (:func:`pack_many` without ``compressed``)."""
-        return _HEADER.pack(self.k0, self.m) + self.payload
+        return self.laid_out[:_HEADER.size] + compress(self.laid_out[_HEADER.size:])
 
 
 def concat_packed(parts: Sequence[PackedBuckets]) -> "Buckets":
@@ -322,14 +318,14 @@ def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Seq
     got = _buckets.summarize_blocks(float(width), float(second), list(times), [list(f) for f in fields], packed)
     if got is None:
         return None
-    m, shared, per_field, *payloads, kinds = got
+    m, shared, per_field, *rows, kinds = got
     if m == 0:
         return {name: (kind, Buckets.empty()) for name, kind in zip(names, kinds)}
     if packed:  # the columns are built only if asked for (PackedBuckets.buckets)
         k0, k1 = _SPAN_K.unpack_from(shared, 0)[0], _SPAN_K.unpack_from(shared, 8 * (m - 1))[0]
         t_first, t_last = _SPAN_T.unpack_from(shared, 16 * m)[0], _SPAN_T.unpack_from(shared, 32 * m - 8)[0]
-        return {name: (kind, PackedBuckets(width, payload, shared, columns, m, k0, k1, t_first, t_last))
-                for name, kind, payload, columns in zip(names, kinds, payloads[0], per_field)}
+        return {name: (kind, PackedBuckets(width, row, shared, columns, m, k0, k1, t_first, t_last))
+                for name, kind, row, columns in zip(names, kinds, rows[0], per_field)}
     head = np.frombuffer(shared, dtype=np.float64).reshape(4, m)
     k, n = head[0].view(np.int64), head[1].view(np.int64)
     t_first, t_last = head[2], head[3]

@@ -445,12 +445,9 @@ class SummaryWriter:
         held = self._held(cur, source, seg)
         if held:
             cur.execute(self.sql("DELETE FROM sisock_sum_parts WHERE source = ? AND seg = ?"), (group, seg))
-        spans: dict[tuple[float, float, float, float], list[int]] = {}
         for sid in new:
             if merge and sid in held:
                 new[sid] = S.merge([held[sid], S.as_buckets(new[sid])])
-            if len(new[sid]):
-                self._add_span(spans, sid, new[sid])
         series = {sid: b for sid, b in held.items() if sid not in new}  # kept as they were
         series.update((sid, b) for sid, b in new.items() if len(b))
         if not series:
@@ -458,6 +455,7 @@ class SummaryWriter:
             return
         plain = [b for b in series.values() if not isinstance(b, S.PackedBuckets)]
         laid_out = iter(S.pack_many(plain, S.BASE_TIER, compressed=False) if plain else ())
+        spans: dict[tuple[float, float, float, float], list[int]] = {}  # of the series written
         chunks: list[bytes] = []  # compressed
         rows: list[bytes] = []  # of the chunk being filled
         parts: list[list] = []
@@ -466,12 +464,15 @@ class SummaryWriter:
             if isinstance(b, S.PackedBuckets):
                 if b.width != S.BASE_TIER:
                     raise ValueError(f"buckets of tier {b.width} s written as tier {S.BASE_TIER} s")
-                row = b.row()
+                row = b.laid_out
             else:
                 row = next(laid_out)
-            _, _, k0, k1 = S.span_of(b)
+            t0, t1, k0, k1 = S.span_of(b)
+            d0, d1 = k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER
+            if sid in new:
+                spans.setdefault((t0, t1, d0, d1), []).append(sid)
             rows.append(row)
-            parts.append([group, seg, sid, k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER, len(b), at, 0, at_raw])
+            parts.append([group, seg, sid, d0, d1, len(b), at, 0, at_raw])
             at_raw += len(row)
             if at_raw >= CHUNK_BYTES:
                 at = self._end_chunk(chunks, rows, parts, at)
