@@ -225,17 +225,25 @@ def test_query_in_flight_when_the_router_dies_is_answered(site):
     finally:
         slow.kill()
         slow.wait(10)
+    # the site whole again before anything is checked: a failed check leaves the next test a site
+    wait_until(lambda: _good(site) and _whole(site), timeout=RECOVERY_BOUND,
+               what="queries and the hub to work after the second restart")
     r = out["reply"]
     assert r.status == 200, (r.status, r.raw[:300])
     slow_series, apex = r.json
     assert slow_series["datapoints"] == []
     assert "lost the connection to the router" in slow_series["meta"]["notices"][0]["text"]
-    assert len(apex["datapoints"]) == 14 * 24  # answered before the router died
-    wait_until(lambda: _good(site) and _whole(site), timeout=RECOVERY_BOUND,
-               what="queries and the hub to work after the second restart")
+    # apex's part was answered before the kill, or was still on its way (the kill follows the
+    # slow node's call at once, nothing orders it after apex's answer): its data or its notice
+    apex_in_time = len(apex["datapoints"]) == 14 * 24
+    if not apex_in_time:
+        notice = apex["meta"]["notices"][0]["text"]
+        assert "lost the connection to the router" in notice or "not connected to the router" in notice, apex
     assert "error answering" not in site.proc.log_text()
+    other = "answered before the kill" if apex_in_time else "in flight too: a notice"
     record("query in flight at router kill", f"answered {answered:.2f} s after the kill with a per-target "
-                                             "notice (before: held until the client gave up, then a 500)")
+                                             "notice (before: held until the client gave up, then a 500); "
+                                             f"the other target {other}")
 
 
 def _next_line(proc, timeout: float) -> str:
