@@ -115,7 +115,8 @@ class PackedBuckets:
 
     @property
     def nbytes(self) -> int:
-        return len(self.columns)  # the shared columns are the timeline's
+        """Bytes held (the timeline's shared columns counted with each of its fields)."""
+        return len(self.laid_out) + len(self.columns) + len(self.shared)
 
     @property
     def buckets(self) -> "Buckets":
@@ -302,6 +303,10 @@ def _reduce_shared(t: np.ndarray, v: np.ndarray, k: np.ndarray, t_starts: np.nda
     )
 
 
+_SPAN_K = struct.Struct("<q")  #: a bucket number in the kernel's shared columns
+_SPAN_T = struct.Struct("<d")  #: and a time
+
+
 def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Sequence], width: float,
                      second: float, packed: bool = False) -> dict[str, tuple[str, "Buckets | PackedBuckets"]] | None:
     """:func:`summarize_many` of samples still in their blocks, decoded and reduced in one
@@ -335,10 +340,6 @@ def summarize_blocks(times: Sequence, names: Sequence[str], fields: Sequence[Seq
         out[name] = (kind, Buckets(k, n, c[0].view(np.int64), t_first, t_last, c[1], c[2], c[3], c[4], c[5], c[6],
                                    c[7]))
     return out
-
-
-_SPAN_K = struct.Struct("<q")
-_SPAN_T = struct.Struct("<d")
 
 
 def _bucket_bounds(kf: np.ndarray, breaks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -352,7 +352,7 @@ class SummaryWriter:
             self._put_group(cur, source, items, seg=seg, merge=merge)
             return
         todo: list = []
-        spans: dict[tuple[float, float, float, float], list[int]] = {}
+        spans: list[tuple[int, float, float, float, float]] = []
         for sid, b in items:
             if merge:
                 b = S.as_buckets(b)
@@ -367,21 +367,21 @@ class SummaryWriter:
             if len(b) == 0:
                 continue
             todo.append((sid, source, seg, b))
-            self._add_span(spans, sid, b)
+            spans.append(self._span(sid, b))
         if not todo:
             return
         self._write_rows(cur, self._rows(0, todo))
         self._update_spans(cur, spans)
 
     @staticmethod
-    def _add_span(spans: dict, sid: int, b: S.Buckets | S.PackedBuckets) -> None:
+    def _span(sid: int, b: S.Buckets | S.PackedBuckets) -> tuple[int, float, float, float, float]:
+        """``(sid, first sample's time, last's, first bucket's start, last bucket's end)``."""
         t0, t1, k0, k1 = S.span_of(b)
-        spans.setdefault((t0, t1, k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER), []).append(sid)
+        return sid, t0, t1, k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER
 
-    def _update_spans(self, cur: Any, spans: dict[tuple[float, float, float, float], list[int]]) -> None:
-        """Widen the series' time spans and dirty ranges, in one statement per 100 series
-        (the new spans joined as a table of values)."""
-        rows = [(sid, *span) for span, sids in spans.items() for sid in sids]
+    def _update_spans(self, cur: Any, rows: Sequence[tuple[int, float, float, float, float]]) -> None:
+        """Widen the series' time spans and dirty ranges (rows of :meth:`_span`), in one
+        statement per 100 series (the new spans joined as a table of values)."""
         lo, hi = self._mm()
         for i in range(0, len(rows), 100):  # 5 variables a row: under any SQLite's limit
             part = rows[i:i + 100]
@@ -455,7 +455,7 @@ class SummaryWriter:
             return
         plain = [b for b in series.values() if not isinstance(b, S.PackedBuckets)]
         laid_out = iter(S.pack_many(plain, S.BASE_TIER, compressed=False) if plain else ())
-        spans: dict[tuple[float, float, float, float], list[int]] = {}  # of the series written
+        spans: list[tuple[int, float, float, float, float]] = []  # of the series written
         chunks: list[bytes] = []  # compressed
         rows: list[bytes] = []  # of the chunk being filled
         parts: list[list] = []
@@ -467,12 +467,11 @@ class SummaryWriter:
                 row = b.laid_out
             else:
                 row = next(laid_out)
-            t0, t1, k0, k1 = S.span_of(b)
-            d0, d1 = k0 * S.BASE_TIER, (k1 + 1) * S.BASE_TIER
+            span = self._span(sid, b)
             if sid in new:
-                spans.setdefault((t0, t1, d0, d1), []).append(sid)
+                spans.append(span)
             rows.append(row)
-            parts.append([group, seg, sid, d0, d1, len(b), at, 0, at_raw])
+            parts.append([group, seg, sid, span[3], span[4], len(b), at, 0, at_raw])
             at_raw += len(row)
             if at_raw >= CHUNK_BYTES:
                 at = self._end_chunk(chunks, rows, parts, at)

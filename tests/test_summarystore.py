@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import struct
 
+import attrs
 import numpy as np
 import pytest
 
@@ -335,7 +336,7 @@ def test_a_file_s_series_live_in_one_group_rows_of_old_stores_are_read_and_folde
         sid = {n: w.series_id(cur, n, "tl", "f") for n in y}
         # "a" as an old store holds it: a row of its own in sisock_sum_rows
         w._write_rows(cur, w._rows(0, [(sid["a"], "file1", 0, S.summarize(t[head], y["a"][head]))]))
-        w._update_spans(cur, {(float(t[head][0]), float(t[head][-1]), start, end): [sid["a"]]})
+        w._update_spans(cur, [(sid["a"], float(t[head][0]), float(t[head][-1]), start, end)])
         w.put_bases(cur, "file1", [(sid[n], S.summarize(t[head], y[n][head])) for n in ("b", "c")])
     first = base_read(reader, ["a", "b", "c"], start, end)
     for n in y:
@@ -352,7 +353,7 @@ def test_a_file_s_series_live_in_one_group_rows_of_old_stores_are_read_and_folde
     for n in ("a", "b"):
         merged = grown[n]
         np.testing.assert_allclose(merged.vsum, whole[n].vsum, rtol=1e-12)  # summed in two pieces
-        assert_buckets_equal(attrs_evolve(merged, vsum=whole[n].vsum), whole[n])
+        assert_buckets_equal(attrs.evolve(merged, vsum=whole[n].vsum), whole[n])
     assert_buckets_equal(grown["c"], S.summarize(t[head], y["c"][head]))  # kept as it was
     with writer_store.cursor(write=True) as cur:
         w.drop_source(cur, "file1")
@@ -365,30 +366,34 @@ def test_a_file_s_series_live_in_one_group_rows_of_old_stores_are_read_and_folde
     reader.close()
 
 
-def attrs_evolve(b, **changes):
-    import attrs
+#: Whole 60 s buckets around the hour of samples from T0 that the next tests write.
+HOUR = (np.floor(T0 / 60) * 60, np.floor(T0 / 60) * 60 + 3660)
 
-    return attrs.evolve(b, **changes)
+
+def one_series(tmp_path):
+    """A writer and a reader (two connections) of a store holding series "a", one file
+    of an hour at 1 Hz; and that series' id and times."""
+    url = f"sqlite:///{tmp_path}/s.sqlite"
+    t = T0 + np.arange(0, 3600, 1.0)
+    store, reader = SummaryStore(url), SummaryStore(url)
+    with store.cursor(write=True) as cur:
+        sid = store.writer.series_id(cur, "a", "tl", "f")
+        store.writer.put_bases(cur, "file1", [(sid, S.summarize(t, np.sin(t)))])
+    return store, reader, sid, t
 
 
 def test_a_reader_holding_a_series_reads_it_again_only_when_its_group_changed(tmp_path):
     """Warm reads take a series' buckets by the group's version, without its blob; a group
     rewritten since is read again."""
-    url = f"sqlite:///{tmp_path}/s.sqlite"
-    t = T0 + np.arange(0, 3600, 1.0)
-    span = (np.floor(T0 / 60) * 60, np.floor(T0 / 60) * 60 + 3660)
-    store, reader = SummaryStore(url), SummaryStore(url)
-    with store.cursor(write=True) as cur:
-        sid = store.writer.series_id(cur, "a", "tl", "f")
-        store.writer.put_bases(cur, "file1", [(sid, S.summarize(t, np.sin(t)))])
+    store, reader, sid, t = one_series(tmp_path)
     fetched = []
     real = reader._group_blobs
     reader._group_blobs = lambda cur, keys: fetched.append(sorted(keys)) or real(cur, keys)
-    first = base_read(reader, ["a"], *span)["a"]
-    assert np.array_equal(base_read(reader, ["a"], *span)["a"].first, first.first) and len(fetched) == 1
+    first = base_read(reader, ["a"], *HOUR)["a"]
+    assert np.array_equal(base_read(reader, ["a"], *HOUR)["a"].first, first.first) and len(fetched) == 1
     with store.cursor(write=True) as cur:
         store.writer.put_bases(cur, "file1", [(sid, S.summarize(t, np.cos(t)))])
-    again = base_read(reader, ["a"], *span)["a"]
+    again = base_read(reader, ["a"], *HOUR)["a"]
     assert len(fetched) == 2 and np.array_equal(again.first, S.summarize(t, np.cos(t)).first)
     store.close()
     reader.close()
@@ -413,19 +418,18 @@ def test_a_group_of_many_series_is_compressed_in_chunks_and_each_series_read_bac
         cur.execute("SELECT COUNT(DISTINCT at_byte), MAX(at_raw) FROM sisock_sum_parts")
         chunks, last = cur.fetchone()
     assert chunks >= 3 and last < CHUNK_BYTES
-    span = (np.floor(T0 / 60) * 60, np.floor(T0 / 60) * 60 + 3660)
     reader = SummaryStore(url)
-    got = base_read(reader, names, *span)
+    got = base_read(reader, names, *HOUR)
     for n in names:
         assert_buckets_equal(got[n], S.summarize(t, y[n]))
     assert reader.rollup() == len(names)  # from the chunks (no memo in this process)
     info = reader.series(names)
-    coarse = reader.read([info[n] for n in names], 1, span[0] // 600 * 600, span[1] // 600 * 600 + 600)
+    coarse = reader.read([info[n] for n in names], 1, HOUR[0] // 600 * 600, HOUR[1] // 600 * 600 + 600)
     for n in names:
         assert_buckets_equal(coarse[info[n].id], S.rollup(S.summarize(t, y[n]), 60.0, 600.0))
     with store.cursor(write=True) as cur:  # merged: every series read back from its chunk
         store.writer.put_bases(cur, "file1", [(sid["f00"], S.summarize(t[:0], y["f00"][:0]))], merge=True)
-    got = base_read(reader, names, *span)
+    got = base_read(reader, names, *HOUR)
     for n in names:
         assert_buckets_equal(got[n], S.summarize(t, y[n]))
     store.close()
@@ -438,13 +442,7 @@ def test_a_group_rewritten_between_a_reader_s_two_queries_is_read_again(tmp_path
     the other blob."""
     from .test_summaries import assert_buckets_equal
 
-    url = f"sqlite:///{tmp_path}/s.sqlite"
-    t = T0 + np.arange(0, 3600, 1.0)
-    span = (np.floor(T0 / 60) * 60, np.floor(T0 / 60) * 60 + 3660)
-    store, reader = SummaryStore(url), SummaryStore(url)
-    with store.cursor(write=True) as cur:
-        sid = store.writer.series_id(cur, "a", "tl", "f")
-        store.writer.put_bases(cur, "file1", [(sid, S.summarize(t, np.sin(t)))])
+    store, reader, sid, t = one_series(tmp_path)
     real, calls = reader._group_blobs, []
 
     def rewritten_once(cur, keys):
@@ -455,7 +453,7 @@ def test_a_group_rewritten_between_a_reader_s_two_queries_is_read_again(tmp_path
         return real(cur, keys)
 
     reader._group_blobs = rewritten_once
-    got = base_read(reader, ["a"], *span)["a"]
+    got = base_read(reader, ["a"], *HOUR)["a"]
     assert len(calls) == 2
     assert_buckets_equal(got, S.summarize(t[:1800], np.cos(t[:1800])))
     store.close()
